@@ -1,0 +1,57 @@
+# veer: `make demo` serves the demo page, `make test` runs every test. Both start from a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+VEER := $(TARGET_DIR)/release/veer
+WASM := --target wasm32-unknown-unknown --no-default-features
+PORT ?= 8080
+TEST_PORT ?= 8787
+
+# Browser tests: Debian's chromedriver, the flags in ./webdriver.json, generous time for WebGPU on CPU.
+export CHROMEDRIVER ?= /usr/bin/chromedriver
+export WASM_BINDGEN_TEST_TIMEOUT ?= 300
+
+.PHONY: setup veer assets pkg demo serve test test-native test-browser clean
+
+setup:
+	@scripts/setup.sh
+
+veer:
+	@echo "==> building the native veer CLI (release)"
+	cargo build --release --bin veer
+
+assets: setup veer
+	@scripts/assets.sh $(VEER)
+
+# wasm build -> pkg/ (ES module for `--target web`), optimised with npm binaryen's wasm-opt.
+pkg: setup
+	@echo "==> building the wasm module (release)"
+	cargo build --release $(WASM) --lib
+	wasm-bindgen --target web --out-dir pkg $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm
+	@echo "==> wasm-opt -Oz"
+	node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	  --enable-mutable-globals --enable-reference-types --enable-multivalue pkg/veer_bg.wasm -o pkg/veer_bg.wasm
+	@ls -l pkg/veer_bg.wasm
+	@ln -sfn ../pkg www/pkg
+
+demo: assets pkg serve
+
+serve:
+	@python3 scripts/serve.py www $(PORT)
+
+test: assets test-native test-browser
+
+test-native:
+	@echo "==> native tests"
+	cargo test --release
+
+# The tests fetch model files from www/ over HTTP, as a page would.
+test-browser: setup
+	@echo "==> browser tests (headless Chromium, WebGPU)"
+	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
+	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
+
+clean:
+	rm -rf pkg www/pkg www/models

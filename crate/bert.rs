@@ -1,0 +1,322 @@
+//! BERT-family encoders (HF `BertModel`, `DistilBertModel`) and their sequence-classification heads.
+//!
+//! One encoder serves both architectures: they differ only in weight names, token-type embeddings and
+//! the head, which a name table and `Head` capture. Post-LayerNorm blocks, absolute positions.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::nn::{LayerNorm, Linear};
+use crate::weights::Loader;
+
+// --- config ------------------------------------------------------------------------------------------
+
+/// `config.json` of a BERT or DistilBERT checkpoint (DistilBERT's own field names as aliases).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub model_type: String,
+    pub vocab_size: usize,
+    #[serde(alias = "dim")]
+    pub hidden_size: usize,
+    #[serde(alias = "n_layers")]
+    pub num_hidden_layers: usize,
+    #[serde(alias = "n_heads")]
+    pub num_attention_heads: usize,
+    #[serde(alias = "hidden_dim")]
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act", alias = "activation")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub id2label: BTreeMap<String, String>,
+    #[serde(default)]
+    pub problem_type: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+impl Config {
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
+        if bytes.first() == Some(&b'<') {
+            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not config.json"));
+        }
+        let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not a BERT/DistilBERT config: {e}")))?;
+        if c.model_type != "bert" && c.model_type != "distilbert" {
+            return Err(Error::config("model_type", format!("`{}`: the encoder runtime loads `bert` and `distilbert`", c.model_type)));
+        }
+        if c.hidden_act != "gelu" {
+            return Err(Error::config("hidden_act", format!("`{}`: only exact `gelu` is supported", c.hidden_act)));
+        }
+        if let Some(p) = c.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
+            return Err(Error::config("position_embedding_type", format!("`{p}`: only `absolute` is supported")));
+        }
+        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+            return Err(Error::config("num_attention_heads", format!("{} does not divide hidden_size {}", c.num_attention_heads, c.hidden_size)));
+        }
+        Ok(c)
+    }
+
+    fn is_distilbert(&self) -> bool {
+        self.model_type == "distilbert"
+    }
+
+    /// Labels in id order, from `id2label` (`LABEL_i` where absent).
+    pub fn labels(&self, n: usize) -> Vec<String> {
+        (0..n).map(|i| self.id2label.get(&i.to_string()).cloned().unwrap_or_else(|| format!("LABEL_{i}"))).collect()
+    }
+}
+
+// --- blocks ------------------------------------------------------------------------------------------
+
+/// HF weight names, per architecture, relative to the base-model prefix.
+struct Names {
+    prefixes: &'static [&'static str],
+    layer: &'static str,
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    attn_norm: &'static str,
+    ffn_in: &'static str,
+    ffn_out: &'static str,
+    out_norm: &'static str,
+}
+
+const BERT: Names = Names {
+    prefixes: &["", "bert.", "model."],
+    layer: "encoder.layer",
+    q: "attention.self.query",
+    k: "attention.self.key",
+    v: "attention.self.value",
+    o: "attention.output.dense",
+    attn_norm: "attention.output.LayerNorm",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    out_norm: "output.LayerNorm",
+};
+
+const DISTILBERT: Names = Names {
+    prefixes: &["", "distilbert."],
+    layer: "transformer.layer",
+    q: "attention.q_lin",
+    k: "attention.k_lin",
+    v: "attention.v_lin",
+    o: "attention.out_lin",
+    attn_norm: "sa_layer_norm",
+    ffn_in: "ffn.lin1",
+    ffn_out: "ffn.lin2",
+    out_norm: "output_layer_norm",
+};
+
+/// Mirrors HF `BertLayer` / DistilBERT `TransformerBlock`.
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    attn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    out_norm: LayerNorm,
+}
+
+impl Layer {
+    fn load(w: &Loader, n: &Names, i: usize, c: &Config) -> Self {
+        let p = |part: &str| format!("{}.{i}.{part}", n.layer);
+        let (h, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
+        Layer {
+            q: Linear::load(w, &p(n.q), h, h, true),
+            k: Linear::load(w, &p(n.k), h, h, true),
+            v: Linear::load(w, &p(n.v), h, h, true),
+            o: Linear::load(w, &p(n.o), h, h, true),
+            attn_norm: LayerNorm::load(w, &p(n.attn_norm), h, eps),
+            ffn_in: Linear::load(w, &p(n.ffn_in), h, f, true),
+            ffn_out: Linear::load(w, &p(n.ffn_out), f, h, true),
+            out_norm: LayerNorm::load(w, &p(n.out_norm), h, eps),
+        }
+    }
+
+    /// x: [batch, seq, hidden]; mask_bias: [batch, 1, 1, seq] (0 for real tokens, very negative for pads)
+    fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>, heads: usize) -> Tensor<3> {
+        let [b, s, h] = x.dims();
+        let dh = h / heads;
+        let split = |t: Tensor<3>| t.reshape([b, s, heads, dh]).swap_dims(1, 2); // [b, heads, s, dh]
+        let q = split(self.q.forward3(x.clone()));
+        let k = split(self.k.forward3(x.clone()));
+        let v = split(self.v.forward3(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + mask_bias; // [b, heads, s, s]
+        let ctx = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, h]); // [b, s, h]
+        let a = self.attn_norm.forward(x + self.o.forward3(ctx));
+        let f = self.ffn_out.forward3(gelu(self.ffn_in.forward3(a.clone())));
+        self.out_norm.forward(a + f)
+    }
+}
+
+/// The classification head on top of the [CLS] hidden state.
+enum Head {
+    /// BertForSequenceClassification: tanh(pooler) → classifier.
+    Bert { pooler: Linear, classifier: Linear },
+    /// DistilBertForSequenceClassification: relu(pre_classifier) → classifier.
+    DistilBert { pre_classifier: Linear, classifier: Linear },
+}
+
+// --- model -------------------------------------------------------------------------------------------
+
+pub struct Bert {
+    pub config: Config,
+    word: Tensor<2>,              // [vocab, hidden]
+    position: Tensor<2>,          // [max_positions, hidden]
+    token_type: Option<Tensor<2>>, // [type_vocab, hidden]; DistilBERT has none
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+    head: Option<Head>,
+    pub labels: Vec<String>,
+    device: Device,
+}
+
+impl Bert {
+    /// Build from config.json and model.safetensors bytes. Every expected tensor is checked for presence
+    /// and shape; the error lists all that are missing or mismatched.
+    pub fn load(config: Config, weights: &[u8], device: &Device) -> Result<Self> {
+        let names = if config.is_distilbert() { &DISTILBERT } else { &BERT };
+        let mut w = Loader::new(weights, "model.safetensors", device)?;
+        w.detect_prefix(names.prefixes, "embeddings.word_embeddings.weight")?;
+        let (h, c) = (config.hidden_size, &config);
+        let word = w.tensor("embeddings.word_embeddings.weight", [c.vocab_size, h]);
+        let position = w.tensor("embeddings.position_embeddings.weight", [c.max_position_embeddings, h]);
+        let token_type = (!c.is_distilbert() && c.type_vocab_size > 0).then(|| w.tensor("embeddings.token_type_embeddings.weight", [c.type_vocab_size, h]));
+        let emb_norm = LayerNorm::load(&w, "embeddings.LayerNorm", h, c.layer_norm_eps);
+        let layers = (0..c.num_hidden_layers).map(|i| Layer::load(&w, names, i, c)).collect();
+
+        let mut labels = Vec::new();
+        let head = if let Some(shape) = w.shape("/classifier.weight") {
+            let n_labels = shape[0];
+            if !c.id2label.is_empty() && c.id2label.len() != n_labels {
+                return Err(Error::config("id2label", format!("{} labels, but classifier.weight has {n_labels} rows", c.id2label.len())));
+            }
+            labels = c.labels(n_labels);
+            let classifier = Linear::load(&w, "/classifier", h, n_labels, true);
+            Some(if c.is_distilbert() {
+                Head::DistilBert { pre_classifier: Linear::load(&w, "/pre_classifier", h, h, true), classifier }
+            } else {
+                Head::Bert { pooler: Linear::load(&w, "pooler.dense", h, h, true), classifier }
+            })
+        } else {
+            if c.architectures.iter().any(|a| a.ends_with("ForSequenceClassification")) {
+                return Err(Error::tensor("classifier.weight", format!("missing, but config.json says {:?}", c.architectures)));
+            }
+            None
+        };
+        w.finish()?;
+        Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() })
+    }
+
+    pub fn has_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// Last hidden state. ids, mask: [batch, seq] row-major (mask 1 = real token, 0 = pad).
+    pub fn forward(&self, ids: &[u32], mask: &[u32], batch: usize) -> Result<Tensor<3>> {
+        let seq = ids.len() / batch.max(1);
+        if batch == 0 || seq == 0 || ids.len() != batch * seq || mask.len() != ids.len() {
+            return Err(Error::Invalid(format!("{} ids and {} mask values do not form a [{batch}, seq] batch", ids.len(), mask.len())));
+        }
+        let c = &self.config;
+        if seq > c.max_position_embeddings {
+            return Err(Error::Invalid(format!("sequence of {seq} tokens exceeds max_position_embeddings {}", c.max_position_embeddings)));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary ({} ids)", c.vocab_size)));
+        }
+        let h = c.hidden_size;
+        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [batch * seq]), &self.device);
+        let mut x = self.word.clone().select(0, ids_t).reshape([batch, seq, h]); // [b, s, h]
+        x = x + self.position.clone().slice([0..seq, 0..h]).unsqueeze::<3>();
+        if let Some(tt) = &self.token_type {
+            // Single-segment inputs: token type 0 everywhere.
+            x = x + tt.clone().slice([0..1, 0..h]).unsqueeze::<3>();
+        }
+        x = self.emb_norm.forward(x);
+
+        let pad = Tensor::<2, Int>::from_data(TensorData::new(mask.iter().map(|&m| m as i32).collect::<Vec<_>>(), [batch, seq]), &self.device)
+            .equal_elem(0); // [b, s] true at pads
+        let mask_bias = Tensor::<2>::zeros([batch, seq], &self.device).mask_fill(pad, -1e9).reshape([batch, 1, 1, seq]);
+        for layer in &self.layers {
+            x = layer.forward(x, mask_bias.clone(), c.num_attention_heads);
+        }
+        Ok(x)
+    }
+
+    /// Classification logits from the last hidden state: [batch, seq, hidden] → [batch, labels].
+    pub fn logits(&self, hidden: Tensor<3>) -> Result<Tensor<2>> {
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]); // [b, h]
+        match &self.head {
+            Some(Head::Bert { pooler, classifier }) => Ok(classifier.forward2(tanh(pooler.forward2(cls)))),
+            Some(Head::DistilBert { pre_classifier, classifier }) => Ok(classifier.forward2(relu(pre_classifier.forward2(cls)))),
+            None => Err(Error::Invalid("this model has no classification head (no `classifier.weight`); use embed()".into())),
+        }
+    }
+
+    /// Whether scores are independent sigmoids (`problem_type: multi_label_classification`).
+    pub fn multi_label(&self) -> bool {
+        self.config.problem_type.as_deref() == Some("multi_label_classification")
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// Pooling of the last hidden state into one vector per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over real (unmasked) tokens: the sentence-transformers default.
+    Mean,
+    /// The hidden state at position 0 ([CLS]).
+    Cls,
+}
+
+/// [batch, seq, hidden] → [batch, hidden]; `normalize` divides each row by its L2 norm.
+pub fn pool(hidden: Tensor<3>, mask: &[u32], pooling: Pooling, normalize: bool) -> Tensor<2> {
+    let [b, s, h] = hidden.dims();
+    let device = hidden.device();
+    let pooled = match pooling {
+        Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+        Pooling::Mean => {
+            let m = Tensor::<2>::from_data(TensorData::new(mask.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b, s]), &device)
+                .reshape([b, s, 1]); // [b, s, 1]
+            let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]); // [b, h]
+            let count = m.sum_dim(1).reshape([b, 1]).clamp_min(1.0); // [b, 1]
+            summed / count
+        }
+    };
+    if normalize {
+        let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12); // [b, 1]
+        pooled / norm
+    } else {
+        pooled
+    }
+}
+
+/// Scores from logits: softmax for single-label, sigmoid for multi-label.
+pub fn scores(logits: Tensor<2>, multi_label: bool) -> Tensor<2> {
+    if multi_label { burn::tensor::activation::sigmoid(logits) } else { softmax(logits, 1) }
+}

@@ -1,0 +1,56 @@
+//! The one error type of veer. Every message names the file, tensor or field at fault and what was
+//! expected, because in the browser this text is all a page author gets.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A file that could not be read or parsed (`file` names it as the user gave it).
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+
+    /// A tensor missing from, or of the wrong shape/dtype in, a weights file.
+    #[error("tensor `{tensor}`: {message}")]
+    Tensor { tensor: String, message: String },
+
+    /// A config field that is absent, out of range or names something veer does not support.
+    #[error("config `{field}`: {message}")]
+    Config { field: String, message: String },
+
+    /// The tokenizer rejected a text or could not be built.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// The compute device failed (WebGPU adapter missing, device lost, readback failed).
+    #[error("device: {0}")]
+    Device(String),
+
+    /// A caller passed an argument the operation cannot use.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn file(file: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::File { file: file.into(), message: message.to_string() }
+    }
+    pub fn tensor(tensor: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Tensor { tensor: tensor.into(), message: message.to_string() }
+    }
+    pub fn config(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Config { field: field.into(), message: message.to_string() }
+    }
+    /// Short stable code for JS (`err.code`), so pages can branch without parsing messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::File { .. } => "E_FILE",
+            Error::Tensor { .. } => "E_TENSOR",
+            Error::Config { .. } => "E_CONFIG",
+            Error::Tokenizer(_) => "E_TOKENIZER",
+            Error::Device(_) => "E_DEVICE",
+            Error::Invalid(_) => "E_INVALID",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

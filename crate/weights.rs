@@ -1,0 +1,124 @@
+//! The one loader: safetensors bytes → f32 tensors on a device, with every problem reported at once.
+//!
+//! Models ask for tensors by HF name and expected shape. A missing or mis-shaped tensor does not stop
+//! loading at the first one; the loader records it, and `finish` returns one error that lists them all,
+//! so a user fixing a checkpoint sees every problem in a single message.
+
+use std::cell::RefCell;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+pub struct Loader<'a> {
+    st: SafeTensors<'a>,
+    file: String,
+    prefix: String,
+    device: Device,
+    problems: RefCell<Vec<String>>,
+}
+
+impl<'a> Loader<'a> {
+    /// Parse a safetensors file held in memory (`file` names it in errors).
+    pub fn new(bytes: &'a [u8], file: &str, device: &Device) -> Result<Self> {
+        if bytes.first() == Some(&b'<') {
+            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not safetensors"));
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(file, format!("not a valid safetensors file: {e}")))?;
+        Ok(Loader { st, file: file.to_string(), prefix: String::new(), device: device.clone(), problems: RefCell::default() })
+    }
+
+    /// Use the first of `prefixes` under which `probe` exists (HF heads wrap the base model in `bert.`,
+    /// `distilbert.` …). Decided once from the names, so later errors name the real missing key.
+    pub fn detect_prefix(&mut self, prefixes: &[&str], probe: &str) -> Result<()> {
+        let names = self.st.names();
+        match prefixes.iter().find(|p| names.iter().any(|n| **n == format!("{p}{probe}"))) {
+            Some(p) => {
+                self.prefix = p.to_string();
+                Ok(())
+            }
+            None => Err(Error::tensor(
+                probe,
+                format!("not found in {} under any of the prefixes {prefixes:?}; is this the right model type?", self.file),
+            )),
+        }
+    }
+
+    /// The stored shape of `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.st.tensor(&self.full(name)).ok().map(|v| v.shape().to_vec())
+    }
+
+    /// `name` within the detected prefix; names starting with `/` are taken from the root instead
+    /// (heads such as `/classifier.weight` sit outside the base model).
+    fn full(&self, name: &str) -> String {
+        match name.strip_prefix('/') {
+            Some(root) => root.to_string(),
+            None => format!("{}{name}", self.prefix),
+        }
+    }
+
+    /// The tensor's values as f32 (F16/BF16 upcast), or `None` after recording what is wrong.
+    fn values(&self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        let full = self.full(name);
+        let view = match self.st.tensor(&full) {
+            Ok(v) => v,
+            Err(_) => {
+                self.problems.borrow_mut().push(format!("`{full}` is missing (expected shape {shape:?})"));
+                return None;
+            }
+        };
+        if view.shape() != shape {
+            self.problems.borrow_mut().push(format!("`{full}` has shape {:?}, expected {shape:?}", view.shape()));
+            return None;
+        }
+        let data = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => {
+                self.problems.borrow_mut().push(format!("`{full}` has dtype {other:?}; veer reads F32, F16 and BF16"));
+                return None;
+            }
+        };
+        Some(values)
+    }
+
+    /// A tensor of the given shape on the device. On a problem, records it and returns zeros so that
+    /// loading can go on to find the others; `finish` then fails.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        match self.values(name, &shape) {
+            Some(v) => Tensor::from_data(TensorData::new(v, shape), &self.device),
+            None => Tensor::zeros(shape, &self.device),
+        }
+    }
+
+    /// An HF `nn.Linear` weight stored [out, in], returned transposed as [in, out] so that forward is a
+    /// plain `x.matmul(w)`. Transposed once here, on the host, not on every call.
+    pub fn linear_t(&self, name: &str, out: usize, inp: usize) -> Tensor<2> {
+        match self.values(name, &[out, inp]) {
+            Some(v) => {
+                let mut t = vec![0.0f32; v.len()];
+                for (o, row) in v.chunks_exact(inp).enumerate() {
+                    for (i, &x) in row.iter().enumerate() {
+                        t[i * out + o] = x;
+                    }
+                }
+                Tensor::from_data(TensorData::new(t, [inp, out]), &self.device)
+            }
+            None => Tensor::zeros([inp, out], &self.device),
+        }
+    }
+
+    /// Fails with every recorded problem, or succeeds if there were none.
+    pub fn finish(self) -> Result<()> {
+        let problems = self.problems.into_inner();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::file(&self.file, format!("{} tensor problem(s): {}", problems.len(), problems.join("; "))))
+    }
+}

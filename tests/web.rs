@@ -1,0 +1,187 @@
+//! Browser tests: wasm-bindgen-test in headless Chromium with WebGPU (flags in webdriver.json).
+#![cfg(target_arch = "wasm32")]
+
+use veer::backend::{self, BackendKind};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SMOLLM_TOKENIZER: &[u8] = include_bytes!("fixtures/smollm2/tokenizer.json");
+const LLAMA_FIXTURE: &str = include_str!("fixtures/llama.json");
+
+#[wasm_bindgen_test]
+async fn webgpu_adapter_is_found_and_matches_cpu() {
+    let gpu = backend::gpu().await.expect("WebGPU adapter (is --enable-unsafe-webgpu in webdriver.json?)");
+    assert_eq!(gpu.kind, BackendKind::Gpu);
+    assert_eq!(gpu.kind.name(), "webgpu");
+    let diff = backend::self_check(&gpu).await.expect("matmul on WebGPU");
+    // Same matmul + softmax on both devices; f32 reassociation only.
+    assert!(diff <= 1e-5, "WebGPU vs CPU max |diff| = {diff}");
+}
+
+#[wasm_bindgen_test]
+async fn auto_picks_webgpu_and_runtime_reports_it() {
+    let rt = veer::wasm::Runtime::create("auto".into()).await.map_err(|_| "create").unwrap();
+    assert_eq!(rt.device(), "webgpu", "fallback: {:?}", rt.fallback_reason());
+    let cpu = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "create").unwrap();
+    assert_eq!(cpu.device(), "cpu");
+    assert_eq!(cpu.self_check().await.map_err(|_| "check").unwrap(), 0.0);
+}
+
+#[wasm_bindgen_test]
+fn tokenizer_from_bytes_encodes_like_the_reference() {
+    let tok = veer::wasm::Tokenizer::new(SMOLLM_TOKENIZER).map_err(|_| "load").unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+        let got = tok.encode(prompt, false).map_err(|_| "encode").unwrap();
+        assert_eq!(got, want, "prompt {prompt:?}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn bad_input_is_an_error_not_a_panic() {
+    assert!(veer::wasm::Tokenizer::new(b"<!DOCTYPE html><html>404</html>").is_err());
+    assert!(veer::wasm::Tokenizer::new(b"{\"truncated\":").is_err());
+    // The module still works after the errors.
+    assert!(veer::wasm::Tokenizer::new(SMOLLM_TOKENIZER).is_ok());
+}
+
+#[wasm_bindgen_test]
+async fn unknown_device_name_is_rejected_with_the_choices() {
+    let err = veer::wasm::Runtime::create("tpu".into()).await.err().expect("tpu is not a device");
+    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+    assert!(msg.starts_with("[E_INVALID]") && msg.contains("cpu"), "{msg}");
+}
+
+// --- encoder runtime in the browser: weights fetched from the local static server (`make test-browser`)
+
+mod common_heads {
+    include!("common/heads.rs");
+}
+use common_heads::{Arch, LABELS};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+const BERT_FIXTURE: &str = include_str!("fixtures/bert.json");
+
+fn models_url() -> &'static str {
+    option_env!("VEER_TEST_MODELS_URL").unwrap_or("http://127.0.0.1:8787/models/")
+}
+
+async fn fetch_bytes(path: &str) -> Vec<u8> {
+    let url = format!("{}{path}", models_url());
+    let window = web_sys::window().expect("tests run in a page");
+    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str(&url)).await.expect(&url).dyn_into().unwrap();
+    assert!(resp.ok(), "{url}: HTTP {} (is the model server running? `make test-browser` starts it)", resp.status());
+    let buf = JsFuture::from(resp.array_buffer().unwrap()).await.unwrap();
+    js_sys::Uint8Array::new(&buf).to_vec()
+}
+
+struct Minilm {
+    config: Vec<u8>,
+    weights: Vec<u8>,
+    tokenizer: Vec<u8>,
+}
+
+async fn minilm() -> Minilm {
+    Minilm {
+        config: fetch_bytes("all-minilm-l6-v2/config.json").await,
+        weights: fetch_bytes("all-minilm-l6-v2/model.safetensors").await,
+        tokenizer: fetch_bytes("all-minilm-l6-v2/tokenizer.json").await,
+    }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+fn options(max_length: usize) -> wasm_bindgen::JsValue {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"maxLength".into(), &(max_length as f64).into()).unwrap();
+    o.into()
+}
+
+async fn embeddings_match_reference(device: &str, tol: f32, min_cos: f64) {
+    let m = minilm().await;
+    let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+    let clf = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, options(256)).map_err(|_| "load").unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(BERT_FIXTURE).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
+    let ids = clf.tokenize(texts.clone()).map_err(|_| "tokenize").unwrap();
+    let got = clf.embed(texts).await.map_err(|_| "embed").unwrap();
+    for ((case, ids), emb) in cases.iter().zip(ids).zip(got) {
+        let want_ids: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+        assert_eq!(ids.to_vec(), want_ids);
+        let (emb, want) = (emb.to_vec(), floats(&case["mean_pooled_normalized"]));
+        let (cos, diff) = (cosine(&emb, &want), max_abs(&emb, &want));
+        web_sys::console::log_1(&format!("{device}: {} tokens: cosine {cos:.8}, max |Δ| {diff:.2e}", want_ids.len()).into());
+        assert!(cos >= min_cos && diff <= tol, "{device} {:?}: cosine {cos}, max |Δ| {diff}", case["text"]);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn minilm_embeddings_match_reference_on_cpu() {
+    embeddings_match_reference("cpu", 1e-4, 0.99999).await;
+}
+
+#[wasm_bindgen_test]
+async fn minilm_embeddings_match_reference_on_webgpu() {
+    embeddings_match_reference("webgpu", 1e-3, 0.9999).await;
+}
+
+#[wasm_bindgen_test]
+async fn classification_heads_give_hand_computed_scores_on_both_devices() {
+    let m = minilm().await;
+    let fixture: serde_json::Value = serde_json::from_str(BERT_FIXTURE).unwrap();
+    let cases = &fixture["cases"].as_array().unwrap()[..4];
+    let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
+    for device in ["cpu", "webgpu"] {
+        let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+        for (arch, multi) in [(Arch::Bert, false), (Arch::DistilBert, false), (Arch::Bert, true)] {
+            let s = common_heads::build(&m.config, &m.weights, arch, multi);
+            let clf = veer::wasm::Classifier::create(&rt, &s.config, &s.weights, &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED)
+                .map_err(|_| "load")
+                .unwrap();
+            assert_eq!(clf.labels(), LABELS);
+            let results = clf.classify(texts.clone()).await.map_err(|_| "classify").unwrap();
+            let results: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(results).unwrap();
+            let tol = if device == "cpu" { 1e-4 } else { 1e-3 };
+            for (case, r) in cases.iter().zip(&results) {
+                let want = s.expected(&floats(&case["cls_hidden_first16"]));
+                let got: Vec<f32> = LABELS.iter().map(|l| r["scores"][l].as_f64().unwrap() as f32).collect();
+                assert!(max_abs(&got, &want) <= tol, "{device} {arch:?} multi={multi}: {got:?} vs {want:?}");
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_weights_are_an_error_and_the_module_survives() {
+    let m = minilm().await;
+    let rt = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
+    let err = veer::wasm::Classifier::create(&rt, &m.config, b"<html>404</html>", &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED).err().unwrap();
+    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+    assert!(msg.contains("model.safetensors") && msg.contains("HTML"), "{msg}");
+    let bad_opts = js_sys::JSON::parse("{\"maxLenght\": 3}").unwrap();
+    assert!(veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, bad_opts).is_err());
+    let clf = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+    let err = clf.classify(vec!["x".into()]).await.err().unwrap();
+    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+    assert!(msg.contains("no classification head"), "{msg}");
+    assert_eq!(clf.embed(vec!["still works".into()]).await.map_err(|_| "embed").unwrap().len(), 1);
+}
