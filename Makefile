@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
-.PHONY: setup veer assets pkg demo serve test test-native test-browser clean
+.PHONY: setup veer assets pkg demo serve test test-native test-browser bench bench-browser clean
 
 setup:
 	@scripts/setup.sh
@@ -52,6 +52,14 @@ test-browser: setup
 	@echo "==> browser tests (headless Chromium, WebGPU)"
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
+
+# Throughput, printed not asserted: native CPU, then the browser (CPU backend and WebGPU, same session).
+bench: assets
+	$(VEER) bench --model www/models/all-minilm-l6-v2 --max-len 32 --device cpu
+
+bench-browser: setup assets
+	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
+	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench
 
 clean:
 	rm -rf pkg www/pkg www/models

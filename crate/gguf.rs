@@ -296,8 +296,9 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
     out
 }
 
-/// Undo llama.cpp's row permutation of Q/K projections (it interleaves the two RoPE halves per head):
-/// rows viewed as [heads, 2, out/heads/2] are reordered to [heads, out/heads/2, 2]. `w` is [out, cols].
+/// Undo llama.cpp's row permutation of Q/K projections. Its converter interleaves the two rotate-half
+/// halves of each head (HF rows [heads, 2, half] stored as [heads, half, 2]); the inverse views the GGUF
+/// rows as [heads, half, 2] and swaps the last two axes back. `w` is [out, cols].
 pub fn unpermute_rows(w: &[f32], out: usize, cols: usize, heads: usize) -> Result<Vec<f32>> {
     if heads == 0 || out % (heads * 2) != 0 || w.len() != out * cols {
         return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
@@ -307,8 +308,8 @@ pub fn unpermute_rows(w: &[f32], out: usize, cols: usize, heads: usize) -> Resul
     for h in 0..heads {
         for two in 0..2 {
             for i in 0..half {
-                let src = h * 2 * half + two * half + i; // row in [heads, 2, half]
-                let dst = h * 2 * half + i * 2 + two; // row in [heads, half, 2]
+                let dst = h * 2 * half + two * half + i; // HF row (h, two, i)
+                let src = h * 2 * half + i * 2 + two; // GGUF row (h, i, two)
                 res[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
             }
         }
@@ -350,11 +351,20 @@ mod tests {
     }
 
     #[test]
-    fn unpermute_matches_reshape_swap() {
-        // 2 heads, 8 rows: rows [h, two, i] -> [h, i, two]
-        let rows: Vec<f32> = (0..8).map(|r| r as f32).collect();
-        let got = unpermute_rows(&rows, 8, 1, 2).unwrap();
-        assert_eq!(got, vec![0., 2., 1., 3., 4., 6., 5., 7.]);
+    fn unpermute_inverts_llama_cpp_permute() {
+        // llama.cpp's permute of HF rows: reshape [heads, 2, half] → swap axes → [heads, half, 2].
+        let (heads, half) = (2, 3);
+        let hf: Vec<f32> = (0..heads * 2 * half).map(|r| r as f32).collect();
+        let mut gguf = vec![0.0; hf.len()];
+        for h in 0..heads {
+            for two in 0..2 {
+                for i in 0..half {
+                    gguf[h * 2 * half + i * 2 + two] = hf[h * 2 * half + two * half + i];
+                }
+            }
+        }
+        assert_eq!(gguf[..6], [0., 3., 1., 4., 2., 5.]);
+        assert_eq!(unpermute_rows(&gguf, heads * 2 * half, 1, heads).unwrap(), hf);
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! WebGPU or CPU, from HF-format folders. The same code runs natively (the `veer` CLI) and in wasm.
 
 pub mod backend;
+pub mod bench;
 pub mod bert;
 pub mod convert;
 pub mod encoder;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod icv;
+pub mod llama;
 pub mod nn;
+pub mod sample;
+pub mod steer;
 pub mod tokenizer;
 pub mod weights;
 

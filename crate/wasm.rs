@@ -2,6 +2,7 @@
 //! and take the page's models with it, so errors travel as values with a message a user can act on.
 
 use serde::Serialize;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, Backend, DeviceChoice};
@@ -80,7 +81,7 @@ impl Tokenizer {
 
 /// Options for `Classifier.create` (all optional).
 #[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct EncoderOptions {
     max_length: Option<usize>,
     pooling: Option<String>,
@@ -93,6 +94,22 @@ struct ClassificationJs {
     label: String,
     score: f32,
     scores: std::collections::BTreeMap<String, f32>,
+}
+
+/// Deserialize an options object, rejecting keys it does not know: serde-wasm-bindgen only reads the
+/// fields it expects, so a typo (`maxLenght`) would otherwise be silently ignored.
+fn options_from_js<T: serde::de::DeserializeOwned + Default>(options: JsValue, known: &[&str]) -> Result<T, JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
+    }
+    let object = options.dyn_ref::<js_sys::Object>().ok_or_else(|| js(Error::Invalid("options must be an object".into())))?;
+    for key in js_sys::Object::keys(object).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !known.contains(&key.as_str()) {
+            return Err(js(Error::Invalid(format!("options.{key} is not an option (known: {})", known.join(", ")))));
+        }
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| js(Error::Invalid(format!("options: {e}"))))
 }
 
 /// A BERT-family encoder (embeddings) with an optional sequence-classification head.
@@ -108,11 +125,7 @@ impl Classifier {
     /// `options`: `{ maxLength, pooling: "mean" | "cls", normalize, batchSize }`, all optional.
     /// Weights are uploaded once, here.
     pub fn create(runtime: &Runtime, config: &[u8], weights: &[u8], tokenizer: &[u8], options: JsValue) -> Result<Classifier, JsError> {
-        let opts: EncoderOptions = if options.is_undefined() || options.is_null() {
-            EncoderOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js(Error::Invalid(format!("options: {e}"))))?
-        };
+        let opts: EncoderOptions = options_from_js(options, &["maxLength", "pooling", "normalize", "batchSize"])?;
         let pooling = match opts.pooling.as_deref() {
             None | Some("mean") => crate::bert::Pooling::Mean,
             Some("cls") => crate::bert::Pooling::Cls,

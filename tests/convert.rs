@@ -67,11 +67,12 @@ fn tensors_dequantise_exactly_as_specified() {
                 let want = f16::from_f32(reference_value(info.ty, raw, index)).to_f32();
                 let (row, col) = (index / cols, index % cols);
                 let hf_row = match heads {
-                    // GGUF row (h, two, i) holds HF row (h, i, two).
+                    // GGUF row (h, i, two) holds HF row (h, two, i): llama.cpp interleaved the halves.
                     Some(h) => {
                         let half = shape[0] / h / 2;
                         let (head, rest) = (row / (2 * half), row % (2 * half));
-                        head * 2 * half + (rest % half) * 2 + rest / half
+                        let (i, two) = (rest / 2, rest % 2);
+                        head * 2 * half + two * half + i
                     }
                     None => row,
                 };

@@ -178,7 +178,9 @@ async fn bad_weights_are_an_error_and_the_module_survives() {
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.contains("model.safetensors") && msg.contains("HTML"), "{msg}");
     let bad_opts = js_sys::JSON::parse("{\"maxLenght\": 3}").unwrap();
-    assert!(veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, bad_opts).is_err());
+    let err = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, bad_opts).err().unwrap();
+    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+    assert!(msg.contains("maxLenght") && msg.contains("maxLength"), "{msg}");
     let clf = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
     let err = clf.classify(vec!["x".into()]).await.err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());

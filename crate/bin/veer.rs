@@ -10,6 +10,11 @@ use veer::backend::{self, DeviceChoice};
 use veer::bert::Pooling;
 use veer::convert::{self, OutDtype};
 use veer::encoder::{self, Encoder};
+use veer::generate::{self, GenerateParams, Generation, Message};
+use veer::icv;
+use veer::llama::{Plain, Steer};
+use veer::sample::SamplingParams;
+use veer::steer::{Injection, Steering, Vector};
 use veer::{Error, Result, gguf, tokenizer};
 
 #[derive(Parser)]
@@ -57,6 +62,80 @@ enum Command {
         enc: EncoderArgs,
         /// Texts; `-` reads one text per line from stdin.
         texts: Vec<String>,
+    },
+    /// Encoder throughput (texts/s) for each batch size, texts of exactly --max-len tokens.
+    Bench {
+        #[command(flatten)]
+        enc: EncoderArgs,
+        /// Batch sizes to measure.
+        #[arg(long = "batch", default_values_t = [1, 8])]
+        batches: Vec<usize>,
+        /// Minimum measuring time per batch size, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Generate text with a Llama-family folder, optionally steered by vectors.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt as one user message with the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop strings (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Steering vector file, optionally with a strength: FILE[:STRENGTH] (repeatable).
+        #[arg(long)]
+        vector: Vec<String>,
+        /// How vectors act: icv (at MLP outputs) or residual (added to block outputs).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Layers that vectors act on, as START..END (default all).
+        #[arg(long)]
+        layers: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Print each piece to stderr as it is generated.
+        #[arg(long)]
+        stream: bool,
+    },
+    /// Compute an in-context vector from demonstration pairs (JSONL lines `{"from": x, "to": y}`).
+    Vector {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "pca")]
+        method: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Vector arithmetic: add A B, sub A B, scale A K, normalize A.
+    VectorOp {
+        #[arg(value_parser = ["add", "sub", "scale", "normalize"])]
+        op: String,
+        a: PathBuf,
+        /// The second vector file (add, sub) or the factor (scale).
+        b: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Report the device that `--device` resolves to and check that it computes.
     Device {
@@ -116,6 +195,34 @@ fn encoder(args: &EncoderArgs) -> Result<Encoder> {
     )
 }
 
+fn decoder(dir: &Path, device: &burn::tensor::Device) -> Result<generate::Model> {
+    let tokenizer_config = std::fs::read(dir.join("tokenizer_config.json")).ok();
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    generate::Model::load(
+        &read(&dir.join("config.json"))?,
+        &read(&dir.join("model.safetensors"))?,
+        &read(&dir.join("tokenizer.json"))?,
+        tokenizer_config.as_deref(),
+        &name,
+        device,
+    )
+}
+
+fn read_vector(path: &Path) -> Result<Vector> {
+    Vector::from_safetensors(&read(path)?, &path.display().to_string())
+}
+
+fn parse_layers(spec: &str, n: usize) -> Result<std::ops::Range<usize>> {
+    let bad = || Error::Invalid(format!("--layers `{spec}`: expected START..END within 0..{n}"));
+    let (a, b) = spec.split_once("..").ok_or_else(bad)?;
+    let a: usize = if a.is_empty() { 0 } else { a.parse().map_err(|_| bad())? };
+    let b: usize = if b.is_empty() { n } else { b.parse().map_err(|_| bad())? };
+    if a >= b || b > n {
+        return Err(bad());
+    }
+    Ok(a..b)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::file(path.display().to_string(), e))
 }
@@ -170,6 +277,113 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 .map(|r| json!({"label": r.label, "score": r.score, "scores": r.scores.into_iter().map(|(k, v)| (k, json!(v))).collect::<serde_json::Map<_, _>>()}))
                 .collect();
             Ok(json!({"results": results}))
+        }
+        Command::Bench { enc, batches, seconds } => {
+            let model = encoder(&enc)?;
+            let clock = std::time::Instant::now();
+            let now = || clock.elapsed().as_secs_f64() * 1000.0;
+            let results = batches
+                .iter()
+                .map(|&b| backend::block_on(veer::bench::encoder_throughput(&model, b, seconds * 1000.0, now)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
+        }
+        Command::Generate {
+            model, prompt, chat, max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, vector, mode, layers, device, stream,
+        } => {
+            let backend = backend::block_on(backend::select(device.parse()?))?;
+            let m = decoder(&model, &backend.device)?;
+            let c = &m.llama.config;
+            let text = if chat {
+                m.apply_chat_template(&[Message { role: "user".into(), content: prompt }], true)?
+            } else {
+                prompt
+            };
+            let prompt_ids = m.encode(&text)?;
+            let mut vectors = Vec::new();
+            for spec in &vector {
+                let (file, strength) = match spec.rsplit_once(':') {
+                    Some((f, s)) if s.parse::<f32>().is_ok() => (f.to_string(), s.parse::<f32>().ok()),
+                    _ => (spec.clone(), None),
+                };
+                let v = read_vector(Path::new(&file))?;
+                v.check_fits(c.num_hidden_layers, c.hidden_size, &file)?;
+                let s = strength.unwrap_or(v.default_strength);
+                vectors.push((v, s));
+            }
+            let steering = match vectors.first() {
+                Some((first, _)) => {
+                    let injection: Injection = match &mode {
+                        Some(m) => m.parse()?,
+                        None => first.injection,
+                    };
+                    let range = match &layers {
+                        Some(spec) => parse_layers(spec, c.num_hidden_layers)?,
+                        None => 0..c.num_hidden_layers,
+                    };
+                    Some(Steering::new(&vectors, injection, range, &backend.device)?)
+                }
+                None => None,
+            };
+            let steer: &dyn Steer = match &steering {
+                Some(s) => s,
+                None => &Plain,
+            };
+            let params = GenerateParams {
+                max_tokens,
+                sampling: SamplingParams { temperature, top_k, top_p, repetition_penalty, seed },
+                stop,
+                stop_ids: Vec::new(),
+            };
+            let t0 = std::time::Instant::now();
+            let mut g = backend::block_on(Generation::start(&m, prompt_ids.clone(), params, steer))?;
+            let prefill_s = t0.elapsed().as_secs_f64();
+            let t1 = std::time::Instant::now();
+            while let Some(piece) = backend::block_on(g.next())? {
+                if stream {
+                    eprint!("{}", piece.text);
+                }
+            }
+            let decode_s = t1.elapsed().as_secs_f64();
+            if stream {
+                eprintln!();
+            }
+            // The first token comes from the prefill's logits; the rest are one forward each.
+            let steps = g.ids().len().saturating_sub(1).max(1);
+            Ok(json!({
+                "ids": g.ids(), "text": g.text(), "prompt_ids": prompt_ids, "finish": g.finish,
+                "prefill_tokens_per_s": prompt_ids.len() as f64 / prefill_s,
+                "tokens_per_s": steps as f64 / decode_s,
+            }))
+        }
+        Command::Vector { model, pairs, out, method, device } => {
+            let backend = backend::block_on(backend::select(device.parse()?))?;
+            let m = decoder(&model, &backend.device)?;
+            let text = String::from_utf8(read(&pairs)?).map_err(|e| Error::file(pairs.display().to_string(), e))?;
+            let mut ids = Vec::new();
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::file(pairs.display().to_string(), format!("line {}: {e}", n + 1)))?;
+                let field = |k: &str| {
+                    v[k].as_str().map(str::to_string).ok_or_else(|| Error::file(pairs.display().to_string(), format!("line {}: needs string field `{k}`", n + 1)))
+                };
+                ids.push((m.encode(&field("from")?)?, m.encode(&field("to")?)?));
+            }
+            let vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
+            write(&out, &vector.to_safetensors()?)?;
+            let norms: Vec<f32> = vector.layers.iter().map(|l| l.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+            Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
+        }
+        Command::VectorOp { op, a, b, out } => {
+            let va = read_vector(&a)?;
+            let need = || b.clone().ok_or_else(|| Error::Invalid(format!("`{op}` needs a second argument")));
+            let result = match op.as_str() {
+                "add" => va.add(&read_vector(Path::new(&need()?))?)?,
+                "sub" => va.sub(&read_vector(Path::new(&need()?))?)?,
+                "scale" => va.scale(need()?.parse().map_err(|_| Error::Invalid("scale factor must be a number".into()))?),
+                _ => va.normalize(),
+            };
+            write(&out, &result.to_safetensors()?)?;
+            Ok(json!({"out": out, "method": result.method}))
         }
         Command::Device { device } => {
             let choice: DeviceChoice = device.parse()?;

@@ -1,0 +1,227 @@
+//! Text generation: chat template, prefill + one-token steps over the KV cache, sampling, stop
+//! conditions and incremental detokenisation. Token by token (`next`), so a caller can stream each
+//! piece and abort between tokens simply by not asking for the next one.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::backend::read_f32;
+use crate::error::{Error, Result};
+use crate::llama::{Cache, Config, Llama, Steer};
+use crate::sample::{Sampler, SamplingParams};
+
+/// A decoder with its tokenizer and chat template: everything loaded from one HF folder.
+pub struct Model {
+    pub llama: Llama,
+    pub tokenizer: Tokenizer,
+    chat_template: Option<String>,
+    bos_token: String,
+    eos_token: String,
+    eos_ids: Vec<u32>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// The subset of tokenizer_config.json that generation needs.
+#[derive(Deserialize, Default)]
+struct TokenizerConfig {
+    chat_template: Option<serde_json::Value>,
+    bos_token: Option<serde_json::Value>,
+    eos_token: Option<serde_json::Value>,
+}
+
+fn token_text(v: &Option<serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).unwrap_or_default().to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Model {
+    /// From config.json, model.safetensors, tokenizer.json and (optional) tokenizer_config.json bytes.
+    pub fn load(config: &[u8], weights: &[u8], tokenizer: &[u8], tokenizer_config: Option<&[u8]>, name: &str, device: &Device) -> Result<Self> {
+        let config = Config::parse(config, "config.json")?;
+        let tokenizer = crate::tokenizer::load(tokenizer, "tokenizer.json")?;
+        let tc: TokenizerConfig = match tokenizer_config {
+            Some(b) => serde_json::from_slice(b).map_err(|e| Error::file("tokenizer_config.json", e))?,
+            None => TokenizerConfig::default(),
+        };
+        let chat_template = match tc.chat_template {
+            Some(serde_json::Value::String(s)) => Some(s),
+            // A list of named templates: use "default".
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        let (bos_token, eos_token) = (token_text(&tc.bos_token), token_text(&tc.eos_token));
+        let mut eos_ids = config.eos_ids();
+        if let Some(id) = tokenizer.token_to_id(&eos_token) {
+            eos_ids.push(id);
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        let llama = Llama::load(config, weights, device)?;
+        Ok(Model { llama, tokenizer, chat_template, bos_token, eos_token, eos_ids, name: name.to_string() })
+    }
+
+    /// Render messages with the model's chat template (minijinja, as `apply_chat_template`).
+    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let template = self.chat_template.as_deref().ok_or_else(|| Error::file("tokenizer_config.json", "has no chat_template"))?;
+        let mut env = minijinja::Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template("chat", template).map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
+        let tmpl = env.get_template("chat").map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
+        tmpl.render(minijinja::context! {
+            messages => minijinja::value::Serde(messages),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        })
+        .map_err(|e| Error::Invalid(format!("chat template: {e}")))
+    }
+
+    /// Token ids of `text` as the model continues it (no special tokens added: templates carry them).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        crate::tokenizer::encode(&self.tokenizer, text, false)
+    }
+
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    #[serde(flatten)]
+    pub sampling: SamplingParams,
+    /// Stop when the text ends with any of these (the stop string is not returned).
+    pub stop: Vec<String>,
+    /// Stop on these ids in addition to the model's EOS ids.
+    pub stop_ids: Vec<u32>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { max_tokens: 64, sampling: SamplingParams::default(), stop: Vec::new(), stop_ids: Vec::new() }
+    }
+}
+
+/// One generated token and the text it completes (empty while a UTF-8 character is still partial).
+#[derive(Debug, Clone, Serialize)]
+pub struct Piece {
+    pub id: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    Eos,
+    Stop,
+    MaxTokens,
+}
+
+/// One request in flight: owns its KV cache, so a new request starts from nothing.
+pub struct Generation<'m> {
+    model: &'m Model,
+    steer: &'m dyn Steer,
+    params: GenerateParams,
+    sampler: Sampler,
+    cache: Cache,
+    prompt: Vec<u32>,
+    ids: Vec<u32>,
+    /// Logits for the next position, waiting to be sampled.
+    pending: Option<Vec<f32>>,
+    text: String,
+    /// Bytes of `text` already handed out.
+    emitted: usize,
+    pub finish: Option<Finish>,
+}
+
+impl<'m> Generation<'m> {
+    /// Prefill `prompt` in one pass. `steer` is applied at every layer of every step.
+    pub async fn start(model: &'m Model, prompt: Vec<u32>, params: GenerateParams, steer: &'m dyn Steer) -> Result<Generation<'m>> {
+        if prompt.is_empty() {
+            return Err(Error::Invalid("the prompt has no tokens".into()));
+        }
+        let sampler = Sampler::new(params.sampling.clone())?;
+        let mut cache = Cache::default();
+        let out = model.llama.forward(&prompt, &mut cache, steer, false)?;
+        let pending = Some(read_f32(out.logits).await?);
+        Ok(Generation { model, steer, params, sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+    }
+
+    /// The next piece, or `None` once finished (EOS, a stop string/id, or max tokens).
+    pub async fn next(&mut self) -> Result<Option<Piece>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.ids.len() >= self.params.max_tokens {
+            self.finish = Some(Finish::MaxTokens);
+            return Ok(None);
+        }
+        let mut logits = match self.pending.take() {
+            Some(l) => l,
+            None => {
+                let last = *self.ids.last().ok_or_else(|| Error::Invalid("generation has no state".into()))?;
+                let out = self.model.llama.forward(&[last], &mut self.cache, self.steer, false)?;
+                read_f32(out.logits).await?
+            }
+        };
+        let history: Vec<u32> = self.prompt.iter().chain(&self.ids).copied().collect();
+        let id = self.sampler.sample(&mut logits, &history);
+        self.ids.push(id);
+        if self.model.eos_ids.contains(&id) || self.params.stop_ids.contains(&id) {
+            self.finish = Some(Finish::Eos);
+            return Ok(Some(Piece { id, text: String::new() }));
+        }
+        let mut piece = self.detokenize()?;
+        if let Some(cut) = self.params.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            // Hand out only what precedes the stop string.
+            self.finish = Some(Finish::Stop);
+            let already = self.emitted - piece.len();
+            piece = self.text.get(already..cut.max(already)).unwrap_or_default().to_string();
+            self.text.truncate(cut);
+        }
+        Ok(Some(Piece { id, text: piece }))
+    }
+
+    /// New complete text since the last call; holds back a trailing partial UTF-8 character, which
+    /// byte-level tokenizers decode as U+FFFD until its last byte arrives.
+    fn detokenize(&mut self) -> Result<String> {
+        let text = self.model.tokenizer.decode(&self.ids, false).map_err(|e| Error::Tokenizer(format!("decode: {e}")))?;
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted || !text.is_char_boundary(self.emitted) {
+            return Ok(String::new());
+        }
+        let piece = text[self.emitted..].to_string();
+        self.emitted = text.len();
+        self.text = text;
+        Ok(piece)
+    }
+
+    /// Generated ids so far (EOS included when it ended the generation).
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Generated text so far (stop string excluded).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}

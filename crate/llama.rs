@@ -1,0 +1,339 @@
+//! Llama-family decoders (HF `LlamaForCausalLM`; Qwen2/Mistral-shaped configs load too): RMSNorm,
+//! rotate-half RoPE, grouped-query attention with a KV cache, SwiGLU MLP, tied or separate lm_head.
+//!
+//! The layer loop is written out in `forward` because steering acts inside it: every block calls the
+//! one `Steer` hook at its MLP output and at its block output.
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::nn::Linear;
+use crate::weights::Loader;
+
+// --- config ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub attention_bias: Option<bool>,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// One id or a list (Llama 3 style).
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+fn default_positions() -> usize {
+    2048
+}
+
+impl Config {
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
+        if bytes.first() == Some(&b'<') {
+            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not config.json"));
+        }
+        let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not a decoder config: {e}")))?;
+        if !["llama", "mistral", "qwen2"].contains(&c.model_type.as_str()) {
+            return Err(Error::config("model_type", format!("`{}`: the decoder runtime loads llama, mistral and qwen2", c.model_type)));
+        }
+        if let Some(s) = c.rope_scaling.as_ref().filter(|s| !s.is_null()) {
+            return Err(Error::config("rope_scaling", format!("{s} is not supported yet (only plain RoPE)")));
+        }
+        if let Some(act) = c.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(Error::config("hidden_act", format!("`{act}`: only `silu` (SwiGLU) is supported")));
+        }
+        let heads = c.num_attention_heads;
+        if heads == 0 || c.kv_heads() == 0 || heads % c.kv_heads() != 0 {
+            return Err(Error::config("num_key_value_heads", format!("{} does not divide num_attention_heads {heads}", c.kv_heads())));
+        }
+        if c.head_dim() % 2 != 0 {
+            return Err(Error::config("head_dim", format!("{} is odd; rotary embeddings need an even head size", c.head_dim())));
+        }
+        Ok(c)
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// End-of-sequence ids from config.json.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+// --- steering hook -----------------------------------------------------------------------------------
+
+/// Where in a block the hook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The MLP output, before it is added to the residual stream (where ICV acts).
+    MlpOut,
+    /// The block output, i.e. the residual stream after the block (where control vectors act).
+    BlockOut,
+}
+
+/// The one way steering enters the decoder. `x`: [batch, seq, hidden].
+pub trait Steer {
+    fn steer(&self, layer: usize, site: Site, x: Tensor<3>) -> Tensor<3>;
+}
+
+/// No steering.
+pub struct Plain;
+
+impl Steer for Plain {
+    fn steer(&self, _: usize, _: Site, x: Tensor<3>) -> Tensor<3> {
+        x
+    }
+}
+
+// --- blocks ------------------------------------------------------------------------------------------
+
+struct RmsNorm {
+    weight: Tensor<1>, // [hidden]
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(w: &Loader, name: &str, hidden: usize, eps: f64) -> Self {
+        RmsNorm { weight: w.tensor(&format!("{name}.weight"), [hidden]), eps }
+    }
+
+    /// [batch, seq, hidden] → same
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let rms = (x.clone().powi_scalar(2).mean_dim(2) + self.eps).sqrt(); // [b, s, 1]
+        x / rms * self.weight.clone().unsqueeze::<3>()
+    }
+}
+
+/// Mirrors HF `LlamaDecoderLayer`.
+struct Block {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Block {
+    fn load(w: &Loader, i: usize, c: &Config, qkv_bias: bool) -> Self {
+        let p = |part: &str| format!("model.layers.{i}.{part}");
+        let (h, f, dh) = (c.hidden_size, c.intermediate_size, c.head_dim());
+        let (q_out, kv_out) = (c.num_attention_heads * dh, c.kv_heads() * dh);
+        Block {
+            input_norm: RmsNorm::load(w, &p("input_layernorm"), h, c.rms_norm_eps),
+            q: Linear::load(w, &p("self_attn.q_proj"), h, q_out, qkv_bias),
+            k: Linear::load(w, &p("self_attn.k_proj"), h, kv_out, qkv_bias),
+            v: Linear::load(w, &p("self_attn.v_proj"), h, kv_out, qkv_bias),
+            o: Linear::load(w, &p("self_attn.o_proj"), q_out, h, c.attention_bias.unwrap_or(false)),
+            post_norm: RmsNorm::load(w, &p("post_attention_layernorm"), h, c.rms_norm_eps),
+            gate: Linear::load(w, &p("mlp.gate_proj"), h, f, c.mlp_bias),
+            up: Linear::load(w, &p("mlp.up_proj"), h, f, c.mlp_bias),
+            down: Linear::load(w, &p("mlp.down_proj"), f, h, c.mlp_bias),
+        }
+    }
+}
+
+/// Keys and values of every layer so far: [1, kv_heads, past, head_dim] each.
+#[derive(Default)]
+pub struct Cache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Number of positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn clear(&mut self) {
+        *self = Cache::default();
+    }
+}
+
+// --- model -------------------------------------------------------------------------------------------
+
+pub struct Llama {
+    pub config: Config,
+    embed: Tensor<2>,           // [vocab, hidden]
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head_t: Option<Tensor<2>>, // [hidden, vocab]; None when tied to `embed`
+    rope_cos: Tensor<2>,        // [max_positions, head_dim]
+    rope_sin: Tensor<2>,        // [max_positions, head_dim]
+    device: Device,
+}
+
+/// What `forward` hands back besides the logits.
+pub struct Output {
+    /// Logits at the last position: [vocab].
+    pub logits: Tensor<1>,
+    /// With `capture`: the last-token residual stream after the embeddings and after every block,
+    /// [layers + 1, hidden].
+    pub residuals: Option<Tensor<2>>,
+}
+
+impl Llama {
+    pub fn load(config: Config, weights: &[u8], device: &Device) -> Result<Self> {
+        let w = Loader::new(weights, "model.safetensors", device)?;
+        let c = &config;
+        let qkv_bias = c.attention_bias.unwrap_or(false) || w.shape("model.layers.0.self_attn.q_proj.bias").is_some();
+        let embed = w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size]);
+        let blocks = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias)).collect();
+        let norm = RmsNorm::load(&w, "model.norm", c.hidden_size, c.rms_norm_eps);
+        let tied = c.tie_word_embeddings || w.shape("lm_head.weight").is_none();
+        let lm_head_t = (!tied).then(|| w.linear_t("lm_head.weight", c.vocab_size, c.hidden_size));
+        w.finish()?;
+        let (rope_cos, rope_sin) = rope_tables(c, device);
+        Ok(Llama { config, embed, blocks, norm, lm_head_t, rope_cos, rope_sin, device: device.clone() })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Run `ids` after what `cache` holds; returns the logits at the last position.
+    /// `capture` also returns the last-token residual stream of every layer (for computing vectors).
+    pub fn forward(&self, ids: &[u32], cache: &mut Cache, steer: &dyn Steer, capture: bool) -> Result<Output> {
+        let c = &self.config;
+        let (s, past) = (ids.len(), cache.len);
+        if s == 0 {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if past + s > c.max_position_embeddings {
+            return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", past + s, c.max_position_embeddings)));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary ({} ids)", c.vocab_size)));
+        }
+        let (h, heads, kv, dh) = (c.hidden_size, c.num_attention_heads, c.kv_heads(), c.head_dim());
+        let rep = heads / kv;
+        cache.layers.resize_with(self.blocks.len(), || None);
+
+        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [s]), &self.device);
+        let mut x = self.embed.clone().select(0, ids_t).reshape([1, s, h]); // [1, s, h]
+        let mut captured = Vec::new();
+        let last = |x: &Tensor<3>| x.clone().slice([0..1, s - 1..s]).reshape([1, h]); // [1, h]
+        if capture {
+            captured.push(last(&x));
+        }
+        let cos = self.rope_cos.clone().slice([past..past + s, 0..dh]); // [s, dh]
+        let sin = self.rope_sin.clone().slice([past..past + s, 0..dh]);
+        // Causal mask for the new positions against all positions, repeated for the query heads that
+        // share a KV head: [rep * s, past + s]. One new token sees everything: no mask.
+        let mask = (s > 1).then(|| {
+            let t = past + s;
+            let row = |i: usize| (0..t).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 });
+            let m: Vec<f32> = (0..rep).flat_map(|_| (0..s).flat_map(row)).collect();
+            Tensor::<2>::from_data(TensorData::new(m, [rep * s, t]), &self.device).reshape([1, 1, rep * s, t])
+        });
+
+        for (i, block) in self.blocks.iter().enumerate() {
+            let a = block.input_norm.forward(x.clone());
+            let q = rope(block.q.forward3(a.clone()).reshape([1, s, heads, dh]).swap_dims(1, 2), &cos, &sin); // [1, heads, s, dh]
+            let k = rope(block.k.forward3(a.clone()).reshape([1, s, kv, dh]).swap_dims(1, 2), &cos, &sin); // [1, kv, s, dh]
+            let v = block.v.forward3(a).reshape([1, s, kv, dh]).swap_dims(1, 2); // [1, kv, s, dh]
+            let (k, v) = match cache.layers[i].take() {
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)), // [1, kv, past+s, dh]
+                None => (k, v),
+            };
+            cache.layers[i] = Some((k.clone(), v.clone()));
+            // Query heads grouped by the KV head they read: no copy of K/V per query head.
+            let qg = q.reshape([1, kv, rep * s, dh]); // [1, kv, rep*s, dh]
+            let mut scores = qg.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [1, kv, rep*s, t]
+            if let Some(m) = &mask {
+                scores = scores + m.clone();
+            }
+            let attn = softmax(scores, 3).matmul(v).reshape([1, heads, s, dh]).swap_dims(1, 2).reshape([1, s, heads * dh]);
+            x = x + block.o.forward3(attn);
+            let m = block.post_norm.forward(x.clone());
+            let m = block.down.forward3(silu(block.gate.forward3(m.clone())) * block.up.forward3(m)); // [1, s, h]
+            x = x + steer.steer(i, Site::MlpOut, m);
+            x = steer.steer(i, Site::BlockOut, x);
+            if capture {
+                captured.push(last(&x));
+            }
+        }
+        cache.len = past + s;
+        let x = self.norm.forward(last(&x).reshape([1, 1, h])).reshape([1, h]); // [1, h]
+        let logits = match &self.lm_head_t {
+            Some(w) => x.matmul(w.clone()),
+            None => x.matmul(self.embed.clone().transpose()),
+        }; // [1, vocab]
+        Ok(Output { logits: logits.reshape([c.vocab_size]), residuals: capture.then(|| Tensor::cat(captured, 0)) })
+    }
+}
+
+/// cos/sin tables for rotate-half RoPE: [max_positions, head_dim], frequencies repeated twice.
+fn rope_tables(c: &Config, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let (dh, n) = (c.head_dim(), c.max_position_embeddings);
+    let inv: Vec<f64> = (0..dh / 2).map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / dh as f64)).collect();
+    let (mut cos, mut sin) = (Vec::with_capacity(n * dh), Vec::with_capacity(n * dh));
+    for p in 0..n {
+        for _ in 0..2 {
+            for f in &inv {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+    }
+    (Tensor::from_data(TensorData::new(cos, [n, dh]), device), Tensor::from_data(TensorData::new(sin, [n, dh]), device))
+}
+
+/// x * cos + rotate_half(x) * sin, with rotate_half([a, b]) = [-b, a]. x: [1, heads, s, dh]; cos/sin [s, dh].
+fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+    let [b, n, s, dh] = x.dims();
+    let half = dh / 2;
+    let x1 = x.clone().slice([0..b, 0..n, 0..s, 0..half]);
+    let x2 = x.clone().slice([0..b, 0..n, 0..s, half..dh]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone().unsqueeze::<4>() + rotated * sin.clone().unsqueeze::<4>()
+}
