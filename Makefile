@@ -11,9 +11,9 @@ TEST_PORT ?= 8787
 
 # Browser tests: Debian's chromedriver, the flags in ./webdriver.json, generous time for WebGPU on CPU.
 export CHROMEDRIVER ?= /usr/bin/chromedriver
-export WASM_BINDGEN_TEST_TIMEOUT ?= 300
+export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets pkg demo serve test test-native test-browser bench bench-browser clean
+.PHONY: setup veer assets pkg demo serve test test-native test-browser test-page bench bench-browser clean
 
 setup:
 	@scripts/setup.sh
@@ -41,7 +41,7 @@ demo: assets pkg serve
 serve:
 	@python3 scripts/serve.py www $(PORT)
 
-test: assets test-native test-browser
+test: assets test-native test-browser test-page
 
 test-native:
 	@echo "==> native tests"
@@ -52,6 +52,11 @@ test-browser: setup
 	@echo "==> browser tests (headless Chromium, WebGPU)"
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
+
+# The demo page end to end in headless Chromium (playwright-core), on the optimised pkg/.
+test-page: assets pkg
+	@echo "==> page tests (playwright-core + Debian chromium)"
+	node --test tests/page/
 
 # Throughput, printed not asserted: native CPU, then the browser (CPU backend and WebGPU, same session).
 bench: assets

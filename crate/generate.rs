@@ -137,10 +137,10 @@ pub enum Finish {
     MaxTokens,
 }
 
-/// One request in flight: owns its KV cache, so a new request starts from nothing.
-pub struct Generation<'m> {
-    model: &'m Model,
-    steer: &'m dyn Steer,
+/// One request in flight: owns its KV cache, so a new request starts from nothing. The model and the
+/// steering hook are passed to each step rather than borrowed, so a wasm object can own both the
+/// model and the request in progress.
+pub struct Generation {
     params: GenerateParams,
     sampler: Sampler,
     cache: Cache,
@@ -154,9 +154,9 @@ pub struct Generation<'m> {
     pub finish: Option<Finish>,
 }
 
-impl<'m> Generation<'m> {
+impl Generation {
     /// Prefill `prompt` in one pass. `steer` is applied at every layer of every step.
-    pub async fn start(model: &'m Model, prompt: Vec<u32>, params: GenerateParams, steer: &'m dyn Steer) -> Result<Generation<'m>> {
+    pub async fn start(model: &Model, prompt: Vec<u32>, params: GenerateParams, steer: &dyn Steer) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
@@ -164,11 +164,12 @@ impl<'m> Generation<'m> {
         let mut cache = Cache::default();
         let out = model.llama.forward(&prompt, &mut cache, steer, false)?;
         let pending = Some(read_f32(out.logits).await?);
-        Ok(Generation { model, steer, params, sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+        Ok(Generation { params, sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
     }
 
     /// The next piece, or `None` once finished (EOS, a stop string/id, or max tokens).
-    pub async fn next(&mut self) -> Result<Option<Piece>> {
+    /// `model` and `steer` must be the ones the generation started with.
+    pub async fn next(&mut self, model: &Model, steer: &dyn Steer) -> Result<Option<Piece>> {
         if self.finish.is_some() {
             return Ok(None);
         }
@@ -180,18 +181,18 @@ impl<'m> Generation<'m> {
             Some(l) => l,
             None => {
                 let last = *self.ids.last().ok_or_else(|| Error::Invalid("generation has no state".into()))?;
-                let out = self.model.llama.forward(&[last], &mut self.cache, self.steer, false)?;
+                let out = model.llama.forward(&[last], &mut self.cache, steer, false)?;
                 read_f32(out.logits).await?
             }
         };
         let history: Vec<u32> = self.prompt.iter().chain(&self.ids).copied().collect();
         let id = self.sampler.sample(&mut logits, &history);
         self.ids.push(id);
-        if self.model.eos_ids.contains(&id) || self.params.stop_ids.contains(&id) {
+        if model.eos_ids.contains(&id) || self.params.stop_ids.contains(&id) {
             self.finish = Some(Finish::Eos);
             return Ok(Some(Piece { id, text: String::new() }));
         }
-        let mut piece = self.detokenize()?;
+        let mut piece = self.detokenize(&model.tokenizer)?;
         if let Some(cut) = self.params.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
             // Hand out only what precedes the stop string.
             self.finish = Some(Finish::Stop);
@@ -204,8 +205,8 @@ impl<'m> Generation<'m> {
 
     /// New complete text since the last call; holds back a trailing partial UTF-8 character, which
     /// byte-level tokenizers decode as U+FFFD until its last byte arrives.
-    fn detokenize(&mut self) -> Result<String> {
-        let text = self.model.tokenizer.decode(&self.ids, false).map_err(|e| Error::Tokenizer(format!("decode: {e}")))?;
+    fn detokenize(&mut self, tokenizer: &Tokenizer) -> Result<String> {
+        let text = tokenizer.decode(&self.ids, false).map_err(|e| Error::Tokenizer(format!("decode: {e}")))?;
         if text.ends_with('\u{FFFD}') || text.len() < self.emitted || !text.is_char_boundary(self.emitted) {
             return Ok(String::new());
         }

@@ -124,8 +124,47 @@ impl Vector {
         })
     }
 
-    /// Check the vector fits a model with `num_layers` blocks of width `hidden`.
-    pub fn check_fits(&self, num_layers: usize, hidden: usize, file: &str) -> Result<()> {
+    /// Read a vector file of either kind: veer's safetensors, or a llama.cpp / repeng GGUF control
+    /// vector (recognised by its magic bytes).
+    pub fn from_bytes(bytes: &[u8], file: &str) -> Result<Self> {
+        if bytes.starts_with(b"GGUF") { Self::from_gguf(bytes, file) } else { Self::from_safetensors(bytes, file) }
+    }
+
+    /// Import a llama.cpp control vector: tensors `direction.{N}` ([hidden]) added, times the strength,
+    /// to the output of block N (0-based; llama.cpp never steers block 0). Becomes a `residual` vector
+    /// with strength 1; blocks without a direction get zeros.
+    pub fn from_gguf(bytes: &[u8], file: &str) -> Result<Self> {
+        let g = crate::gguf::Gguf::parse(bytes, file)?;
+        let mut rows: Vec<(usize, Vec<f32>)> = Vec::new();
+        for t in &g.tensors {
+            let Some(n) = t.name.strip_prefix("direction.").and_then(|n| n.parse::<usize>().ok()) else { continue };
+            if t.dims.len() != 1 {
+                return Err(Error::tensor(&t.name, format!("shape {:?}; a direction is one vector", t.hf_shape())));
+            }
+            rows.push((n, g.dequantize(t)));
+        }
+        if rows.is_empty() {
+            return Err(Error::file(file, "no `direction.{N}` tensors: not a control vector"));
+        }
+        let hidden = rows[0].1.len();
+        if rows.iter().any(|(_, r)| r.len() != hidden) {
+            return Err(Error::file(file, "directions differ in length"));
+        }
+        let count = rows.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
+        let mut layers = vec![vec![0.0; hidden]; count];
+        for (n, r) in rows {
+            layers[n] = r;
+        }
+        let hint = g.metadata.get("controlvector.model_hint").and_then(|v| v.as_str()).unwrap_or_default();
+        Ok(Vector { layers, model: hint.to_string(), method: "control-vector".into(), injection: Injection::Residual, default_strength: 1.0, pairs: 0 })
+    }
+
+    /// Check the vector fits a model with `num_layers` blocks of width `hidden`. Control vectors may
+    /// stop before the last block (they omit blocks they do not steer): those are padded with zeros.
+    pub fn fit(&mut self, num_layers: usize, hidden: usize, file: &str) -> Result<()> {
+        if self.injection == Injection::Residual && self.hidden() == hidden && self.layers.len() < num_layers {
+            self.layers.resize(num_layers, vec![0.0; hidden]);
+        }
         if self.hidden() != hidden || self.layers.len() != num_layers {
             return Err(Error::file(
                 file,

@@ -174,3 +174,252 @@ impl Classifier {
         Ok(ids.iter().map(|v| js_sys::Uint32Array::from(v.as_slice())).collect())
     }
 }
+
+// --- decoder -----------------------------------------------------------------------------------------
+
+/// A steering vector (`veer-vector/1` safetensors), held on the host until a generation uses it.
+#[wasm_bindgen]
+pub struct Vector {
+    inner: crate::steer::Vector,
+}
+
+#[wasm_bindgen]
+impl Vector {
+    /// Parse a vector file: veer's safetensors or a llama.cpp GGUF control vector. Throws on anything
+    /// that is not one (HTML error page, wrong tensors).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Vector, JsError> {
+        Ok(Vector { inner: crate::steer::Vector::from_bytes(bytes, "vector file").map_err(js)? })
+    }
+
+    /// The file bytes (to store or download).
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Result<Vec<u8>, JsError> {
+        self.inner.to_safetensors().map_err(js)
+    }
+
+    pub fn add(&self, other: &Vector) -> Result<Vector, JsError> {
+        Ok(Vector { inner: self.inner.add(&other.inner).map_err(js)? })
+    }
+
+    pub fn sub(&self, other: &Vector) -> Result<Vector, JsError> {
+        Ok(Vector { inner: self.inner.sub(&other.inner).map_err(js)? })
+    }
+
+    pub fn scale(&self, factor: f32) -> Vector {
+        Vector { inner: self.inner.scale(factor) }
+    }
+
+    pub fn normalize(&self) -> Vector {
+        Vector { inner: self.inner.normalize() }
+    }
+
+    #[wasm_bindgen(getter, js_name = numLayers)]
+    pub fn num_layers(&self) -> usize {
+        self.inner.layers.len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn hidden(&self) -> usize {
+        self.inner.hidden()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn method(&self) -> String {
+        self.inner.method.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn model(&self) -> String {
+        self.inner.model.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = defaultStrength)]
+    pub fn default_strength(&self) -> f32 {
+        self.inner.default_strength
+    }
+
+    /// Layer `i` as a Float32Array.
+    pub fn layer(&self, i: usize) -> Result<js_sys::Float32Array, JsError> {
+        let row = self.inner.layers.get(i).ok_or_else(|| js(Error::Invalid(format!("layer {i} of {}", self.inner.layers.len()))))?;
+        Ok(js_sys::Float32Array::from(row.as_slice()))
+    }
+}
+
+/// Options for `Generator.start` (all optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct StartOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Vec<String>,
+    stop_ids: Vec<u32>,
+    chat: bool,
+    mode: Option<String>,
+    layers: Option<[usize; 2]>,
+}
+
+#[derive(serde::Deserialize)]
+struct Pair {
+    from: String,
+    to: String,
+}
+
+/// A Llama-family decoder with its tokenizer and chat template; one generation at a time, token by
+/// token (`start`, then `next` until it resolves to `undefined`), so pages stream and abort freely.
+#[wasm_bindgen]
+pub struct Generator {
+    model: crate::generate::Model,
+    device: Backend,
+    vectors: Vec<(crate::steer::Vector, f32)>,
+    steering: Option<crate::steer::Steering>,
+    current: Option<crate::generate::Generation>,
+}
+
+#[wasm_bindgen]
+impl Generator {
+    /// From the bytes of config.json, model.safetensors, tokenizer.json and (optional)
+    /// tokenizer_config.json, which carries the chat template. Weights are uploaded once, here.
+    pub fn create(
+        runtime: &Runtime,
+        config: &[u8],
+        weights: &[u8],
+        tokenizer: &[u8],
+        tokenizer_config: Option<Vec<u8>>,
+        name: Option<String>,
+    ) -> Result<Generator, JsError> {
+        let model = crate::generate::Model::load(config, weights, tokenizer, tokenizer_config.as_deref(), &name.unwrap_or_default(), &runtime.backend.device)
+            .map_err(js)?;
+        Ok(Generator { model, device: runtime.backend.clone(), vectors: Vec::new(), steering: None, current: None })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.device.kind.name().to_string()
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsError> {
+        self.model.encode(text).map_err(js)
+    }
+
+    /// `messages`: `[{role, content}]`. The prompt text the model's template makes of them.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsError> {
+        let messages: Vec<crate::generate::Message> =
+            serde_wasm_bindgen::from_value(messages).map_err(|e| js(Error::Invalid(format!("messages: expected [{{role, content}}]: {e}"))))?;
+        self.model.apply_chat_template(&messages, add_generation_prompt).map_err(js)
+    }
+
+    /// Add `vector` at `strength` to the steering of the next `start` (checked against the model).
+    pub fn steer(&mut self, vector: &Vector, strength: f32) -> Result<(), JsError> {
+        let c = &self.model.llama.config;
+        let mut v = vector.inner.clone();
+        v.fit(c.num_hidden_layers, c.hidden_size, "vector").map_err(js)?;
+        self.vectors.push((v, strength));
+        Ok(())
+    }
+
+    /// Remove all steering vectors (takes effect at the next `start`).
+    #[wasm_bindgen(js_name = clearSteering)]
+    pub fn clear_steering(&mut self) {
+        self.vectors.clear();
+    }
+
+    /// Begin a generation (prefill). Options: `{ maxTokens, temperature, topK, topP,
+    /// repetitionPenalty, seed, stop: [string], stopIds: [number], chat, mode: "icv"|"residual",
+    /// layers: [start, end] }`. Resolves to the prompt's token ids. Any generation in progress ends.
+    pub async fn start(&mut self, prompt: String, options: JsValue) -> Result<Vec<u32>, JsError> {
+        self.current = None;
+        let known = ["maxTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed", "stop", "stopIds", "chat", "mode", "layers"];
+        let o: StartOptions = options_from_js(options, &known)?;
+        let c = &self.model.llama.config;
+        let text = if o.chat {
+            self.model.apply_chat_template(&[crate::generate::Message { role: "user".into(), content: prompt }], true).map_err(js)?
+        } else {
+            prompt
+        };
+        let ids = self.model.encode(&text).map_err(js)?;
+        let d = crate::sample::SamplingParams::default();
+        let params = crate::generate::GenerateParams {
+            max_tokens: o.max_tokens.unwrap_or(64),
+            sampling: crate::sample::SamplingParams {
+                temperature: o.temperature.unwrap_or(d.temperature),
+                top_k: o.top_k.unwrap_or(d.top_k),
+                top_p: o.top_p.unwrap_or(d.top_p),
+                repetition_penalty: o.repetition_penalty.unwrap_or(d.repetition_penalty),
+                seed: o.seed.unwrap_or(d.seed),
+            },
+            stop: o.stop,
+            stop_ids: o.stop_ids,
+        };
+        self.steering = match self.vectors.first() {
+            None => None,
+            Some((first, _)) => {
+                let injection = match o.mode.as_deref() {
+                    Some(m) => m.parse().map_err(js)?,
+                    None => first.injection,
+                };
+                let range = match o.layers {
+                    Some([a, b]) if a < b && b <= c.num_hidden_layers => a..b,
+                    Some([a, b]) => return Err(js(Error::Invalid(format!("layers [{a}, {b}]: expected start < end ≤ {}", c.num_hidden_layers)))),
+                    None => 0..c.num_hidden_layers,
+                };
+                Some(crate::steer::Steering::new(&self.vectors, injection, range, &self.device.device).map_err(js)?)
+            }
+        };
+        let steer: &dyn crate::llama::Steer = match &self.steering {
+            Some(s) => s,
+            None => &crate::llama::Plain,
+        };
+        self.current = Some(crate::generate::Generation::start(&self.model, ids.clone(), params, steer).await.map_err(js)?);
+        Ok(ids)
+    }
+
+    /// The next `{ id, text }`, or `undefined` when the generation has finished (or none is running).
+    pub async fn next(&mut self) -> Result<JsValue, JsError> {
+        let Some(generation) = self.current.as_mut() else { return Ok(JsValue::UNDEFINED) };
+        let steer: &dyn crate::llama::Steer = match &self.steering {
+            Some(s) => s,
+            None => &crate::llama::Plain,
+        };
+        match generation.next(&self.model, steer).await {
+            Ok(Some(piece)) => piece.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string())),
+            Ok(None) => Ok(JsValue::UNDEFINED),
+            Err(e) => {
+                self.current = None;
+                Err(js(e))
+            }
+        }
+    }
+
+    /// Why the last generation ended: `"eos"`, `"stop"`, `"max_tokens"`, or `undefined` while running.
+    #[wasm_bindgen(getter)]
+    pub fn finish(&self) -> Option<String> {
+        let f = self.current.as_ref()?.finish?;
+        serde_json::to_value(f).ok()?.as_str().map(str::to_string)
+    }
+
+    /// Drop the generation in progress and its KV cache.
+    pub fn abort(&mut self) {
+        self.current = None;
+    }
+
+    /// Compute an in-context vector from `pairs` (`[{from, to}]`); `method`: `"pca"` (default) or `"mean"`.
+    #[wasm_bindgen(js_name = computeVector)]
+    pub async fn compute_vector(&self, pairs: JsValue, method: Option<String>) -> Result<Vector, JsError> {
+        let pairs: Vec<Pair> = serde_wasm_bindgen::from_value(pairs).map_err(|e| js(Error::Invalid(format!("pairs: expected [{{from, to}}]: {e}"))))?;
+        let ids = pairs
+            .iter()
+            .map(|p| Ok((self.model.encode(&p.from)?, self.model.encode(&p.to)?)))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js)?;
+        let method = method.as_deref().unwrap_or("pca").parse().map_err(js)?;
+        let inner = crate::icv::compute(&self.model.llama, &ids, method, &self.model.name).await.map_err(js)?;
+        Ok(Vector { inner })
+    }
+}

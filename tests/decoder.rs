@@ -47,10 +47,200 @@ fn prompts_logits_residuals_and_greedy_ids_match_reference() {
         let want = ids(&case["greedy_ids"]);
         let params = GenerateParams { max_tokens: want.len(), ..Default::default() };
         let mut g = block_on(Generation::start(&m, prompt_ids, params, &Plain)).unwrap();
-        while block_on(g.next()).unwrap().is_some() {}
+        while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
         assert_eq!(g.ids(), want.as_slice(), "{prompt:?}: greedy ids");
         if want.last() != Some(&2) {
             assert_eq!(g.text(), case["greedy_text"].as_str().unwrap());
         }
     }
+}
+
+fn reference_vector() -> veer::steer::Vector {
+    let bytes = std::fs::read(common::root().join("tests/fixtures/icv.safetensors")).unwrap();
+    veer::steer::Vector::from_safetensors(&bytes, "icv.safetensors").unwrap()
+}
+
+#[test]
+fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
+    use veer::icv::{self, Method};
+    use veer::steer::{Injection, Steering};
+    let m = smollm();
+    let fixture = common::fixture("icv.json");
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = fixture["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (m.encode(p[0].as_str().unwrap()).unwrap(), m.encode(p[1].as_str().unwrap()).unwrap()))
+        .collect();
+    let computed = block_on(icv::compute(&m.llama, &pairs, Method::Pca, &m.name)).unwrap();
+    let reference = reference_vector();
+    assert_eq!(computed.layers.len(), 30);
+    let mut worst = 1.0f64;
+    for (i, (a, b)) in computed.layers.iter().zip(&reference.layers).enumerate() {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let cos = dot / (n(a) * n(b));
+        worst = worst.min(cos);
+        assert!(cos >= 0.9999, "layer {i}: cosine {cos}");
+        let want_norm = fixture["icv_layer_norms"][i].as_f64().unwrap();
+        assert!((n(a) - want_norm).abs() <= 1e-3 * want_norm.max(1.0), "layer {i}: norm {} vs {want_norm}", n(a));
+    }
+    println!("ICV per-layer cosine ≥ {worst:.6}");
+
+    // The vector file round-trips with its metadata.
+    let reread = veer::steer::Vector::from_safetensors(&computed.to_safetensors().unwrap(), "x").unwrap();
+    assert_eq!(reread, computed);
+
+    let prompt = m.encode(fixture["prompt"].as_str().unwrap()).unwrap();
+    assert_eq!(prompt, ids(&fixture["prompt_ids"]));
+    let lam = fixture["lam"].as_f64().unwrap() as f32;
+    let steering = Steering::new(&[(computed, lam)], Injection::Icv, 0..30, &backend::cpu().device).unwrap();
+
+    let out = m.llama.forward(&prompt, &mut Cache::default(), &steering, false).unwrap();
+    let logits = block_on(read_f32(out.logits)).unwrap();
+    for pair in fixture["steered_last_logits_top10"].as_array().unwrap() {
+        let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+        assert!((logits[id] as f64 - want).abs() <= 2e-3, "steered logit {id}: {} vs {want}", logits[id]);
+    }
+    for (steer, key) in [(&steering as &dyn veer::llama::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
+        let want = ids(&fixture[key]);
+        let params = GenerateParams { max_tokens: want.len(), ..Default::default() };
+        let mut g = block_on(Generation::start(&m, prompt.clone(), params, steer)).unwrap();
+        while block_on(g.next(&m, steer)).unwrap().is_some() {}
+        assert_eq!(g.ids(), want.as_slice(), "{key}");
+    }
+}
+
+#[test]
+fn vector_files_check_the_model_and_arithmetic_composes() {
+    let v = reference_vector();
+    assert!(v.clone().fit(30, 576, "v").is_ok());
+    let e = v.clone().fit(24, 576, "v.safetensors").unwrap_err().to_string();
+    assert!(e.contains("v.safetensors") && e.contains("30 layers") && e.contains("24 layers"), "{e}");
+    let twice = v.add(&v).unwrap();
+    assert_eq!(twice.layers, v.scale(2.0).layers);
+    let zero = twice.sub(&v.scale(2.0)).unwrap();
+    assert!(zero.layers.iter().flatten().all(|x| *x == 0.0));
+    let unit = v.normalize();
+    for row in &unit.layers {
+        assert!((row.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-5);
+    }
+    assert!(veer::steer::Vector::from_safetensors(b"<html>", "x").is_err());
+}
+
+#[test]
+fn chat_template_renders_like_the_reference_prompt() {
+    let m = smollm();
+    let msgs = [veer::generate::Message { role: "user".into(), content: "What is the capital of France?".into() }];
+    let text = m.apply_chat_template(&msgs, true).unwrap();
+    assert_eq!(
+        text,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn streaming_never_splits_a_character_and_stop_strings_cut() {
+    let m = smollm();
+    // Sampled text from a unicode-heavy prompt: every piece is valid UTF-8 by type; their
+    // concatenation must equal the final text.
+    let prompt = m.encode("Écris une phrase en français avec des accents: ").unwrap();
+    let params = GenerateParams { max_tokens: 24, sampling: veer::sample::SamplingParams { temperature: 0.8, seed: 3, ..Default::default() }, ..Default::default() };
+    let mut g = block_on(Generation::start(&m, prompt, params, &Plain)).unwrap();
+    let mut streamed = String::new();
+    while let Some(p) = block_on(g.next(&m, &Plain)).unwrap() {
+        streamed.push_str(&p.text);
+    }
+    assert_eq!(streamed, g.text());
+
+    let prompt = m.encode("Once upon a time, there was a little").unwrap();
+    let params = GenerateParams { max_tokens: 16, stop: vec!["Emma".into()], ..Default::default() };
+    let mut g = block_on(Generation::start(&m, prompt, params, &Plain)).unwrap();
+    let mut streamed = String::new();
+    while let Some(p) = block_on(g.next(&m, &Plain)).unwrap() {
+        streamed.push_str(&p.text);
+    }
+    assert_eq!(streamed, " girl named ");
+    assert_eq!(g.text(), " girl named ");
+    assert_eq!(g.finish, Some(veer::generate::Finish::Stop));
+}
+
+/// A llama.cpp control-vector GGUF written by hand: `direction.{n}` F32 tensors and the metadata the
+/// cvector tools write.
+fn control_vector_gguf(dirs: &[(usize, Vec<f32>)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, t: &str| {
+        b.extend((t.len() as u64).to_le_bytes());
+        b.extend(t.as_bytes());
+    };
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend((dirs.len() as u64).to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "controlvector");
+    s(&mut b, "controlvector.model_hint");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "llama");
+    let mut offset = 0u64;
+    for (n, v) in dirs {
+        s(&mut b, &format!("direction.{n}"));
+        b.extend(1u32.to_le_bytes());
+        b.extend((v.len() as u64).to_le_bytes());
+        b.extend(0u32.to_le_bytes()); // F32
+        b.extend(offset.to_le_bytes());
+        offset += (v.len() * 4).div_ceil(32) as u64 * 32;
+    }
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    for (_, v) in dirs {
+        let start = b.len();
+        b.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        while (b.len() - start) % 32 != 0 {
+            b.push(0);
+        }
+    }
+    b
+}
+
+#[test]
+fn control_vectors_add_to_the_block_output_as_llama_cpp() {
+    use veer::steer::{Injection, Steering, Vector};
+    let m = smollm();
+    let hidden = 576;
+    let direction: Vec<f32> = (0..hidden).map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0).collect();
+    let file = control_vector_gguf(&[(3, direction.clone()), (29, direction.clone())]);
+    let mut v = Vector::from_bytes(&file, "cv.gguf").unwrap();
+    assert_eq!((v.injection, v.layers.len(), v.model.as_str()), (Injection::Residual, 30, "llama"));
+    assert!(v.layers[0].iter().all(|x| *x == 0.0) && v.layers[3] == direction);
+    v.fit(30, hidden, "cv.gguf").unwrap();
+
+    // Steering only the last block: the final hidden state moves by λ·v, and the logits follow through
+    // the final RMSNorm and the tied embeddings, computed here on the host from the weights file.
+    let prompt = m.encode("Once upon a time, there was a little").unwrap();
+    let plain = m.llama.forward(&prompt, &mut Cache::default(), &Plain, true).unwrap();
+    let residuals = block_on(read_f32(plain.residuals.unwrap())).unwrap();
+    let lambda = 0.5f32;
+    let last: Vec<f32> = residuals[30 * hidden..].iter().zip(&direction).map(|(x, d)| x + lambda * d).collect();
+    let steering = Steering::new(&[(v, lambda)], Injection::Residual, 29..30, &backend::cpu().device).unwrap();
+    let got = block_on(read_f32(m.llama.forward(&prompt, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
+
+    let bytes = std::fs::read(common::model("smollm2-135m-instruct").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f16s = |name: &str| -> Vec<f32> {
+        st.tensor(name).unwrap().data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+    };
+    let (norm_w, embed) = (f16s("model.norm.weight"), f16s("model.embed_tokens.weight"));
+    let rms = (last.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / hidden as f64 + 1e-5).sqrt();
+    let normed: Vec<f64> = last.iter().zip(&norm_w).map(|(x, w)| *x as f64 / rms * *w as f64).collect();
+    let mut worst = 0.0f64;
+    for (id, row) in embed.chunks_exact(hidden).enumerate() {
+        let want: f64 = row.iter().zip(&normed).map(|(e, x)| *e as f64 * x).sum();
+        worst = worst.max((got[id] as f64 - want).abs());
+    }
+    assert!(worst <= 2e-3, "steered logits vs host computation: max |Δ| {worst}");
+    let plain_logits = block_on(read_f32(plain.logits)).unwrap();
+    assert!(plain_logits.iter().zip(&got).any(|(a, b)| (a - b).abs() > 0.1), "steering changed nothing");
 }

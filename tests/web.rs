@@ -187,3 +187,96 @@ async fn bad_weights_are_an_error_and_the_module_survives() {
     assert!(msg.contains("no classification head"), "{msg}");
     assert_eq!(clf.embed(vec!["still works".into()]).await.map_err(|_| "embed").unwrap().len(), 1);
 }
+
+// --- decoder in the browser ---------------------------------------------------------------------------
+
+use serde::Serialize;
+
+const ICV_FIXTURE: &str = include_str!("fixtures/icv.json");
+
+async fn smollm(rt: &veer::wasm::Runtime) -> veer::wasm::Generator {
+    let dir = "smollm2-135m-instruct/";
+    let config = fetch_bytes(&format!("{dir}config.json")).await;
+    let weights = fetch_bytes(&format!("{dir}model.safetensors")).await;
+    let tokenizer = fetch_bytes(&format!("{dir}tokenizer.json")).await;
+    let tc = fetch_bytes(&format!("{dir}tokenizer_config.json")).await;
+    veer::wasm::Generator::create(rt, &config, &weights, &tokenizer, Some(tc), Some("smollm2-135m-instruct".into())).map_err(|_| "load").unwrap()
+}
+
+async fn greedy(g: &mut veer::wasm::Generator, prompt: &str, n: usize) -> Vec<u32> {
+    let opts = js_sys::JSON::parse(&format!("{{\"maxTokens\": {n}}}")).unwrap();
+    g.start(prompt.to_string(), opts).await.map_err(|_| "start").unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let piece = g.next().await.map_err(|_| "next").unwrap();
+        if piece.is_undefined() {
+            return ids;
+        }
+        let piece: serde_json::Value = serde_wasm_bindgen::from_value(piece).unwrap();
+        ids.push(piece["id"].as_u64().unwrap() as u32);
+    }
+}
+
+/// Greedy ids for the reference prompts on `device`: equal to the reference on the CPU; on WebGPU
+/// equal, or the first divergence is logged (float reassociation can flip a near-tie).
+async fn decoder_greedy_matches(device: &str) {
+    let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+    let mut g = smollm(&rt).await;
+    let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
+    for case in fixture["cases"].as_array().unwrap().iter().take(2) {
+        let want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
+        let perf = web_sys::window().unwrap().performance().unwrap();
+        let t0 = perf.now();
+        let got = greedy(&mut g, case["prompt"].as_str().unwrap(), want.len()).await;
+        let ms = perf.now() - t0;
+        web_sys::console::log_1(&format!("{device}: {} tokens in {ms:.0} ms ({:.1} tokens/s incl. prefill)", got.len(), got.len() as f64 * 1000.0 / ms).into());
+        if device == "cpu" {
+            assert_eq!(got, want, "{:?}", case["prompt"]);
+        } else if got != want {
+            let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+            web_sys::console::log_1(&format!("{device}: first divergence at token {i}: {:?} vs {:?}", got.get(i), want.get(i)).into());
+            assert!(i >= 4, "{device} diverges at token {i} of {:?}", case["prompt"]);
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn decoder_greedy_ids_match_reference_on_cpu() {
+    decoder_greedy_matches("cpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn decoder_greedy_ids_match_reference_on_webgpu() {
+    decoder_greedy_matches("webgpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn icv_computed_in_the_browser_steers_generation() {
+    let rt = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
+    let mut g = smollm(&rt).await;
+    let fixture: serde_json::Value = serde_json::from_str(ICV_FIXTURE).unwrap();
+    let pairs: Vec<serde_json::Value> =
+        fixture["pairs"].as_array().unwrap().iter().map(|p| serde_json::json!({"from": p[0], "to": p[1]})).collect();
+    let pairs = pairs.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap();
+    let v = g.compute_vector(pairs, None).await.map_err(|_| "compute").unwrap();
+    assert_eq!((v.num_layers(), v.hidden()), (30, 576));
+    // Same vector as the reference file (per-layer cosine).
+    let reference = veer::steer::Vector::from_safetensors(include_bytes!("fixtures/icv.safetensors"), "icv").unwrap();
+    for (i, want) in reference.layers.iter().enumerate() {
+        let got = v.layer(i).map_err(|_| "layer").unwrap().to_vec();
+        assert!(cosine(&got, want) >= 0.9999, "layer {i}");
+    }
+    let round_trip = veer::wasm::Vector::from_bytes(&v.to_bytes().map_err(|_| "bytes").unwrap()).map_err(|_| "parse").unwrap();
+    g.steer(&round_trip, fixture["lam"].as_f64().unwrap() as f32).map_err(|_| "steer").unwrap();
+    let want: Vec<u32> = serde_json::from_value(fixture["greedy_steered_ids"].clone()).unwrap();
+    let got = greedy(&mut g, fixture["prompt"].as_str().unwrap(), 12).await;
+    assert_eq!(got, want[..12]);
+    g.clear_steering();
+    let want: Vec<u32> = serde_json::from_value(fixture["greedy_plain_ids"].clone()).unwrap();
+    assert_eq!(greedy(&mut g, fixture["prompt"].as_str().unwrap(), 12).await, want[..12]);
+    // A vector for another model is refused; the generator keeps working.
+    let small = veer::steer::Vector { layers: vec![vec![0.0; 8]; 2], ..reference.clone() };
+    let wrong = veer::wasm::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap();
+    assert!(g.steer(&wrong, 0.1).is_err());
+    assert_eq!(greedy(&mut g, "Once upon a time, there was a little", 1).await, [8180]);
+}

@@ -209,7 +209,7 @@ fn decoder(dir: &Path, device: &burn::tensor::Device) -> Result<generate::Model>
 }
 
 fn read_vector(path: &Path) -> Result<Vector> {
-    Vector::from_safetensors(&read(path)?, &path.display().to_string())
+    Vector::from_bytes(&read(path)?, &path.display().to_string())
 }
 
 fn parse_layers(spec: &str, n: usize) -> Result<std::ops::Range<usize>> {
@@ -306,8 +306,8 @@ fn run(command: Command) -> Result<serde_json::Value> {
                     Some((f, s)) if s.parse::<f32>().is_ok() => (f.to_string(), s.parse::<f32>().ok()),
                     _ => (spec.clone(), None),
                 };
-                let v = read_vector(Path::new(&file))?;
-                v.check_fits(c.num_hidden_layers, c.hidden_size, &file)?;
+                let mut v = read_vector(Path::new(&file))?;
+                v.fit(c.num_hidden_layers, c.hidden_size, &file)?;
                 let s = strength.unwrap_or(v.default_strength);
                 vectors.push((v, s));
             }
@@ -339,7 +339,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let mut g = backend::block_on(Generation::start(&m, prompt_ids.clone(), params, steer))?;
             let prefill_s = t0.elapsed().as_secs_f64();
             let t1 = std::time::Instant::now();
-            while let Some(piece) = backend::block_on(g.next())? {
+            while let Some(piece) = backend::block_on(g.next(&m, steer))? {
                 if stream {
                     eprint!("{}", piece.text);
                 }
