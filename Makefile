@@ -61,10 +61,12 @@ test-page: assets pkg
 # Throughput, printed not asserted: native CPU, then the browser (CPU backend and WebGPU, same session).
 bench: assets
 	$(VEER) bench --model www/models/all-minilm-l6-v2 --max-len 32 --device cpu
+	$(VEER) generate --model www/models/smollm2-135m-instruct --max-tokens 32 --device cpu \
+	  --prompt "The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps."
 
 bench-browser: setup assets
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
-	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench
+	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench -- --nocapture
 
 clean:
 	rm -rf pkg www/pkg www/models

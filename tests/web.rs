@@ -223,8 +223,11 @@ async fn decoder_greedy_matches(device: &str) {
     let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
     let mut g = smollm(&rt).await;
     let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
+    // WebGPU on a machine without a GPU is Chromium's software renderer: fewer tokens keep CI short.
+    let n = if device == "cpu" { 16 } else { 8 };
     for case in fixture["cases"].as_array().unwrap().iter().take(2) {
-        let want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
+        let mut want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
+        want.truncate(n);
         let perf = web_sys::window().unwrap().performance().unwrap();
         let t0 = perf.now();
         let got = greedy(&mut g, case["prompt"].as_str().unwrap(), want.len()).await;

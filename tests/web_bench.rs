@@ -38,3 +38,41 @@ async fn minilm_throughput_cpu_vs_webgpu() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+async fn smollm_prefill_and_decode_cpu_vs_webgpu() {
+    use veer::generate::{GenerateParams, Generation, Model};
+    let dir = "smollm2-135m-instruct/";
+    let (config, weights, tokenizer, tc) = (
+        fetch_bytes(&format!("{dir}config.json")).await,
+        fetch_bytes(&format!("{dir}model.safetensors")).await,
+        fetch_bytes(&format!("{dir}tokenizer.json")).await,
+        fetch_bytes(&format!("{dir}tokenizer_config.json")).await,
+    );
+    let perf = web_sys::window().unwrap().performance().unwrap();
+    for device in [veer::backend::cpu(), veer::backend::gpu().await.unwrap()] {
+        let m = Model::load(&config, &weights, &tokenizer, Some(&tc), "smollm2", &device.device).unwrap();
+        let prompt = m.encode("The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps.").unwrap();
+        for round in 0..2 {
+            // Round 0 warms up (shader compilation, allocation); round 1 is reported.
+            // Software WebGPU (no GPU on the machine) manages well under one token per second.
+            let max_tokens = if device.kind == veer::backend::BackendKind::Cpu { 32 } else { 8 };
+            let params = GenerateParams { max_tokens, ..Default::default() };
+            let t0 = perf.now();
+            let mut g = Generation::start(&m, prompt.clone(), params, &veer::llama::Plain).await.unwrap();
+            let t1 = perf.now();
+            while g.next(&m, &veer::llama::Plain).await.unwrap().is_some() {}
+            let t2 = perf.now();
+            if round == 1 {
+                let line = format!(
+                    "browser {:>6} SmolLM2-135M: prefill {} tokens {:.1} tokens/s, decode {:.1} tokens/s",
+                    device.kind.name(),
+                    prompt.len(),
+                    prompt.len() as f64 * 1000.0 / (t1 - t0),
+                    (g.ids().len() - 1) as f64 * 1000.0 / (t2 - t1)
+                );
+                web_sys::console::log_1(&line.into());
+            }
+        }
+    }
+}

@@ -12,7 +12,8 @@ function row(name, value) {
   runtimeList.append(dt, dd);
 }
 
-function mib(bytes) {
+function size(bytes) {
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
@@ -39,11 +40,11 @@ async function listModels() {
     return;
   }
   const { files } = await res.json();
-  for (const [name, { size, sha256 }] of Object.entries(files)) {
+  for (const [name, { size: bytes, sha256 }] of Object.entries(files)) {
     const tr = document.createElement('tr');
     tr.innerHTML = '<td></td><td></td><td class="hash"></td>';
     tr.children[0].textContent = name;
-    tr.children[1].textContent = mib(size);
+    tr.children[1].textContent = size(bytes);
     tr.children[2].textContent = sha256.slice(0, 16) + '…';
     tbody.append(tr);
   }
