@@ -207,7 +207,10 @@ impl Bert {
 
         let mut labels = Vec::new();
         let head = if let Some(shape) = w.shape("/classifier.weight") {
-            let n_labels = shape[0];
+            let n_labels = if shape.len() == 2 { shape[0] } else { 0 };
+            if n_labels == 0 {
+                return Err(Error::tensor("classifier.weight", format!("shape {shape:?}: expected [labels ≥ 1, hidden]")));
+            }
             if !c.id2label.is_empty() && c.id2label.len() != n_labels {
                 return Err(Error::config("id2label", format!("{} labels, but classifier.weight has {n_labels} rows", c.id2label.len())));
             }
