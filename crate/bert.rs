@@ -54,9 +54,7 @@ fn default_act() -> String {
 
 impl Config {
     pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
-        if bytes.first() == Some(&b'<') {
-            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not config.json"));
-        }
+        crate::error::reject_html(bytes, file, "config.json")?;
         let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not a BERT/DistilBERT config: {e}")))?;
         if c.model_type != "bert" && c.model_type != "distilbert" {
             return Err(Error::config("model_type", format!("`{}`: the encoder runtime loads `bert` and `distilbert`", c.model_type)));

@@ -54,3 +54,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Static hosts answer a missing file with an HTML page (often with status 200); catch that before a
+/// parser reports something obscure. `what` names the file kind expected, e.g. "safetensors".
+pub fn reject_html(bytes: &[u8], file: &str, what: &str) -> Result<()> {
+    if bytes.first() == Some(&b'<') {
+        return Err(Error::file(file, format!("starts with `<`: an HTML page (wrong URL or server error page), not {what}")));
+    }
+    Ok(())
+}

@@ -61,9 +61,7 @@ fn default_positions() -> usize {
 
 impl Config {
     pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
-        if bytes.first() == Some(&b'<') {
-            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not config.json"));
-        }
+        crate::error::reject_html(bytes, file, "config.json")?;
         let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not a decoder config: {e}")))?;
         if !["llama", "mistral", "qwen2"].contains(&c.model_type.as_str()) {
             return Err(Error::config("model_type", format!("`{}`: the decoder runtime loads llama, mistral and qwen2", c.model_type)));

@@ -87,9 +87,7 @@ impl Vector {
     /// Read a veer vector file. Files without veer metadata (e.g. a bare `layers.{i}` export) load as
     /// `icv` vectors with strength 0.1.
     pub fn from_safetensors(bytes: &[u8], file: &str) -> Result<Self> {
-        if bytes.first() == Some(&b'<') {
-            return Err(Error::file(file, "starts with `<`: an HTML page, not a vector file"));
-        }
+        crate::error::reject_html(bytes, file, "a vector file")?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::file(file, format!("not a safetensors vector file: {e}")))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(file, format!("not a safetensors vector file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();

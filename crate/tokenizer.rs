@@ -6,9 +6,7 @@ use crate::error::{Error, Result};
 
 /// Build a tokenizer from the bytes of an HF `tokenizer.json`; `file` names it in errors.
 pub fn load(bytes: &[u8], file: &str) -> Result<Tokenizer> {
-    if bytes.first().is_some_and(|&b| b == b'<') {
-        return Err(Error::file(file, "starts with `<`: this looks like an HTML page (wrong URL or a server error page), not tokenizer.json"));
-    }
+    crate::error::reject_html(bytes, file, "tokenizer.json")?;
     Tokenizer::from_bytes(bytes).map_err(|e| Error::file(file, format!("not a valid tokenizer.json: {e}")))
 }
 

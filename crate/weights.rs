@@ -23,9 +23,7 @@ pub struct Loader<'a> {
 impl<'a> Loader<'a> {
     /// Parse a safetensors file held in memory (`file` names it in errors).
     pub fn new(bytes: &'a [u8], file: &str, device: &Device) -> Result<Self> {
-        if bytes.first() == Some(&b'<') {
-            return Err(Error::file(file, "starts with `<`: an HTML page (wrong URL or server error page), not safetensors"));
-        }
+        crate::error::reject_html(bytes, file, "safetensors")?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(file, format!("not a valid safetensors file: {e}")))?;
         Ok(Loader { st, file: file.to_string(), prefix: String::new(), device: device.clone(), problems: RefCell::default() })
     }
