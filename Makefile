@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets pkg demo serve test test-native test-browser test-page bench bench-browser clean
+.PHONY: setup veer assets distill pkg demo serve extension test test-native test-browser test-page bench bench-browser clean
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,11 @@ veer:
 
 assets: setup veer
 	@scripts/assets.sh $(VEER)
+
+# Retrain the default classifiers' heads (www/heads/, committed) and the distillation reports: about
+# 40 min on 2 cores, most of it SmolLM2 labelling; `make assets` only packs the committed heads.
+distill: assets
+	@scripts/distill.sh $(VEER) $(WHICH)
 
 # wasm build -> pkg/ (ES module for `--target web`), optimised with npm binaryen's wasm-opt.
 pkg: setup
@@ -38,8 +43,14 @@ pkg: setup
 
 demo: assets pkg serve
 
+# www/ as any static host would serve it: the page, the JS library (veer.js + worker), pkg/, models/.
 serve:
+	@echo "==> demo at http://127.0.0.1:$(PORT)/  (?device=cpu|webgpu, ?worker=0)"
 	@python3 scripts/serve.py www $(PORT)
+
+# The Manifest V3 example in www/extension/, with the library, wasm and the sentiment model copied in.
+extension: assets pkg
+	@scripts/extension.sh www/extension sentiment
 
 test: assets test-native test-browser test-page
 
@@ -53,10 +64,11 @@ test-browser: setup
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
 
-# The demo page end to end in headless Chromium (playwright-core), on the optimised pkg/.
+# The demo page, the JS library and the extension end to end in headless Chromium (playwright-core,
+# Debian's chromium), on the optimised pkg/. Screenshots in test-results/.
 test-page: assets pkg
 	@echo "==> page tests (playwright-core + Debian chromium)"
-	node --test tests/page/
+	node --test --test-concurrency=1 tests/page/
 
 # Throughput, printed not asserted: native CPU, then the browser (CPU backend and WebGPU, same session).
 bench: assets

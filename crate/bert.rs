@@ -43,6 +43,44 @@ pub struct Config {
     pub id2label: BTreeMap<String, String>,
     #[serde(default)]
     pub problem_type: Option<String>,
+    /// veer's pooled head (what `veer distill` exports): absent for HF heads.
+    #[serde(default)]
+    pub veer_head: Option<PooledHead>,
+}
+
+/// config.json `veer_head`: a classifier on the pooled sentence embedding rather than on [CLS].
+/// Tensors: optional `pre_classifier` [hidden', hidden] with `activation`, then `classifier`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct PooledHead {
+    pub pooling: Pooling,
+    pub normalize: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+    /// Hidden states pooled and concatenated (0 = embeddings, i = after layer i); empty: the last.
+    /// Middle layers carry sentiment and style that a similarity-trained last layer has smoothed away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<usize>,
+    /// Tokens per text the head was trained with: the default truncation when loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Tanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Activation::Relu => relu(x),
+            Activation::Gelu => gelu(x),
+            Activation::Tanh => tanh(x),
+        }
+    }
 }
 
 fn default_eps() -> f64 {
@@ -151,6 +189,38 @@ impl Layer {
         }
     }
 
+    /// Parameters as matrices with their HF names (suffixes after `<layer>.<i>.`) and whether HF stores
+    /// them transposed (linear weights: veer keeps [in, out], HF [out, in]).
+    fn params(&self, n: &Names) -> Vec<(String, Tensor<2>, bool)> {
+        let mut out = Vec::new();
+        let linears = [(n.q, &self.q), (n.k, &self.k), (n.v, &self.v), (n.o, &self.o), (n.ffn_in, &self.ffn_in), (n.ffn_out, &self.ffn_out)];
+        for (name, l) in linears {
+            let p = l.params();
+            out.push((format!("{name}.weight"), p[0].clone(), true));
+            out.push((format!("{name}.bias"), p[1].clone(), false));
+        }
+        for (name, norm) in [(n.attn_norm, &self.attn_norm), (n.out_norm, &self.out_norm)] {
+            let p = norm.params();
+            out.push((format!("{name}.weight"), p[0].clone(), false));
+            out.push((format!("{name}.bias"), p[1].clone(), false));
+        }
+        out
+    }
+
+    /// The inverse of `params` (values only, same order).
+    fn from_params(p: &[Tensor<2>], eps: f64) -> Self {
+        Layer {
+            q: Linear::from_params(&p[0..2]),
+            k: Linear::from_params(&p[2..4]),
+            v: Linear::from_params(&p[4..6]),
+            o: Linear::from_params(&p[6..8]),
+            ffn_in: Linear::from_params(&p[8..10]),
+            ffn_out: Linear::from_params(&p[10..12]),
+            attn_norm: LayerNorm::from_params(&p[12..14], eps),
+            out_norm: LayerNorm::from_params(&p[14..16], eps),
+        }
+    }
+
     /// x: [batch, seq, hidden]; mask_bias: [batch, 1, 1, seq] (0 for real tokens, very negative for pads)
     fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>, heads: usize) -> Tensor<3> {
         let [b, s, h] = x.dims();
@@ -167,12 +237,14 @@ impl Layer {
     }
 }
 
-/// The classification head on top of the [CLS] hidden state.
+/// The classification head.
 enum Head {
-    /// BertForSequenceClassification: tanh(pooler) → classifier.
+    /// BertForSequenceClassification: [CLS] → tanh(pooler) → classifier.
     Bert { pooler: Linear, classifier: Linear },
-    /// DistilBertForSequenceClassification: relu(pre_classifier) → classifier.
+    /// DistilBertForSequenceClassification: [CLS] → relu(pre_classifier) → classifier.
     DistilBert { pre_classifier: Linear, classifier: Linear },
+    /// veer_head: pooled (and normalised) embedding → optional act(pre_classifier) → classifier.
+    Pooled { spec: PooledHead, hidden: Option<Linear>, classifier: Linear },
 }
 
 // --- model -------------------------------------------------------------------------------------------
@@ -213,6 +285,28 @@ impl Bert {
                 return Err(Error::config("id2label", format!("{} labels, but classifier.weight has {n_labels} rows", c.id2label.len())));
             }
             labels = c.labels(n_labels);
+            if let Some(spec) = &c.veer_head {
+                // The classifier's input width is whatever the (optional) hidden layer produces.
+                let hidden = match (w.shape("/pre_classifier.weight"), spec.activation) {
+                    (Some(shape), Some(_)) if shape.len() == 2 => Some(Linear::load(&w, "/pre_classifier", h, shape[0], true)),
+                    (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
+                    (Some(shape), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {shape:?}: expected [units, {h}]"))),
+                    (None, _) => None,
+                };
+                let pooled_width = h * spec.layers.len().max(1);
+                if let Some(&l) = spec.layers.iter().find(|&&l| l > c.num_hidden_layers) {
+                    return Err(Error::config("veer_head.layers", format!("layer {l}: the encoder has layers 0..={}", c.num_hidden_layers)));
+                }
+                let hidden = match hidden {
+                    Some(_) => Some(Linear::load(&w, "/pre_classifier", pooled_width, w.shape("/pre_classifier.weight").map_or(0, |s| s[0]), true)),
+                    None => None,
+                };
+                let width = hidden.as_ref().map_or(pooled_width, |_| shape.get(1).copied().unwrap_or(h));
+                let classifier = Linear::load(&w, "/classifier", width, n_labels, true);
+                w.finish()?;
+                let head = Some(Head::Pooled { spec: spec.clone(), hidden, classifier });
+                return Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() });
+            }
             let classifier = Linear::load(&w, "/classifier", h, n_labels, true);
             Some(if c.is_distilbert() {
                 Head::DistilBert { pre_classifier: Linear::load(&w, "/pre_classifier", h, h, true), classifier }
@@ -229,12 +323,32 @@ impl Bert {
         Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() })
     }
 
+    /// Layer `i`'s parameters for fine-tuning: (full HF name, value as a matrix, stored transposed in HF).
+    pub fn layer_params(&self, i: usize) -> Vec<(String, Tensor<2>, bool)> {
+        let names = if self.config.is_distilbert() { &DISTILBERT } else { &BERT };
+        self.layers[i].params(names).into_iter().map(|(n, t, tr)| (format!("{}.{i}.{n}", names.layer), t, tr)).collect()
+    }
+
+    /// Run one layer with the given parameters (in `layer_params` order) instead of its own: the
+    /// training path, where the parameters are tracked by autodiff.
+    pub fn layer_forward(&self, params: &[Tensor<2>], x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        Layer::from_params(params, self.config.layer_norm_eps).forward(x, mask_bias, self.config.num_attention_heads)
+    }
+
+    /// [batch, 1, 1, seq] additive attention mask: 0 at real tokens, -1e9 at padding.
+    pub fn mask_bias(mask: &[u32], batch: usize, device: &Device) -> Tensor<4> {
+        let seq = mask.len() / batch.max(1);
+        let pad = Tensor::<2, Int>::from_data(TensorData::new(mask.iter().map(|&m| m as i32).collect::<Vec<_>>(), [batch, seq]), device).equal_elem(0);
+        Tensor::<2>::zeros([batch, seq], device).mask_fill(pad, -1e9).reshape([batch, 1, 1, seq])
+    }
+
     pub fn has_head(&self) -> bool {
         self.head.is_some()
     }
 
-    /// Last hidden state. ids, mask: [batch, seq] row-major (mask 1 = real token, 0 = pad).
-    pub fn forward(&self, ids: &[u32], mask: &[u32], batch: usize) -> Result<Tensor<3>> {
+    /// Hidden states after the embeddings and after every layer (`layers + 1` of [batch, seq, hidden]);
+    /// the last is the encoder's output. ids, mask: [batch, seq] row-major (mask 1 = real token, 0 = pad).
+    pub fn forward(&self, ids: &[u32], mask: &[u32], batch: usize) -> Result<Vec<Tensor<3>>> {
         let seq = ids.len() / batch.max(1);
         if batch == 0 || seq == 0 || ids.len() != batch * seq || mask.len() != ids.len() {
             return Err(Error::Invalid(format!("{} ids and {} mask values do not form a [{batch}, seq] batch", ids.len(), mask.len())));
@@ -256,22 +370,30 @@ impl Bert {
         }
         x = self.emb_norm.forward(x);
 
-        let pad = Tensor::<2, Int>::from_data(TensorData::new(mask.iter().map(|&m| m as i32).collect::<Vec<_>>(), [batch, seq]), &self.device)
-            .equal_elem(0); // [b, s] true at pads
-        let mask_bias = Tensor::<2>::zeros([batch, seq], &self.device).mask_fill(pad, -1e9).reshape([batch, 1, 1, seq]);
+        let mask_bias = Bert::mask_bias(mask, batch, &self.device);
+        let mut states = Vec::with_capacity(self.layers.len() + 1);
         for layer in &self.layers {
+            states.push(x.clone());
             x = layer.forward(x, mask_bias.clone(), c.num_attention_heads);
         }
-        Ok(x)
+        states.push(x);
+        Ok(states)
     }
 
-    /// Classification logits from the last hidden state: [batch, seq, hidden] → [batch, labels].
-    pub fn logits(&self, hidden: Tensor<3>) -> Result<Tensor<2>> {
-        let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]); // [b, h]
+    /// Classification logits from the hidden states of `forward` → [batch, labels].
+    /// `mask` as for `forward` (pooled heads average over real tokens only).
+    pub fn logits(&self, states: &[Tensor<3>], mask: &[u32]) -> Result<Tensor<2>> {
+        let hidden = states.last().cloned().ok_or_else(|| Error::Invalid("no hidden states".into()))?;
         match &self.head {
-            Some(Head::Bert { pooler, classifier }) => Ok(classifier.forward2(tanh(pooler.forward2(cls)))),
-            Some(Head::DistilBert { pre_classifier, classifier }) => Ok(classifier.forward2(relu(pre_classifier.forward2(cls)))),
+            Some(Head::Bert { pooler, classifier }) => Ok(classifier.forward2(tanh(pooler.forward2(cls(hidden))))),
+            Some(Head::DistilBert { pre_classifier, classifier }) => Ok(classifier.forward2(relu(pre_classifier.forward2(cls(hidden))))),
+            Some(Head::Pooled { spec, hidden: layer, classifier }) => {
+                let mut x = pool_layers(states, &spec.layers, mask, spec.pooling, spec.normalize)?; // [b, h * layers]
+                if let (Some(layer), Some(act)) = (layer, spec.activation) {
+                    x = act.apply(layer.forward2(x)); // [b, units]
+                }
+                Ok(classifier.forward2(x))
+            }
             None => Err(Error::Invalid("this model has no classification head (no `classifier.weight`); use embed()".into())),
         }
     }
@@ -286,8 +408,14 @@ impl Bert {
     }
 }
 
+fn cls(hidden: Tensor<3>) -> Tensor<2> {
+    let [b, _, h] = hidden.dims();
+    hidden.slice([0..b, 0..1]).reshape([b, h]) // [b, h]
+}
+
 /// Pooling of the last hidden state into one vector per text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// Mean over real (unmasked) tokens: the sentence-transformers default.
     Mean,
@@ -300,7 +428,7 @@ pub fn pool(hidden: Tensor<3>, mask: &[u32], pooling: Pooling, normalize: bool) 
     let [b, s, h] = hidden.dims();
     let device = hidden.device();
     let pooled = match pooling {
-        Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+        Pooling::Cls => cls(hidden),
         Pooling::Mean => {
             let m = Tensor::<2>::from_data(TensorData::new(mask.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b, s]), &device)
                 .reshape([b, s, 1]); // [b, s, 1]
@@ -315,6 +443,20 @@ pub fn pool(hidden: Tensor<3>, mask: &[u32], pooling: Pooling, normalize: bool) 
     } else {
         pooled
     }
+}
+
+/// Each chosen state pooled (and normalised), concatenated: [batch, hidden * layers]. No layers: the last.
+pub fn pool_layers(states: &[Tensor<3>], layers: &[usize], mask: &[u32], pooling: Pooling, normalize: bool) -> Result<Tensor<2>> {
+    let last = [states.len().saturating_sub(1)];
+    let layers = if layers.is_empty() { &last[..] } else { layers };
+    let pooled = layers
+        .iter()
+        .map(|&l| {
+            let s = states.get(l).cloned().ok_or_else(|| Error::config("veer_head.layers", format!("layer {l}: the encoder has {} hidden states (0..={})", states.len(), states.len().saturating_sub(1))))?;
+            Ok(pool(s, mask, pooling, normalize))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(pooled, 1))
 }
 
 /// Scores from logits: softmax for single-label, sigmoid for multi-label.

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Tokens per text including [CLS]/[SEP]; longer texts are truncated. Default min(512, max positions).
+    /// Tokens per text including [CLS]/[SEP]; longer texts are truncated. Default: the length a veer_head
+    /// was trained with, else min(512, max positions).
     pub max_len: Option<usize>,
     pub pooling: Pooling,
     pub normalize: bool,
@@ -40,11 +41,12 @@ pub struct Encoder {
     max_len: usize,
 }
 
-/// One padded batch: ids and mask [batch, seq] row-major.
+/// One padded batch: ids and mask [batch, seq] row-major, and which input text each row is.
 struct Batch {
     ids: Vec<u32>,
     mask: Vec<u32>,
     size: usize,
+    rows: Vec<usize>,
 }
 
 impl Encoder {
@@ -52,7 +54,8 @@ impl Encoder {
     pub fn load(config: &[u8], weights: &[u8], tokenizer: &[u8], options: Options, device: &Device) -> Result<Self> {
         let config = Config::parse(config, "config.json")?;
         let positions = config.max_position_embeddings;
-        let max_len = options.max_len.unwrap_or(512).min(positions);
+        let trained = config.veer_head.as_ref().and_then(|h| h.max_length);
+        let max_len = options.max_len.or(trained).unwrap_or(512).min(positions);
         if max_len < 2 {
             return Err(Error::Invalid(format!("max length {max_len}: needs room for at least [CLS] and [SEP]")));
         }
@@ -76,6 +79,11 @@ impl Encoder {
         &self.model.labels
     }
 
+    /// The encoder itself (fine-tuning runs its layers directly).
+    pub fn model(&self) -> &Bert {
+        &self.model
+    }
+
     pub fn config(&self) -> &Config {
         &self.model.config
     }
@@ -97,28 +105,42 @@ impl Encoder {
             .collect()
     }
 
+    /// Texts of similar length batched together (sorted by token count): padding costs compute, and
+    /// mixed lengths would pad short texts to the longest. Results are put back in input order.
     fn batches(&self, ids: &[Vec<u32>]) -> Vec<Batch> {
-        ids.chunks(self.options.batch_size.max(1))
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        order
+            .chunks(self.options.batch_size.max(1))
             .map(|chunk| {
-                let seq = chunk.iter().map(Vec::len).max().unwrap_or(0);
+                let seq = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
                 let (mut flat, mut mask) = (Vec::with_capacity(chunk.len() * seq), Vec::with_capacity(chunk.len() * seq));
-                for t in chunk {
+                for &i in chunk {
+                    let t = &ids[i];
                     flat.extend(t.iter().copied().chain(std::iter::repeat(0).take(seq - t.len())));
-                    mask.extend((0..seq).map(|i| (i < t.len()) as u32));
+                    mask.extend((0..seq).map(|j| (j < t.len()) as u32));
                 }
-                Batch { ids: flat, mask, size: chunk.len() }
+                Batch { ids: flat, mask, size: chunk.len(), rows: chunk.to_vec() }
             })
             .collect()
     }
 
     /// One vector per text (pooling and normalisation from the options).
     pub async fn embed(&self, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<f32>>> {
+        self.embed_layers(texts, &[]).await
+    }
+
+    /// The chosen hidden states (0 = embeddings, i = after layer i; empty = the last) pooled and
+    /// concatenated per text: what a `veer_head` classifier reads.
+    pub async fn embed_layers(&self, texts: &[impl AsRef<str>], layers: &[usize]) -> Result<Vec<Vec<f32>>> {
         let hidden = self.model.config.hidden_size;
-        let mut out = Vec::with_capacity(texts.len());
+        let mut out = vec![Vec::new(); texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
-            let h = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let pooled = bert::pool(h, &batch.mask, self.options.pooling, self.options.normalize); // [b, hidden]
-            out.extend(read_f32(pooled).await?.chunks_exact(hidden).map(<[f32]>::to_vec));
+            let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
+            let pooled = bert::pool_layers(&states, layers, &batch.mask, self.options.pooling, self.options.normalize)?; // [b, hidden * layers]
+            for (&row, v) in batch.rows.iter().zip(read_f32(pooled).await?.chunks_exact(hidden * layers.len().max(1))) {
+                out[row] = v.to_vec();
+            }
         }
         Ok(out)
     }
@@ -129,19 +151,19 @@ impl Encoder {
         if !self.model.has_head() {
             return Err(Error::Invalid("this model has no classification head (no `classifier.weight`); use embed()".into()));
         }
-        let mut out = Vec::with_capacity(texts.len());
+        let mut out = vec![None; texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
-            let h = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let s = bert::scores(self.model.logits(h)?, self.model.multi_label()); // [b, labels]
-            for row in read_f32(s).await?.chunks_exact(labels.len()) {
+            let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
+            let s = bert::scores(self.model.logits(&states, &batch.mask)?, self.model.multi_label()); // [b, labels]
+            for (&at, row) in batch.rows.iter().zip(read_f32(s).await?.chunks_exact(labels.len())) {
                 let best = row.iter().enumerate().fold(0, |b, (i, &x)| if x > row[b] { i } else { b });
-                out.push(Classification {
+                out[at] = Some(Classification {
                     label: labels[best].clone(),
                     score: row[best],
                     scores: labels.iter().cloned().zip(row.iter().copied()).collect(),
                 });
             }
         }
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
     }
 }

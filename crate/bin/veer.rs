@@ -137,11 +137,126 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a small classifier from gold labels, a teacher classifier or the LM (zero-shot), and export
+    /// it as a folder the browser loads (plus head.safetensors and report.json).
+    Distill(Box<DistillArgs>),
+    /// Encoder folder + head.safetensors (from `veer distill`) → a complete classifier folder.
+    Pack {
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long)]
+        head: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+    },
     /// Report the device that `--device` resolves to and check that it computes.
     Device {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+}
+
+#[derive(clap::Args)]
+struct DistillArgs {
+    /// CSV file with a header row.
+    #[arg(long)]
+    data: PathBuf,
+    /// A separate CSV test split (default: --test-fraction of --data is held out).
+    #[arg(long)]
+    test: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    text_col: String,
+    /// Gold labels (needed for --teacher gold and for test scores).
+    #[arg(long)]
+    label_col: Option<String>,
+    /// Rename label values, OLD=NEW (repeatable), e.g. great=positive.
+    #[arg(long)]
+    rename: Vec<String>,
+    /// Label names in id order, comma-separated (default: the sorted gold labels).
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// gold | a classifier folder | llm:FOLDER (decoder LM, zero-shot).
+    #[arg(long, default_value = "gold")]
+    teacher: String,
+    /// llkd | all | random
+    #[arg(long, default_value = "all")]
+    select: String,
+    /// Fraction of the pool the student learns from (random, llkd).
+    #[arg(long, default_value_t = 1.0)]
+    budget: f64,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The student's frozen sentence encoder.
+    #[arg(long, default_value = "www/models/all-minilm-l6-v2")]
+    encoder: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    max_len: usize,
+    /// Encoder states the head reads, pooled and concatenated (0 = embeddings … N = last layer).
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<usize>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Embeddings and LM labels are cached here (resumable).
+    #[arg(long, default_value = ".cache/distill")]
+    cache: PathBuf,
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: Dtype,
+    /// Hidden units of an MLP head (0: linear head).
+    #[arg(long, default_value_t = 0)]
+    hidden: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 200)]
+    epochs: usize,
+    #[arg(long, default_value_t = 15)]
+    patience: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Use at most this many pool texts (bounds the LM teacher's cost).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Also compare selections at these budgets (comma-separated), written to report.json.
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<f64>,
+    /// Seeds per randomised comparison cell.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// LM teacher: the prompt ({text}, {labels} are filled in).
+    #[arg(long, default_value = veer::distill::teacher::DEFAULT_TEMPLATE)]
+    prompt: String,
+    /// LM teacher: the answer scored for each label, comma-separated, in label order (default: the labels).
+    #[arg(long, value_delimiter = ',')]
+    verbalisers: Option<Vec<String>>,
+    /// LM teacher: characters of each text put in the prompt.
+    #[arg(long, default_value_t = 600)]
+    prompt_chars: usize,
+    /// LM teacher: a plain completion prompt instead of the chat template.
+    #[arg(long)]
+    no_chat: bool,
+    /// LM teacher: steer it with a vector, FILE[:STRENGTH].
+    #[arg(long)]
+    teacher_vector: Option<String>,
+    /// Student size (b): also fine-tune this many top encoder layers with the head.
+    #[arg(long, default_value_t = 0)]
+    finetune_layers: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    finetune_lr: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    finetune_head_lr: f64,
+    #[arg(long, default_value_t = 3)]
+    finetune_epochs: usize,
 }
 
 #[derive(clap::Args)]
@@ -384,6 +499,90 @@ fn run(command: Command) -> Result<serde_json::Value> {
             };
             write(&out, &result.to_safetensors()?)?;
             Ok(json!({"out": out, "method": result.method}))
+        }
+        Command::Distill(a) => {
+            let rename = a
+                .rename
+                .iter()
+                .map(|r| r.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Error::Invalid(format!("--rename `{r}`: expected OLD=NEW"))))
+                .collect::<Result<_>>()?;
+            let vector = match &a.teacher_vector {
+                Some(spec) => Some(match spec.rsplit_once(':') {
+                    Some((f, s)) if s.parse::<f32>().is_ok() => (PathBuf::from(f), s.parse().unwrap_or(0.1)),
+                    _ => {
+                        let v = read_vector(Path::new(spec))?;
+                        (PathBuf::from(spec), v.default_strength)
+                    }
+                }),
+                None => None,
+            };
+            let labels_for_verbalisers = a.labels.clone();
+            let prompt = veer::distill::teacher::LlmPrompt {
+                template: a.prompt.clone(),
+                verbalisers: a.verbalisers.clone().or(labels_for_verbalisers).unwrap_or_default(),
+                max_chars: a.prompt_chars,
+                chat: !a.no_chat,
+                vector,
+            };
+            if a.teacher.starts_with("llm:") && prompt.verbalisers.is_empty() {
+                return Err(Error::Invalid("--teacher llm:… needs --labels (or --verbalisers) so the prompt can name them".into()));
+            }
+            let options = veer::distill::Options {
+                data: a.data,
+                test: a.test,
+                text_col: a.text_col,
+                label_col: a.label_col,
+                rename,
+                labels: a.labels,
+                teacher: veer::distill::teacher::Teacher::parse(&a.teacher, prompt)?,
+                select: a.select.parse()?,
+                budget: a.budget,
+                rounds: a.rounds,
+                encoder: a.encoder,
+                max_len: a.max_len,
+                layers: a.layers,
+                out: a.out,
+                cache: a.cache,
+                dtype: match a.dtype {
+                    Dtype::F16 => OutDtype::F16,
+                    Dtype::F32 => OutDtype::F32,
+                },
+                train: veer::distill::train::TrainOptions {
+                    hidden: a.hidden,
+                    lr: a.lr,
+                    weight_decay: a.weight_decay,
+                    batch: a.batch_size,
+                    epochs: a.epochs,
+                    patience: a.patience,
+                    seed: a.seed,
+                    ..Default::default()
+                },
+                seed: a.seed,
+                test_fraction: a.test_fraction,
+                val_fraction: a.val_fraction,
+                limit: a.limit,
+                test_limit: a.test_limit,
+                compare: a.compare,
+                seeds: a.seeds,
+                finetune: (a.finetune_layers > 0).then(|| veer::distill::finetune::FineTuneOptions {
+                    layers: a.finetune_layers,
+                    lr: a.finetune_lr,
+                    head_lr: a.finetune_head_lr,
+                    weight_decay: 0.01,
+                    epochs: a.finetune_epochs,
+                    batch: 16,
+                    seed: a.seed,
+                }),
+            };
+            veer::distill::run(&options)
+        }
+        Command::Pack { encoder, head, out, dtype } => {
+            let dtype = match dtype {
+                Dtype::F16 => OutDtype::F16,
+                Dtype::F32 => OutDtype::F32,
+            };
+            let packed = veer::distill::export::pack(&encoder, &head, &out, dtype)?;
+            Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
         Command::Device { device } => {
             let choice: DeviceChoice = device.parse()?;

@@ -1,64 +1,129 @@
-// Page end-to-end: the demo served as `make demo` serves it, in headless Chromium (Debian's, driven by
-// playwright-core; no browser download). Screenshots go to test-results/.
+// The demo page end to end, served as `make demo` serves it (www/ at the root), in headless Chromium
+// (Debian's, driven by playwright-core; no browser download). Screenshots go to test-results/.
+// WebGPU here is Chromium's software renderer: it classifies (slowly) but generation runs with ?device=cpu.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { serve, launch, chromeArgs, noWebGpuArgs, watch, nativeScores, maxDiff, results, www } from './helpers.mjs';
 
-const root = new URL('../../', import.meta.url).pathname;
-const port = Number(process.env.VEER_PAGE_PORT ?? 8788);
-const base = `http://127.0.0.1:${port}/`;
-const chromeArgs = JSON.parse(readFileSync(`${root}webdriver.json`, 'utf8'))['goog:chromeOptions'].args;
 let server;
+before(async () => (server = await serve(www, Number(process.env.VEER_PAGE_PORT ?? 8788))));
+after(() => server?.stop());
 
-before(async () => {
-  mkdirSync(`${root}test-results`, { recursive: true });
-  server = spawn('python3', [`${root}scripts/serve.py`, `${root}www`, String(port), '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve, reject) => {
-    server.stdout.once('data', resolve);
-    server.once('exit', (code) => reject(new Error(`static server exited with ${code}`)));
-  });
-});
-
-after(() => server?.kill());
-
-async function openDemo(args) {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args });
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(base);
+async function openDemo(args, query = '') {
+  const browser = await launch(args);
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  const errors = watch(page);
+  await page.goto(`${server.base}${query}`);
   await page.waitForFunction(() => document.getElementById('badge').dataset.state !== 'loading', null, { timeout: 120_000 });
   const rows = await page.$$eval('#runtime dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
   return { browser, page, rows, errors, state: await page.$eval('#badge', (b) => b.dataset.state) };
 }
 
-test('demo page reports WebGPU and a self-check that matches the CPU', async () => {
+/** Type `text`, wait until both classifiers have scored it; resolves to {name: {label, scores, latency}}. */
+async function classifyOnPage(page, text) {
+  await page.fill('#text', text);
+  await page.waitForFunction((t) => document.getElementById('classify').dataset.text === t, text, { timeout: 240_000 });
+  return page.$$eval('.result', (panels) =>
+    Object.fromEntries(
+      panels.map((p) => {
+        const scores = Object.fromEntries([...p.querySelectorAll('.bar')].map((b) => [b.dataset.label, Number(b.dataset.score)]));
+        return [p.dataset.model, { label: p.dataset.label, score: scores[p.dataset.label], scores, latency: p.querySelector('.latency').textContent }];
+      }),
+    ),
+  );
+}
+
+async function waitClassifiers(page) {
+  await page.waitForFunction(() => document.getElementById('classify').dataset.state !== 'loading', null, { timeout: 300_000 });
+  assert.equal(await page.$eval('#classify', (s) => s.dataset.state), 'ready', await page.$eval('#classify', (s) => s.textContent));
+}
+
+test('WebGPU: badge, self-check, model table, live classification, a lost GPU falls back to the CPU', async () => {
   const { browser, page, rows, errors, state } = await openDemo(chromeArgs);
   try {
-    assert.deepEqual(errors, []);
     assert.equal(state, 'webgpu', JSON.stringify(rows));
     assert.equal(rows.device, 'webgpu');
     assert.ok(Number(rows['self-check max |Δ| vs CPU']) <= 1e-5, rows['self-check max |Δ| vs CPU']);
     await page.waitForSelector('#models tbody tr td.hash');
     const files = await page.$$eval('#models tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
-    assert.ok(files.includes('all-minilm-l6-v2/model.safetensors'), files.join(', '));
-    await page.screenshot({ path: `${root}test-results/demo-webgpu.png`, fullPage: true });
+    for (const f of ['sentiment/model.safetensors', 'topic/model.safetensors', 'vectors/positive.safetensors']) assert.ok(files.includes(f), files.join(', '));
+
+    await waitClassifiers(page);
+    const chips = await page.$$eval('#chips li', (lis) => lis.map((li) => li.textContent));
+    assert.ok(chips.some((c) => /^sentiment .*(KiB|MiB) · /.test(c)) && chips.some((c) => /^topic /.test(c)), chips.join(' | '));
+    for (const name of ['sentiment', 'topic']) {
+      const ref = nativeScores(name);
+      const got = await classifyOnPage(page, ref.texts[0]);
+      assert.equal(got[name].label, ref.results[0].label, `${name} on WebGPU: ${JSON.stringify(got[name])}`);
+      assert.ok(maxDiff([got[name]], [ref.results[0]]) <= 1e-3, `${name} on WebGPU vs native: ${JSON.stringify(got[name])}`);
+      assert.match(got[name].latency, /\d+(\.\d)? m?s/);
+    }
+    await page.screenshot({ path: `${results}demo-webgpu.png`, fullPage: true });
+
+    // The GPU goes away (a driver reset): the next classification runs on the CPU, the page keeps working.
+    const lost = await page.evaluate(() => window.veerDemo.classifiers.sentiment._simulateDeviceLoss());
+    assert.ok(lost >= 1, `devices destroyed: ${lost}`);
+    const ref = nativeScores('sentiment');
+    const after = await classifyOnPage(page, ref.texts[1]);
+    assert.equal(after.sentiment.label, ref.results[1].label);
+    assert.ok(maxDiff([after.sentiment], [ref.results[1]]) <= 1e-4, JSON.stringify(after.sentiment));
+    const device = await page.evaluate(() => [window.veerDemo.classifiers.sentiment.device, window.veerDemo.classifiers.sentiment.fallbackReason, window.veerDemo.rt.device]);
+    assert.equal(device[0], 'cpu');
+    assert.match(device[1], /E_DEVICE.*lost/);
+    assert.equal(device[2], 'cpu');
+    assert.equal(await page.$eval('#badge', (b) => b.textContent), 'CPU (GPU lost)');
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
   }
 });
 
-test('without WebGPU the page falls back to the CPU and says why', async () => {
-  const args = chromeArgs.filter((a) => a !== '--enable-unsafe-webgpu').concat('--disable-webgpu');
-  const { browser, page, rows, errors, state } = await openDemo(args);
+test('without WebGPU the page falls back to the CPU, says why, and classifies like the native CLI', async () => {
+  const { browser, page, rows, errors, state } = await openDemo(noWebGpuArgs);
   try {
-    assert.deepEqual(errors, []);
     assert.equal(state, 'cpu', JSON.stringify(rows));
     assert.ok(rows['why not WebGPU']?.length > 0, JSON.stringify(rows));
     assert.equal(rows['self-check max |Δ| vs CPU'], '0.00e+0');
-    await page.screenshot({ path: `${root}test-results/demo-cpu.png`, fullPage: true });
+    await waitClassifiers(page);
+    const ref = nativeScores('topic');
+    const got = await classifyOnPage(page, ref.texts[0]);
+    assert.equal(got.topic.label, ref.results[0].label);
+    assert.ok(maxDiff([got.topic], [ref.results[0]]) <= 1e-4, JSON.stringify(got.topic));
+    await page.screenshot({ path: `${results}demo-cpu.png`, fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('steered generation on the page: plain and steered stream side by side and differ (?device=cpu)', async () => {
+  const { browser, page, errors, state } = await openDemo(chromeArgs, '?device=cpu&maxTokens=12');
+  try {
+    assert.equal(state, 'cpu');
+    await page.selectOption('#vector', 'positive');
+    await page.waitForFunction(() => document.getElementById('strength-value').textContent !== '', null);
+    await page.fill('#prompt', 'Describe the weather today in one sentence.');
+    // Streaming: the columns grow piece by piece.
+    await page.evaluate(() => {
+      window.updates = { plain: 0, steered: 0 };
+      new MutationObserver(() => window.updates.plain++).observe(document.getElementById('out-plain'), { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() => window.updates.steered++).observe(document.getElementById('out-steered'), { childList: true, characterData: true, subtree: true });
+    });
+    await page.click('#run');
+    await page.waitForFunction(() => ['done', 'error', 'aborted'].includes(document.getElementById('generate').dataset.state), null, { timeout: 300_000 });
+    const note = await page.$eval('#gen-note', (n) => n.textContent);
+    assert.equal(await page.$eval('#generate', (s) => s.dataset.state), 'done', note);
+    const plain = await page.$eval('#out-plain', (e) => e.textContent);
+    const steered = await page.$eval('#out-steered', (e) => e.textContent);
+    assert.ok(plain.length > 0 && steered.length > 0, `${plain} | ${steered}`);
+    assert.notEqual(plain, steered);
+    const updates = await page.evaluate(() => window.updates);
+    assert.ok(updates.plain > 3 && updates.steered > 3, JSON.stringify(updates));
+    assert.match(note, /on cpu: .* MiB, loaded in/);
+    const chips = await page.$$eval('#chips li', (lis) => lis.map((li) => li.textContent));
+    assert.ok(chips.some((c) => c.startsWith('smollm2 ')), chips.join(' | '));
+    await page.screenshot({ path: `${results}demo-generation.png`, fullPage: true });
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
   }

@@ -1,0 +1,277 @@
+//! Where the training labels come from: gold labels, a teacher classifier folder (soft labels), or the
+//! decoder LM as a zero-shot labeller that scores each label's verbaliser after a prompt (TnT-LLM's
+//! labelling step), optionally steered by a vector. Every teacher yields label probabilities per text.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{block_on, read_f32};
+use crate::distill::cache::{self, Hash, JsonLines};
+use crate::distill::data::Dataset;
+use crate::encoder::{self, Encoder};
+use crate::error::{Error, Result};
+use crate::generate::{Message, Model};
+use crate::llama::{Cache, Plain, Steer};
+use crate::steer::{Steering, Vector};
+
+/// How the decoder LM is asked.
+#[derive(Debug, Clone)]
+pub struct LlmPrompt {
+    /// The user message (chat models) or the whole prompt, with `{text}` and `{labels}` placeholders.
+    pub template: String,
+    /// One per label, in label order: the answer whose log-probability scores that label.
+    pub verbalisers: Vec<String>,
+    /// Texts are cut to this many characters (at a word boundary) before prompting: the LM's cost
+    /// grows with the prompt, and the opening of a text carries most of its label.
+    pub max_chars: usize,
+    /// Wrap the prompt in the model's chat template (when it has one).
+    pub chat: bool,
+    /// Steering vector file and strength.
+    pub vector: Option<(PathBuf, f32)>,
+}
+
+pub const DEFAULT_TEMPLATE: &str = "Classify the text below into exactly one of these categories: {labels}.\n\nText: {text}\n\nAnswer with the category only.";
+
+pub enum Teacher {
+    Gold,
+    Classifier(PathBuf),
+    Llm { dir: PathBuf, prompt: LlmPrompt },
+}
+
+/// A teacher's probabilities for one dataset, plus (LLM) the uncalibrated ones.
+pub struct Labels {
+    /// [n][labels], each row sums to 1.
+    pub probs: Vec<Vec<f32>>,
+    /// LLM only: before contextual calibration, for the report.
+    pub raw: Option<Vec<Vec<f32>>>,
+}
+
+impl Teacher {
+    pub fn parse(spec: &str, prompt: LlmPrompt) -> Result<Teacher> {
+        Ok(match spec {
+            "gold" => Teacher::Gold,
+            s if s.starts_with("llm:") => Teacher::Llm { dir: PathBuf::from(&s[4..]), prompt },
+            s => {
+                let dir = PathBuf::from(s);
+                if !dir.join("config.json").is_file() {
+                    return Err(Error::Invalid(format!("--teacher `{s}`: expected gold, a classifier folder with config.json, or llm:FOLDER")));
+                }
+                Teacher::Classifier(dir)
+            }
+        })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Teacher::Gold => "gold".into(),
+            Teacher::Classifier(d) => format!("classifier:{}", d.display()),
+            Teacher::Llm { dir, .. } => format!("llm:{}", dir.display()),
+        }
+    }
+
+    /// Label every text of `sets` (cached under `cache_dir` for the slow teachers).
+    pub fn label(&self, sets: &[&Dataset], cache_dir: &Path) -> Result<Vec<Labels>> {
+        match self {
+            Teacher::Gold => sets
+                .iter()
+                .map(|d| {
+                    let probs = d.gold_ids("--teacher gold")?.iter().map(|&g| one_hot(g, d.labels.len())).collect();
+                    Ok(Labels { probs, raw: None })
+                })
+                .collect(),
+            Teacher::Classifier(dir) => {
+                let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
+                let options = encoder::Options { batch_size: 16, ..Default::default() };
+                let enc = Encoder::load(&read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?, options, &crate::backend::cpu().device)?;
+                sets.iter()
+                    .map(|d| {
+                        // The teacher's labels, reordered to ours by name.
+                        let map = d
+                            .labels
+                            .iter()
+                            .map(|l| enc.labels().iter().position(|t| t == l).ok_or_else(|| Error::Invalid(format!("teacher {} has labels {:?}, which lack `{l}`", dir.display(), enc.labels()))))
+                            .collect::<Result<Vec<_>>>()?;
+                        let bar = cache::bar(d.len(), "teacher");
+                        let mut probs = Vec::with_capacity(d.len());
+                        for chunk in d.texts.chunks(64) {
+                            for c in block_on(enc.classify(chunk))? {
+                                let row: Vec<f32> = map.iter().map(|&j| c.scores[j].1).collect();
+                                let sum: f32 = row.iter().sum();
+                                probs.push(row.iter().map(|p| p / sum.max(f32::MIN_POSITIVE)).collect());
+                            }
+                            bar.inc(chunk.len() as u64);
+                        }
+                        bar.finish_and_clear();
+                        Ok(Labels { probs, raw: None })
+                    })
+                    .collect()
+            }
+            Teacher::Llm { dir, prompt } => {
+                let labeller = LlmLabeller::load(dir, prompt, &sets[0].labels)?;
+                let key = labeller.key();
+                cache::ensure_dir(cache_dir)?;
+                let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", key.hex())))?;
+                let calibration = match store.items.iter().find(|s| s.h == "content-free") {
+                    Some(s) => s.p.clone(),
+                    None => {
+                        // Contextual calibration (Zhao et al., 2021): the label prior on a content-free input.
+                        let p = labeller.score("N/A")?;
+                        store.push(Scored { h: "content-free".into(), p: p.clone() })?;
+                        p
+                    }
+                };
+                let mut known: HashMap<String, Vec<f32>> = store.items.iter().map(|s| (s.h.clone(), s.p.clone())).collect();
+                let todo: Vec<&String> = {
+                    let mut seen = std::collections::HashSet::new();
+                    sets.iter().flat_map(|d| d.texts.iter()).filter(|t| !known.contains_key(&text_key(t)) && seen.insert(text_key(t))).collect()
+                };
+                if !todo.is_empty() {
+                    let bar = cache::bar(todo.len(), "llm labels");
+                    for t in todo {
+                        let p = labeller.score(t)?;
+                        store.push(Scored { h: text_key(t), p: p.clone() })?;
+                        known.insert(text_key(t), p);
+                        bar.inc(1);
+                    }
+                    bar.finish_and_clear();
+                }
+                Ok(sets
+                    .iter()
+                    .map(|d| {
+                        let raw: Vec<Vec<f32>> = d.texts.iter().map(|t| known[&text_key(t)].clone()).collect();
+                        let probs = raw.iter().map(|r| calibrate(r, &calibration)).collect();
+                        Labels { probs, raw: Some(raw) }
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Scored {
+    h: String,
+    p: Vec<f32>,
+}
+
+fn text_key(t: &str) -> String {
+    Hash::default().str(t).hex()
+}
+
+pub fn one_hot(i: usize, n: usize) -> Vec<f32> {
+    (0..n).map(|j| if j == i { 1.0 } else { 0.0 }).collect()
+}
+
+/// p / p_content_free, renormalised.
+pub fn calibrate(p: &[f32], prior: &[f32]) -> Vec<f32> {
+    let q: Vec<f32> = p.iter().zip(prior).map(|(a, b)| a / b.max(1e-12)).collect();
+    let s: f32 = q.iter().sum();
+    q.iter().map(|x| x / s.max(f32::MIN_POSITIVE)).collect()
+}
+
+/// The decoder LM with its prompt, verbaliser token ids and optional steering.
+struct LlmLabeller {
+    model: Model,
+    prompt: LlmPrompt,
+    labels: Vec<String>,
+    verbaliser_ids: Vec<Vec<u32>>,
+    steering: Option<Steering>,
+    weights_id: Hash,
+}
+
+impl LlmLabeller {
+    fn load(dir: &Path, prompt: &LlmPrompt, labels: &[String]) -> Result<Self> {
+        let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
+        let device = crate::backend::cpu().device;
+        let weights = read("model.safetensors")?;
+        let weights_id = Hash::default().bytes(&read("config.json")?).bytes(&(weights.len() as u64).to_le_bytes()).bytes(&weights[..weights.len().min(1 << 20)]);
+        let tc = std::fs::read(dir.join("tokenizer_config.json")).ok();
+        let model = Model::load(&read("config.json")?, &weights, &read("tokenizer.json")?, tc.as_deref(), "teacher", &device)?;
+        if prompt.verbalisers.len() != labels.len() {
+            return Err(Error::Invalid(format!("{} verbalisers for {} labels {labels:?}", prompt.verbalisers.len(), labels.len())));
+        }
+        // Completion prompts continue after "…:", so the answer starts with a space; chat answers do not.
+        let verbaliser_ids = prompt
+            .verbalisers
+            .iter()
+            .map(|v| {
+                let ids = model.encode(&if prompt.chat { v.clone() } else { format!(" {v}") })?;
+                if ids.is_empty() { Err(Error::Invalid(format!("verbaliser `{v}` encodes to no tokens"))) } else { Ok(ids) }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let steering = match &prompt.vector {
+            Some((file, strength)) => {
+                let c = &model.llama.config;
+                let mut v = Vector::from_bytes(&std::fs::read(file).map_err(|e| Error::file(file.display().to_string(), e))?, &file.display().to_string())?;
+                v.fit(c.num_hidden_layers, c.hidden_size, &file.display().to_string())?;
+                let injection = v.injection;
+                Some(Steering::new(&[(v, *strength)], injection, 0..c.num_hidden_layers, &device)?)
+            }
+            None => None,
+        };
+        Ok(LlmLabeller { model, prompt: prompt.clone(), labels: labels.to_vec(), verbaliser_ids, steering, weights_id })
+    }
+
+    /// What the cached scores depend on.
+    fn key(&self) -> Hash {
+        let p = &self.prompt;
+        let mut h = self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8]);
+        if let Some((file, s)) = &p.vector {
+            h = h.bytes(&std::fs::read(file).unwrap_or_default()).bytes(&s.to_le_bytes());
+        }
+        h
+    }
+
+    fn render(&self, text: &str) -> Result<String> {
+        let text = truncate_words(text.trim(), self.prompt.max_chars);
+        let body = self.prompt.template.replace("{labels}", &self.labels.join(", ")).replace("{text}", &text);
+        if self.prompt.chat {
+            self.model.apply_chat_template(&[Message { role: "user".into(), content: body }], true)
+        } else {
+            Ok(body)
+        }
+    }
+
+    /// Softmax over labels of each verbaliser's total log-probability after the prompt.
+    fn score(&self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.model.encode(&self.render(text)?)?;
+        let steer: &dyn Steer = match &self.steering {
+            Some(s) => s,
+            None => &Plain,
+        };
+        let llama = &self.model.llama;
+        let mut cache = Cache::default();
+        let first = read_f32(log_softmax(llama.forward(&ids, &mut cache, steer, false)?.logits, 0));
+        let first = block_on(first)?; // [vocab]
+        let prompt_len = cache.len();
+        let mut totals = Vec::with_capacity(self.verbaliser_ids.len());
+        for v in &self.verbaliser_ids {
+            let mut total = first[v[0] as usize];
+            for w in v.windows(2) {
+                let lp = block_on(read_f32(log_softmax(llama.forward(&w[..1], &mut cache, steer, false)?.logits, 0)))?;
+                total += lp[w[1] as usize];
+            }
+            cache.truncate(prompt_len);
+            totals.push(total);
+        }
+        let max = totals.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = totals.iter().map(|t| (t - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        Ok(exp.iter().map(|e| e / sum).collect())
+    }
+}
+
+/// At most `max` characters, cut at the last whitespace when there is one.
+fn truncate_words(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    match cut.rfind(char::is_whitespace) {
+        Some(i) if i > max / 2 => format!("{}…", &cut[..i]),
+        _ => format!("{cut}…"),
+    }
+}

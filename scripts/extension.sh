@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Package the browser extension example: www/extension/ plus the veer library, the wasm module and one
+# model, so that the extension carries all its code (Manifest V3 allows no remote code).
+# Usage: scripts/extension.sh [OUT_DIR] [MODEL]   (defaults: www/extension, sentiment)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-www/extension}
+model=${2:-sentiment}
+src=www/extension
+models=${VEER_WWW:-www}/models   # VEER_WWW: another copy of www/ (as the page tests take)
+
+for f in pkg/veer.js pkg/veer_bg.wasm $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json; do
+  [[ -f $f ]] || { echo "extension: $f is missing (make pkg / make assets)" >&2; exit 1; }
+done
+mkdir -p "$out"
+if [[ $(realpath "$out") != $(realpath "$src") ]]; then
+  cp "$src"/manifest.json "$src"/*.js "$src"/*.html "$src"/*.css "$out"/
+fi
+rm -rf "$out/veer" "$out/models"
+mkdir -p "$out/veer/pkg" "$out/models/sentiment"
+cp www/veer.js www/veer-fetch.js www/veer-host.js www/veer-worker.js "$out/veer/"
+cp pkg/veer.js pkg/veer_bg.wasm "$out/veer/pkg/"
+# The extension loads models/sentiment/ by default, whichever model is packaged there.
+cp $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json "$out/models/sentiment/"
+echo "extension: $out ($(du -sh "$out" | cut -f1)), load it unpacked from chrome://extensions"

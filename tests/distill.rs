@@ -1,0 +1,133 @@
+//! `veer distill` end to end, and the default classifiers it made (www/heads/, packed by `make assets`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use veer::backend::{block_on, cpu};
+use veer::distill::data::{self, Columns, Dataset};
+use veer::encoder::{Encoder, Options};
+
+fn load(dir: &Path) -> Encoder {
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
+    Encoder::load(&read("config.json"), &read("model.safetensors"), &read("tokenizer.json"), Options::default(), &cpu().device).unwrap()
+}
+
+fn f32s(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// y = W x + b with W [out, in] (HF layout), in f64.
+fn affine(w: &(Vec<usize>, Vec<f32>), b: &(Vec<usize>, Vec<f32>), x: &[f64]) -> Vec<f64> {
+    let (out, inp) = (w.0[0], w.0[1]);
+    assert_eq!(inp, x.len());
+    (0..out).map(|o| b.1[o] as f64 + (0..inp).map(|i| w.1[o * inp + i] as f64 * x[i]).sum::<f64>()).collect()
+}
+
+#[test]
+fn distill_trains_exports_and_the_runtime_reproduces_the_head() {
+    let tmp = std::env::temp_dir().join(format!("veer-distill-{}", std::process::id()));
+    let (out, cache) = (tmp.join("out"), tmp.join("cache"));
+    let fixtures = common::root().join("tests/fixtures/data/amazon_fine_foods");
+    let minilm = common::model("all-minilm-l6-v2");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_veer"))
+            .args(["distill", "--text-col", "review", "--label-col", "score", "--rename", "great=positive", "--rename", "other=negative"])
+            .args(["--labels", "positive,negative", "--teacher", "gold", "--select", "llkd", "--budget", "0.5", "--rounds", "3"])
+            .args(["--limit", "240", "--test-limit", "120", "--val-fraction", "0.05", "--layers", "4,6", "--hidden", "16", "--dtype", "f32", "--max-len", "128"])
+            .arg("--data").arg(fixtures.join("train.csv"))
+            .arg("--test").arg(fixtures.join("test.csv"))
+            .arg("--encoder").arg(&minilm)
+            .arg("--cache").arg(&cache)
+            .arg("--out").arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["student"]["samples"], 120, "LLKD at budget 0.5 of a 240-text pool: {report}");
+    assert_eq!(report["data"]["test_size"], 120);
+    assert_eq!(report["student"]["head"]["params"], 16 * 768 + 16 + 2 * 16 + 2);
+    let acc = report["student"]["test"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+
+    // The exported folder loads as a classifier with the labels in order.
+    let clf = load(&out);
+    assert_eq!(clf.labels(), ["positive", "negative"]);
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["veer_head"]["layers"], serde_json::json!([4, 6]));
+    assert_eq!(config["veer_head"]["activation"], "relu");
+
+    // Its scores are the head applied on the host to the encoder's own pooled layers 4 and 6.
+    let texts = ["Lovely tea, will buy again.", "Arrived broken, very disappointed.", "ok"];
+    let got = block_on(clf.classify(&texts)).unwrap();
+    let feats = block_on(load(&minilm).embed_layers(&texts, &[4, 6])).unwrap();
+    let head_bytes = std::fs::read(out.join("head.safetensors")).unwrap();
+    let head = safetensors::SafeTensors::deserialize(&head_bytes).unwrap();
+    let (w1, b1, w2, b2) = (f32s(&head, "pre_classifier.weight"), f32s(&head, "pre_classifier.bias"), f32s(&head, "classifier.weight"), f32s(&head, "classifier.bias"));
+    for (g, x) in got.iter().zip(&feats) {
+        let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let h: Vec<f64> = affine(&w1, &b1, &x).into_iter().map(|v| v.max(0.0)).collect();
+        let logits = affine(&w2, &b2, &h);
+        let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
+        for ((label, score), l) in g.scores.iter().zip(&logits) {
+            let want = (l - m).exp() / z;
+            assert!((*score as f64 - want).abs() < 1e-5, "{label}: runtime {score} vs host {want}");
+        }
+    }
+
+    // A second run reuses the cached embeddings (resumable caches) and gives the same head.
+    let second = run();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(std::fs::read(out.join("head.safetensors")).unwrap(), head_bytes, "same seed, same data: same head");
+
+    // pack refuses a file that is not a head, naming it.
+    let bad = Command::new(env!("CARGO_BIN_EXE_veer")).args(["pack", "--out"]).arg(tmp.join("bad")).arg("--encoder").arg(&minilm).arg("--head").arg(minilm.join("model.safetensors")).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a veer-head/1 file"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+fn accuracy(clf: &Encoder, set: &Dataset) -> f64 {
+    let gold = set.gold_ids("test").unwrap();
+    let pred = block_on(clf.classify(&set.texts)).unwrap();
+    let correct = pred.iter().zip(&gold).filter(|(p, &g)| p.label == set.labels[g]).count();
+    correct as f64 / gold.len() as f64
+}
+
+fn recorded(name: &str) -> f64 {
+    let path = common::root().join(format!("www/heads/{name}/report.json"));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    r["student"]["test"]["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn default_classifiers_reach_their_accuracy_on_held_out_data() {
+    let rename = [("great".to_string(), "positive".to_string()), ("other".to_string(), "negative".to_string()), ("sports".to_string(), "sport".to_string())].into();
+    // Sentiment: the Amazon test file, never seen in training.
+    let cols = Columns { text: "review", label: Some("score"), rename: &rename };
+    let rows = data::read_csv(&common::root().join("tests/fixtures/data/amazon_fine_foods/test.csv"), &cols).unwrap();
+    let clf = load(&common::model("sentiment"));
+    let test = Dataset::from_rows(&[&rows], Some(clf.labels().to_vec())).unwrap().remove(0);
+    let acc = accuracy(&clf, &test);
+    eprintln!("sentiment: accuracy {acc:.4} on {} reviews (recorded at training: {:.4})", test.len(), recorded("sentiment"));
+    assert!(acc >= 0.82, "sentiment accuracy {acc}");
+    assert!((acc - recorded("sentiment")).abs() <= 0.005, "F16 export changed the accuracy: {acc} vs {}", recorded("sentiment"));
+
+    // Topic: the held-out 20 % of BBC news, split exactly as `veer distill --seed 0` split it.
+    let path = common::cache().join("data/bbc_news.csv");
+    assert!(path.is_file(), "{} is missing: run `make assets`", path.display());
+    let cols = Columns { text: "text", label: Some("label"), rename: &rename };
+    let clf = load(&common::model("topic"));
+    let all = Dataset::from_rows(&[&data::read_csv(&path, &cols).unwrap()], Some(clf.labels().to_vec())).unwrap().remove(0);
+    let parts = data::split(all.len(), &[0.2], 0x7e57);
+    let test = all.subset(&parts[0]);
+    let acc = accuracy(&clf, &test);
+    eprintln!("topic: accuracy {acc:.4} on {} articles (recorded at training: {:.4})", test.len(), recorded("topic"));
+    assert!(acc >= 0.95, "topic accuracy {acc}");
+    assert!((acc - recorded("topic")).abs() <= 0.005, "F16 export changed the accuracy: {acc} vs {}", recorded("topic"));
+}

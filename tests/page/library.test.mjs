@@ -1,0 +1,227 @@
+// The JavaScript library (www/veer.js) in headless Chromium, served from the repository root so that it
+// runs under a sub-path (/www/). One browser profile on disk for the whole file, so the Cache API persists.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, basename } from 'node:path';
+import { serve, launchPersistent, blankPage, watch, nativeScores, maxDiff, www as wwwDir } from './helpers.mjs';
+
+let server;
+let context;
+let www;
+before(async () => {
+  server = await serve(dirname(wwwDir), Number(process.env.VEER_LIB_PORT ?? 8789));
+  www = `${server.base}${basename(wwwDir)}/`;
+  context = await launchPersistent();
+});
+after(async () => {
+  await context?.close();
+  server?.stop();
+});
+
+/** Run `fn(veer, arg)` in a fresh page with the library imported. */
+async function inPage(fn, arg) {
+  const page = await blankPage(context, www);
+  const errors = watch(page);
+  try {
+    return await page.evaluate(
+      async ([src, lib, a]) => {
+        const veer = await import(lib);
+        return (0, eval)(`(${src})`)(veer, a);
+      },
+      [fn.toString(), `${www}veer.js`, arg],
+    );
+  } finally {
+    await page.close();
+    assert.deepEqual(errors, []);
+  }
+}
+
+test('classifiers match the native CLI on the CPU within 1e-4, in a worker and inline', async () => {
+  const refs = { sentiment: nativeScores('sentiment'), topic: nativeScores('topic') };
+  const got = await inPage(
+    async (veer, refs) => {
+      const rt = await veer.init({ device: 'cpu' });
+      const out = { device: rt.device };
+      for (const [name, ref] of Object.entries(refs)) {
+        const progress = [];
+        const clf = await veer.loadClassifier(`models/${name}/`, { integrity: 'manifest', onProgress: (p) => progress.push(p) });
+        const weights = progress.filter((p) => p.file === 'model.safetensors');
+        out[name] = { worker: clf.worker, device: clf.device, labels: clf.labels, results: await clf.classify(ref.texts), single: await clf.classify(ref.texts[0]), info: clf.info, progress: { n: weights.length, last: weights.at(-1) } };
+        clf.dispose();
+        out[name].afterDispose = await clf.classify(['x']).catch((e) => e.code);
+        const inline = await veer.loadClassifier(`models/${name}/`, { worker: false });
+        out[name].inline = { worker: inline.worker, results: await inline.classify(ref.texts) };
+        inline.dispose();
+      }
+      return out;
+    },
+    { sentiment: refs.sentiment, topic: refs.topic },
+  );
+  assert.equal(got.device, 'cpu');
+  for (const name of ['sentiment', 'topic']) {
+    const g = got[name];
+    const ref = refs[name].results;
+    assert.equal(g.worker, true);
+    assert.equal(g.inline.worker, false);
+    assert.equal(g.device, 'cpu');
+    assert.deepEqual(g.results.map((r) => r.label), ref.map((r) => r.label), name);
+    assert.ok(maxDiff(g.results, ref) <= 1e-4, `${name} (worker): max |Δ| ${maxDiff(g.results, ref)}`);
+    assert.ok(maxDiff(g.inline.results, ref) <= 1e-4, `${name} (inline): max |Δ| ${maxDiff(g.inline.results, ref)}`);
+    // Alone or in a batch (other padding, other matmul shapes): the same label, scores within float noise.
+    assert.equal(g.single.label, g.results[0].label);
+    const asNative = (r) => ({ score: r.score, scores: Object.entries(r.scores) });
+    assert.ok(maxDiff([g.single], [asNative(g.results[0])]) <= 1e-5, `${name}: one text alone vs in a batch`);
+    assert.deepEqual(Object.keys(g.results[0].scores), g.labels, 'scores in the model label order');
+    assert.equal(g.afterDispose, 'E_DISPOSED');
+    // Byte progress: several events for the weights, the last one complete.
+    assert.ok(g.progress.n >= 2 && g.progress.last.loaded === g.progress.last.total && g.progress.last.total === g.info.files['model.safetensors'].size, JSON.stringify(g.progress));
+  }
+  assert.deepEqual(got.sentiment.labels.slice().sort(), ['negative', 'positive']);
+  assert.deepEqual(got.topic.labels.slice().sort(), ['business', 'entertainment', 'politics', 'sport', 'tech']);
+});
+
+test('embed: unit-length Float32Arrays from a sentence encoder', async () => {
+  const got = await inPage(async (veer) => {
+    await veer.init({ device: 'cpu' });
+    const enc = await veer.loadClassifier('models/all-minilm-l6-v2/', { integrity: 'manifest' });
+    const [a, b] = await enc.embed(['A cat sits on the mat.', 'Stock markets fell sharply.']);
+    const norm = Math.hypot(...a);
+    const classify = await enc.classify('x').catch((e) => e.code);
+    enc.dispose();
+    return { type: a.constructor.name, dims: [a.length, b.length], norm, classify };
+  });
+  assert.equal(got.type, 'Float32Array');
+  assert.deepEqual(got.dims, [384, 384]);
+  assert.ok(Math.abs(got.norm - 1) < 1e-4, String(got.norm));
+  assert.equal(got.classify, 'E_CONFIG');
+});
+
+test('a second load comes from the Cache API: no network fetch of the weights', async () => {
+  const requests = [];
+  const onRequest = (r) => requests.push(r.url());
+  context.on('request', onRequest);
+  try {
+    // The first test loaded sentiment in this profile; a new page (a second visit) must not download it.
+    const got = await inPage(async (veer) => {
+      await veer.init({ device: 'cpu' });
+      const clf = await veer.loadClassifier('models/sentiment/', { integrity: 'manifest' });
+      const info = clf.info;
+      clf.dispose();
+      return info;
+    });
+    assert.equal(got.cached, true, JSON.stringify(got));
+    assert.equal(got.files['model.safetensors'].cached, true);
+    const weights = requests.filter((u) => /\.safetensors$/.test(u));
+    assert.deepEqual(weights, [], 'weights fetched from the network on the second load');
+  } finally {
+    context.off('request', onRequest);
+  }
+});
+
+test('integrity: a corrupted file is rejected and never cached; HTML pages and 404s are errors naming the file', async () => {
+  const page = await blankPage(context, www);
+  try {
+    // One digit changed in transit: same size, still JSON, so only the sha256 can tell.
+    await page.route(`**/${basename(wwwDir)}/models/sentiment/config.json`, async (route) => {
+      const response = await route.fetch();
+      const body = (await response.text()).replace(/\d/, (d) => (d === '0' ? '1' : '0'));
+      await route.fulfill({ response, body });
+    });
+    // A static host's "not found" page with status 200.
+    await page.route(`**/${basename(wwwDir)}/models/topic/tokenizer.json`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>Not here</title>' }));
+    const got = await page.evaluate(async (lib) => {
+      const veer = await import(lib);
+      const rt = await veer.init({ device: 'cpu', cache: 'veer-integrity-test' });
+      const attempt = (p) => p.then(() => ({ ok: true }), (e) => ({ name: e.name, code: e.code, file: e.file, message: e.message, isError: e instanceof Error }));
+      const cache = await caches.open('veer-integrity-test');
+      const corrupted = await attempt(veer.loadClassifier('models/sentiment/', { runtime: rt, integrity: 'manifest' }));
+      const cachedConfig = !!(await cache.match(new URL('models/sentiment/config.json', location.href).href));
+      const html = await attempt(veer.loadClassifier('models/topic/', { runtime: rt }));
+      const cachedTokenizer = !!(await cache.match(new URL('models/topic/tokenizer.json', location.href).href));
+      const missing = await attempt(veer.loadClassifier('models/no-such-model/', { runtime: rt }));
+      const badSha = await attempt(veer.loadVector('models/vectors/positive.safetensors', { runtime: rt, integrity: { sha256: '0'.repeat(64) } }));
+      const badDevice = await attempt(veer.init({ device: 'tpu' }));
+      await caches.delete('veer-integrity-test');
+      return { corrupted, cachedConfig, html, cachedTokenizer, missing, badSha, badDevice };
+    }, `${www}veer.js`);
+    assert.equal(got.corrupted.code, 'E_INTEGRITY', JSON.stringify(got.corrupted));
+    assert.equal(got.corrupted.isError, true);
+    assert.equal(got.corrupted.file, 'config.json');
+    assert.match(got.corrupted.message, /config\.json: sha256 [0-9a-f]{64} does not match/);
+    assert.equal(got.cachedConfig, false, 'the corrupted config.json was cached');
+    assert.equal(got.html.code, 'E_CONTENT', JSON.stringify(got.html));
+    assert.match(got.html.message, /tokenizer\.json: .*HTML/);
+    assert.equal(got.cachedTokenizer, false, 'the HTML page was cached');
+    assert.equal(got.missing.code, 'E_HTTP', JSON.stringify(got.missing));
+    assert.match(got.missing.message, /HTTP 404 .*no-such-model/);
+    assert.equal(got.badSha.code, 'E_INTEGRITY', JSON.stringify(got.badSha));
+    assert.equal(got.badDevice.code, 'E_INVALID', JSON.stringify(got.badDevice));
+  } finally {
+    await page.close();
+  }
+});
+
+test('generation: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
+  const got = await inPage(async (veer) => {
+    await veer.init({ device: 'cpu' });
+    const gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { integrity: 'manifest' });
+    const positive = await veer.loadVector('models/vectors/positive.safetensors', { integrity: 'manifest' });
+    const prompt = 'Describe the weather today in one sentence.';
+    const options = { maxTokens: 12, temperature: 0, chat: true };
+    const run = async (o) => {
+      const pieces = [];
+      for await (const p of gen.generate(prompt, { ...options, ...o })) pieces.push(p);
+      return { text: pieces.map((p) => p.text).join(''), n: pieces.length, ids: pieces.map((p) => p.id), finish: gen.finish };
+    };
+    const plain = await run({});
+    const steered = await run({ steer: [{ vector: positive, strength: positive.defaultStrength }] });
+    // Abort after two pieces: the loop throws an AbortError with code E_ABORTED.
+    const controller = new AbortController();
+    let seen = 0;
+    let aborted;
+    try {
+      for await (const _ of gen.generate('Count from one to one hundred.', { maxTokens: 100, temperature: 0, chat: true, signal: controller.signal })) {
+        if (++seen === 2) controller.abort();
+      }
+    } catch (e) {
+      aborted = { name: e.name, code: e.code, finish: gen.finish };
+    }
+    const again = await run({}); // the generator is usable after an abort
+    const computed = await gen.computeVector([
+      { from: 'The food was cold.', to: 'The food was lovely.' },
+      { from: 'What a dull day.', to: 'What a wonderful day.' },
+    ]);
+    const scaled = await positive.scale(2);
+    const wrong = await gen.generate(prompt, { steer: [{ vector: 'positive' }] }).next().catch((e) => e.code);
+    const unknownOption = await gen.generate(prompt, { maxTokenz: 3 }).next().catch((e) => e.code);
+    gen.dispose();
+    return {
+      device: gen.device,
+      plain,
+      steered,
+      aborted,
+      seen,
+      again,
+      positive: { numLayers: positive.numLayers, hidden: positive.hidden, defaultStrength: positive.defaultStrength },
+      computed: { numLayers: computed.numLayers, hidden: computed.hidden, bytes: computed.toBytes().length },
+      scaled: scaled.numLayers,
+      wrong,
+      unknownOption,
+    };
+  });
+  assert.equal(got.device, 'cpu');
+  assert.ok(got.plain.n >= 4 && got.plain.n <= 12, JSON.stringify(got.plain));
+  assert.equal(got.plain.text.length > 0, true);
+  assert.notEqual(got.steered.text, got.plain.text, `steered output equals plain: ${got.plain.text}`);
+  assert.deepEqual(got.aborted, { name: 'AbortError', code: 'E_ABORTED', finish: 'abort' });
+  assert.equal(got.seen, 2);
+  assert.deepEqual(got.again, got.plain, 'greedy generation after an abort is the same as before');
+  assert.deepEqual(got.positive, { numLayers: 30, hidden: 576, defaultStrength: got.positive.defaultStrength });
+  assert.ok(got.positive.defaultStrength > 0);
+  assert.equal(got.computed.numLayers, 30);
+  assert.equal(got.computed.hidden, 576);
+  assert.ok(got.computed.bytes > 30 * 576 * 4);
+  assert.equal(got.scaled, 30);
+  assert.equal(got.wrong, 'E_INVALID');
+  assert.equal(got.unknownOption, 'E_INVALID');
+});

@@ -1,0 +1,273 @@
+// veer-fetch.js: model files over HTTP with byte progress, Cache API persistence and sha256 integrity.
+// No dependencies; works on the page, in a worker and in an extension. Part of the veer library
+// (see veer.js), usable on its own.
+
+/** An `Error` with a stable `code` (`E_HTTP`, `E_CONTENT`, `E_INTEGRITY`, …) and the file at fault. */
+export class VeerError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = code === 'E_ABORTED' ? 'AbortError' : 'VeerError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+/** Turn anything thrown by the wasm module ("[E_CODE] message", a trap, a JsError) into a VeerError. */
+export function toVeerError(e, fallbackCode = 'E_WASM') {
+  if (e instanceof VeerError) return e;
+  const message = String(e?.message ?? e);
+  const m = /^\[(E_[A-Z_]+)\]\s*([\s\S]*)$/.exec(message);
+  if (m) return new VeerError(m[1], m[2]);
+  if (e?.name === 'AbortError') return new VeerError('E_ABORTED', message);
+  // A wasm trap (a panic, `unreachable`, out of memory) leaves the module unusable.
+  if (e instanceof WebAssembly.RuntimeError) return new VeerError('E_WASM', `wasm trap: ${message}`, { fatal: true });
+  return new VeerError(fallbackCode, message);
+}
+
+/** Plain-object form for postMessage (Error subclasses lose `code` in structured clone). */
+export function errorToData(e) {
+  const v = toVeerError(e);
+  return { code: v.code, message: v.message, file: v.file, fatal: v.fatal };
+}
+
+export function errorFromData(d) {
+  const extra = {};
+  if (d.file) extra.file = d.file;
+  if (d.fatal) extra.fatal = true;
+  return new VeerError(d.code, d.message, extra);
+}
+
+export const DEFAULT_CACHE = 'veer-models-v1';
+
+const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** sha256 of `bytes` as lowercase hex (SubtleCrypto: needs a secure context, which localhost is). */
+export async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) {
+    throw new VeerError('E_INTEGRITY', 'SubtleCrypto is not available (not a secure context: serve over https or from localhost)');
+  }
+  return hex(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+function checkAbort(signal, file) {
+  if (signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
+}
+
+/**
+ * What kind of bytes a file must hold: `json`, `safetensors`, or `binary` (anything but an HTML page).
+ * Throws E_CONTENT naming the file when they do not fit.
+ */
+export function checkContent(bytes, kind, file) {
+  let i = 0;
+  while (i < bytes.length && i < 1024 && (bytes[i] === 0x20 || bytes[i] === 0x0a || bytes[i] === 0x0d || bytes[i] === 0x09)) i++;
+  if (bytes[i] === 0x3c /* < */) {
+    throw new VeerError('E_CONTENT', `${file}: an HTML page (wrong URL or a server error page), not ${kind}`, { file });
+  }
+  if (kind === 'json' && bytes[i] !== 0x7b /* { */ && bytes[i] !== 0x5b /* [ */) {
+    throw new VeerError('E_CONTENT', `${file}: not JSON (starts with byte 0x${(bytes[i] ?? 0).toString(16)})`, { file });
+  }
+  if (kind === 'safetensors') {
+    if (bytes.length < 10) throw new VeerError('E_CONTENT', `${file}: ${bytes.length} bytes, too short for safetensors`, { file });
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const headerLen = Number(view.getBigUint64(0, true));
+    if (headerLen + 8 > bytes.length || bytes[8] !== 0x7b) {
+      throw new VeerError('E_CONTENT', `${file}: not a safetensors file (header length ${headerLen} of ${bytes.length} bytes)`, { file });
+    }
+  }
+}
+
+async function readBody(response, { file, url, total, onProgress, signal, cached }) {
+  const len = Number(response.headers.get('content-length')) || total || 0;
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    onProgress?.({ file, url, loaded: bytes.length, total: bytes.length, cached });
+    return bytes;
+  }
+  const reader = response.body.getReader();
+  let buffer = new Uint8Array(len);
+  let loaded = 0;
+  let lastReport = 0;
+  onProgress?.({ file, url, loaded: 0, total: len || undefined, cached });
+  try {
+    for (;;) {
+      checkAbort(signal, file);
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (loaded + value.length > buffer.length) {
+        // No or wrong Content-Length (compression): grow geometrically.
+        const grown = new Uint8Array(Math.max(loaded + value.length, buffer.length * 2, 1 << 16));
+        grown.set(buffer.subarray(0, loaded));
+        buffer = grown;
+      }
+      buffer.set(value, loaded);
+      loaded += value.length;
+      const now = Date.now();
+      if (now - lastReport > 50) {
+        lastReport = now;
+        onProgress?.({ file, url, loaded, total: len || undefined, cached });
+      }
+    }
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    if (e instanceof VeerError) throw e;
+    if (signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
+    throw new VeerError('E_NETWORK', `${file}: download failed after ${loaded} bytes (${url}): ${e.message ?? e}`, { file });
+  }
+  onProgress?.({ file, url, loaded, total: loaded, cached });
+  return loaded === buffer.length ? buffer : buffer.slice(0, loaded);
+}
+
+async function openCache(name) {
+  if (!name || !globalThis.caches) return null;
+  try {
+    return await caches.open(name);
+  } catch {
+    return null; // opaque origins, disabled storage: go without a cache
+  }
+}
+
+/**
+ * Fetch one file as bytes.
+ * @param {string|URL} url absolute URL
+ * @param {object} o
+ * @param {string} [o.file] name used in progress events and errors (default: the URL's path)
+ * @param {'json'|'safetensors'|'binary'} [o.kind] what the bytes must be
+ * @param {string} [o.sha256] expected hex digest; verified before the bytes are used or cached
+ * @param {number} [o.size] expected byte size
+ * @param {string|false} [o.cache] Cache API name (default `veer-models-v1`); false to bypass
+ * @param {boolean} [o.optional] resolve to `undefined` on 404 instead of throwing
+ * @returns {Promise<{bytes: Uint8Array, cached: boolean, ms: number}>}
+ */
+export async function fetchFile(url, o = {}) {
+  url = String(url);
+  const file = o.file ?? new URL(url).pathname.split('/').filter(Boolean).slice(-2).join('/');
+  const kind = o.kind ?? 'binary';
+  const cacheName = o.cache === undefined ? DEFAULT_CACHE : o.cache;
+  const t0 = performance.now();
+  checkAbort(o.signal, file);
+  const cache = await openCache(cacheName);
+
+  const verify = async (bytes) => {
+    checkContent(bytes, kind, file);
+    if (o.size !== undefined && bytes.length !== o.size) {
+      throw new VeerError('E_INTEGRITY', `${file}: ${bytes.length} bytes, expected ${o.size}`, { file });
+    }
+    if (o.sha256) {
+      const got = await sha256(bytes);
+      if (got !== o.sha256.toLowerCase()) {
+        throw new VeerError('E_INTEGRITY', `${file}: sha256 ${got} does not match the expected ${o.sha256}`, { file });
+      }
+    }
+  };
+
+  if (cache) {
+    const hit = await cache.match(url).catch(() => undefined);
+    if (hit) {
+      const bytes = await readBody(hit, { file, url, onProgress: o.onProgress, signal: o.signal, cached: true });
+      try {
+        await verify(bytes);
+        return { bytes, cached: true, ms: performance.now() - t0 };
+      } catch (e) {
+        if (e.code === 'E_ABORTED') throw e;
+        await cache.delete(url).catch(() => {}); // stale or damaged: fetch again
+      }
+    }
+  }
+
+  let response;
+  try {
+    response = await fetch(url, { signal: o.signal, cache: 'no-cache' });
+  } catch (e) {
+    if (o.signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
+    throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
+  }
+  if (!response.ok) {
+    if (o.optional && (response.status === 404 || response.status === 410)) return undefined;
+    throw new VeerError('E_HTTP', `${file}: HTTP ${response.status} ${response.statusText} for ${url}`, { file, status: response.status });
+  }
+  const type = response.headers.get('content-type') ?? '';
+  if (/^text\/html/i.test(type)) {
+    response.body?.cancel().catch(() => {});
+    if (o.optional) return undefined;
+    throw new VeerError('E_CONTENT', `${file}: the server answered with an HTML page (${type}), not ${kind}: wrong URL? (${url})`, { file });
+  }
+  const bytes = await readBody(response, { file, url, total: o.size, onProgress: o.onProgress, signal: o.signal, cached: false });
+  await verify(bytes);
+  if (cache) {
+    // Only verified bytes are cached. A full quota or an incognito profile is not an error.
+    try {
+      await cache.put(url, new Response(bytes, { headers: { 'content-type': type || 'application/octet-stream', 'content-length': String(bytes.length) } }));
+    } catch (e) {
+      console.warn(`veer: could not cache ${file}: ${e.message ?? e}`);
+    }
+  }
+  return { bytes, cached: false, ms: performance.now() - t0 };
+}
+
+const manifests = new Map();
+
+/** Fetch and parse a `manifest.json` (`{files: {path: {size, sha256}}}`); `undefined` on 404. */
+export async function loadManifest(url, { signal, cache } = {}) {
+  url = String(url);
+  if (!manifests.has(url)) {
+    const p = (async () => {
+      let res;
+      try {
+        res = await fetch(url, { signal, cache: 'no-cache' });
+      } catch (e) {
+        // Offline: the last manifest that was cached alongside the models.
+        const c = await openCache(cache === undefined ? DEFAULT_CACHE : cache);
+        res = await c?.match(url);
+        if (!res) throw new VeerError('E_NETWORK', `manifest.json: could not fetch ${url}: ${e.message ?? e}`, { file: 'manifest.json' });
+      }
+      if (res.status === 404) return undefined;
+      if (!res.ok) throw new VeerError('E_HTTP', `manifest.json: HTTP ${res.status} for ${url}`, { file: 'manifest.json', status: res.status });
+      const text = await res.text();
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        return undefined; // an HTML fallback page: no manifest here
+      }
+      if (!json || typeof json.files !== 'object') throw new VeerError('E_CONTENT', `manifest.json: no "files" object (${url})`, { file: 'manifest.json' });
+      const c = await openCache(cache === undefined ? DEFAULT_CACHE : cache);
+      c?.put(url, new Response(text, { headers: { 'content-type': 'application/json' } })).catch(() => {});
+      return { url, files: json.files };
+    })();
+    manifests.set(url, p);
+    p.catch(() => manifests.delete(url));
+  }
+  return manifests.get(url);
+}
+
+/**
+ * The manifest entry `{size, sha256}` for `fileUrl`: the manifest is `manifestUrl` when given, else the
+ * first `manifest.json` found in the file's folder or up to two folders above it (same origin).
+ */
+export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}) {
+  const file = new URL(fileUrl);
+  const candidates = manifestUrl ? [new URL(manifestUrl, file)] : ['manifest.json', '../manifest.json', '../../manifest.json'].map((p) => new URL(p, file));
+  const seen = new Set();
+  for (const m of candidates) {
+    if (seen.has(m.href) || m.origin !== file.origin) continue;
+    seen.add(m.href);
+    const manifest = await loadManifest(m.href, { signal, cache });
+    if (!manifest) continue;
+    const dir = new URL('./', m).href;
+    const key = decodeURIComponent(file.href.startsWith(dir) ? file.href.slice(dir.length) : file.pathname);
+    const entry = manifest.files[key];
+    if (entry) return { ...entry, manifest: m.href, key };
+    if (manifestUrl) throw new VeerError('E_INTEGRITY', `${key}: not listed in ${m.href}`, { file: key });
+  }
+  throw new VeerError('E_INTEGRITY', `${file.pathname}: no manifest.json lists this file (looked in ${[...seen].join(', ')})`, { file: file.pathname });
+}
+
+/** Remove every cached model file (or only those whose URL starts with `prefix`). */
+export async function clearCache({ prefix, cache = DEFAULT_CACHE } = {}) {
+  if (!globalThis.caches) return 0;
+  if (!prefix) return (await caches.delete(cache)) ? 1 : 0;
+  const c = await caches.open(cache);
+  let n = 0;
+  for (const req of await c.keys()) if (req.url.startsWith(String(prefix)) && (await c.delete(req))) n++;
+  return n;
+}

@@ -1,0 +1,183 @@
+// veer-host.js: the side of veer that owns the wasm module and one model. It runs in a module worker
+// (veer-worker.js) or, with `worker: false`, on the page; veer.js talks to it with the same requests
+// either way. Internal to the library.
+
+import { VeerError, toVeerError } from './veer-fetch.js';
+
+// Remember the WebGPU devices this realm creates (wgpu asks for them from inside the wasm module), so a
+// lost device is noticed before the next call and tests can simulate a loss with `destroy()`.
+const gpuDevices = [];
+let gpuLost = null;
+if (globalThis.GPUAdapter && !GPUAdapter.prototype.__veerPatched) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    gpuDevices.push(device);
+    device.lost.then((info) => {
+      gpuLost = `GPU device lost (${info.reason || 'unknown'}${info.message ? `: ${info.message}` : ''})`;
+    });
+    return device;
+  };
+  GPUAdapter.prototype.__veerPatched = true;
+}
+
+let instances = 0;
+
+/** Load a fresh copy of the wasm-bindgen glue (a new module instance each time `fresh` is set). */
+async function loadWasm(pkgUrl, module, fresh) {
+  const url = fresh && instances > 0 ? `${pkgUrl}?instance=${instances}` : pkgUrl;
+  instances++;
+  const wasm = await import(url);
+  await wasm.default({ module_or_path: module ?? new URL('veer_bg.wasm', pkgUrl) });
+  return wasm;
+}
+
+const inline = new Map(); // pkgUrl -> Promise<wasm> shared by the hosts of one page (worker: false)
+
+export class Host {
+  constructor() {
+    this.queue = Promise.resolve();
+    this.vectors = new Map(); // vector id -> wasm Vector
+  }
+
+  /** Run `op` after every earlier request of this host (wasm objects are not re-entrant). */
+  handle(op, args) {
+    const run = this.queue.then(() => this.dispatch(op, args));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async dispatch(op, a) {
+    if (op !== 'init' && op !== 'dispose' && op !== 'loseDevice' && this.device === 'webgpu' && gpuLost) {
+      throw new VeerError('E_DEVICE', gpuLost, { fatal: true });
+    }
+    try {
+      return await this[`op_${op}`](a);
+    } catch (e) {
+      const err = toVeerError(e);
+      if (this.device === 'webgpu' && gpuLost && err.code !== 'E_DEVICE') throw new VeerError('E_DEVICE', `${gpuLost}: ${err.message}`, { fatal: true });
+      throw err;
+    }
+  }
+
+  async op_init({ pkgUrl, module, device, isolated }) {
+    // In a worker the module is ours alone; inline hosts share one instance unless told otherwise.
+    if (isolated) {
+      this.wasm = await loadWasm(pkgUrl, module, true);
+    } else {
+      if (!inline.has(pkgUrl)) inline.set(pkgUrl, loadWasm(pkgUrl, module, false));
+      this.wasm = await inline.get(pkgUrl);
+    }
+    this.runtime = await this.wasm.Runtime.create(device);
+    this.device = this.runtime.device;
+    return { device: this.device, fallbackReason: this.runtime.fallbackReason, version: this.wasm.version() };
+  }
+
+  async op_selfCheck() {
+    return this.runtime.selfCheck();
+  }
+
+  op_loadClassifier({ config, weights, tokenizer, options }) {
+    this.model = this.wasm.Classifier.create(this.runtime, config, weights, tokenizer, options ?? undefined);
+    return { labels: this.model.labels, device: this.model.device };
+  }
+
+  async op_classify({ texts }) {
+    return this.model.classify(texts);
+  }
+
+  async op_embed({ texts }) {
+    const out = await this.model.embed(texts);
+    return { value: out, transfer: out.map((v) => v.buffer) };
+  }
+
+  op_tokenize({ texts }) {
+    const out = this.model.tokenize(texts);
+    return { value: out, transfer: out.map((v) => v.buffer) };
+  }
+
+  op_loadGenerator({ config, weights, tokenizer, tokenizerConfig, name }) {
+    this.model = this.wasm.Generator.create(this.runtime, config, weights, tokenizer, tokenizerConfig ?? undefined, name ?? undefined);
+    return { device: this.model.device };
+  }
+
+  vector(id, bytes) {
+    if (!this.vectors.has(id)) {
+      if (!bytes) throw new VeerError('E_INVALID', `vector ${id} is unknown to this model`);
+      this.vectors.set(id, this.wasm.Vector.fromBytes(bytes));
+    }
+    return this.vectors.get(id);
+  }
+
+  static describe(v) {
+    return { numLayers: v.numLayers, hidden: v.hidden, method: v.method, model: v.model, defaultStrength: v.defaultStrength };
+  }
+
+  /** Parse a vector file: its description, plus its bytes in veer's own format. */
+  op_vectorInfo({ id, bytes }) {
+    const v = this.vector(id, bytes);
+    return Host.describe(v);
+  }
+
+  op_vectorOp({ op, a, b, factor, id }) {
+    const x = this.vector(a.id, a.bytes);
+    let out;
+    if (op === 'add' || op === 'sub') out = x[op](this.vector(b.id, b.bytes));
+    else if (op === 'scale') out = x.scale(factor);
+    else if (op === 'normalize') out = x.normalize();
+    else throw new VeerError('E_INVALID', `vector op ${op}`);
+    this.vectors.set(id, out);
+    const bytes = out.toBytes();
+    return { value: { ...Host.describe(out), bytes }, transfer: [bytes.buffer] };
+  }
+
+  op_encode({ text }) {
+    return this.model.encode(text);
+  }
+
+  op_applyChatTemplate({ messages, addGenerationPrompt }) {
+    return this.model.applyChatTemplate(messages, addGenerationPrompt);
+  }
+
+  async op_start({ prompt, options, steer }) {
+    this.model.abort();
+    this.model.clearSteering();
+    for (const s of steer ?? []) this.model.steer(this.vector(s.id, s.bytes), s.strength);
+    const ids = await this.model.start(prompt, options ?? {});
+    return ids.length;
+  }
+
+  async op_next() {
+    const piece = await this.model.next();
+    return piece === undefined ? { done: true, finish: this.model.finish ?? 'eos' } : piece;
+  }
+
+  op_abort() {
+    this.model?.abort?.();
+  }
+
+  async op_computeVector({ pairs, method, id }) {
+    const v = await this.model.computeVector(pairs, method ?? undefined);
+    this.vectors.set(id, v);
+    const bytes = v.toBytes();
+    return { value: { ...Host.describe(v), bytes }, transfer: [bytes.buffer] };
+  }
+
+  /** Testing aid: destroy this realm's WebGPU devices, as a driver reset or a GPU crash would. */
+  op_loseDevice() {
+    for (const d of gpuDevices) d.destroy();
+    if (gpuDevices.length) gpuLost ??= 'GPU device lost (destroyed)';
+    return gpuDevices.length;
+  }
+
+  op_dispose() {
+    for (const v of this.vectors.values()) v.free?.();
+    this.vectors.clear();
+    try {
+      this.model?.free();
+    } catch {
+      // a model mid-call or already freed
+    }
+    this.model = undefined;
+  }
+}

@@ -1,0 +1,222 @@
+// Types for veer.js, the browser library (ES module, no bundler needed).
+
+export type Device = 'auto' | 'webgpu' | 'cpu';
+
+/** Error codes: from the model (E_FILE, E_TENSOR, E_CONFIG, E_TOKENIZER, E_DEVICE, E_INVALID) and from
+ * the library (E_HTTP, E_CONTENT, E_INTEGRITY, E_NETWORK, E_ABORTED, E_DISPOSED, E_WORKER, E_WASM). */
+export type ErrorCode =
+  | 'E_FILE' | 'E_TENSOR' | 'E_CONFIG' | 'E_TOKENIZER' | 'E_DEVICE' | 'E_INVALID'
+  | 'E_HTTP' | 'E_CONTENT' | 'E_INTEGRITY' | 'E_NETWORK' | 'E_ABORTED' | 'E_DISPOSED' | 'E_WORKER' | 'E_WASM';
+
+/** Every error veer throws: an `Error` with a stable `code`; `name` is 'AbortError' for E_ABORTED. */
+export class VeerError extends Error {
+  code: ErrorCode;
+  /** The file at fault, where one is (e.g. 'model.safetensors'). */
+  file?: string;
+  /** HTTP status for E_HTTP. */
+  status?: number;
+}
+
+export interface InitOptions {
+  /** Default 'auto': WebGPU when the browser has a usable adapter, else the CPU (reason in `fallbackReason`). */
+  device?: Device;
+  /** Run models in module Web Workers (default true); false runs them on the calling thread. */
+  worker?: boolean;
+  /** Cache API name for model files (default 'veer-models-v1'); false: never cache. */
+  cache?: string | false;
+  /** Where veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js). */
+  wasmUrl?: string;
+}
+
+export interface Progress {
+  file: string;
+  url: string;
+  loaded: number;
+  /** Undefined when the server sends no Content-Length. */
+  total?: number;
+  /** True when the bytes come from the Cache API. */
+  cached: boolean;
+}
+
+/** 'manifest': sha256 from a manifest.json ({files: {path: {size, sha256}}}) in the model folder or up to
+ * two folders above; a string ending in .json: that manifest; an object: sha256 per role or file name. */
+export type Integrity = 'manifest' | string | Partial<Record<'config' | 'weights' | 'tokenizer' | 'tokenizerConfig' | string, string>>;
+
+export interface LoadOptions {
+  /** The runtime to load on (default: the last `init()`, started with defaults if there was none). */
+  runtime?: Runtime;
+  /** Override the runtime's `worker` setting for this model. */
+  worker?: boolean;
+  integrity?: Integrity;
+  onProgress?: (p: Progress) => void;
+  /** Called when a lost GPU made veer move this model to the CPU (also a 'fallback' event). */
+  onFallback?: (e: FallbackEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface ClassifierOptions extends LoadOptions {
+  maxLength?: number;
+  pooling?: 'mean' | 'cls';
+  normalize?: boolean;
+  batchSize?: number;
+}
+
+export interface GeneratorOptions extends LoadOptions {
+  /** Stored in vectors computed with this model (default: the folder name). */
+  name?: string;
+}
+
+type Bytes = ArrayBuffer | ArrayBufferView | Blob;
+/** A folder URL (page-relative or absolute) holding config.json, model.safetensors, tokenizer.json
+ * (and tokenizer_config.json for generators), or each file as a URL, bytes, or (JSON files) an object. */
+export type ModelSource =
+  | string
+  | URL
+  | { config: string | URL | Bytes | object; weights: string | URL | Bytes; tokenizer: string | URL | Bytes | object; tokenizerConfig?: string | URL | Bytes | object };
+
+export interface FallbackEvent extends Event {
+  from?: string;
+  to?: 'cpu';
+  reason: string;
+}
+
+export interface ModelInfo {
+  device: 'webgpu' | 'cpu';
+  files: Record<string, { size: number; cached: boolean; ms: number; url?: string }>;
+  /** Total bytes of the model's files. */
+  bytes: number;
+  fetchMs: number;
+  createMs: number;
+  loadMs: number;
+  /** Every file came from the Cache API. */
+  cached: boolean;
+}
+
+export class Runtime extends EventTarget {
+  readonly device: 'webgpu' | 'cpu';
+  readonly requested: Device;
+  /** Why 'auto' is not on WebGPU, or why a model left it. */
+  readonly fallbackReason?: string;
+  readonly version: string;
+  readonly worker: boolean;
+  /** Max |difference| of a small matmul + softmax on this device against the CPU. */
+  selfCheck(): Promise<number>;
+  loadClassifier(source: ModelSource, options?: ClassifierOptions): Promise<Classifier>;
+  loadGenerator(source: ModelSource, options?: GeneratorOptions): Promise<Generator>;
+  loadVector(source: string | URL | Bytes, options?: VectorOptions): Promise<Vector>;
+  dispose(): void;
+}
+
+interface Model extends EventTarget {
+  readonly device: 'webgpu' | 'cpu';
+  /** Set when the model moved to the CPU after a GPU failure, or 'auto' chose the CPU for it. */
+  readonly fallbackReason?: string;
+  readonly worker: boolean;
+  readonly info: ModelInfo;
+  /** Free the model and stop its worker; later calls reject with E_DISPOSED. */
+  dispose(): void;
+}
+
+export interface Classification {
+  label: string;
+  score: number;
+  /** Every label's score, in the model's label order. */
+  scores: Record<string, number>;
+}
+
+export class Classifier extends EventTarget implements Model {
+  readonly device: 'webgpu' | 'cpu';
+  readonly fallbackReason?: string;
+  readonly worker: boolean;
+  readonly info: ModelInfo;
+  /** Label names in the model's order (empty for a plain encoder). */
+  readonly labels: string[];
+  classify(texts: string[]): Promise<Classification[]>;
+  classify(text: string): Promise<Classification>;
+  embed(texts: string[]): Promise<Float32Array[]>;
+  embed(text: string): Promise<Float32Array>;
+  tokenize(texts: string[]): Promise<Uint32Array[]>;
+  tokenize(text: string): Promise<Uint32Array>;
+  dispose(): void;
+}
+
+export interface Steer {
+  vector: Vector;
+  /** Default: the vector's defaultStrength. */
+  strength?: number;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  stopIds?: number[];
+  /** Wrap the prompt in the model's chat template as a user message. */
+  chat?: boolean;
+  mode?: 'icv' | 'residual';
+  layers?: [number, number];
+  steer?: Steer[];
+  /** Aborting ends the loop with an AbortError (code E_ABORTED). */
+  signal?: AbortSignal;
+}
+
+export interface Piece {
+  id: number;
+  text: string;
+}
+
+export class Generator extends EventTarget implements Model {
+  readonly device: 'webgpu' | 'cpu';
+  readonly fallbackReason?: string;
+  readonly worker: boolean;
+  readonly info: ModelInfo;
+  /** Why the last generation ended: 'eos' | 'stop' | 'max_tokens' | 'abort' | 'cancelled'. */
+  readonly finish?: string;
+  /** Prompt length in tokens of the last generation. */
+  readonly promptTokens?: number;
+  /** Stream pieces of text; one generation at a time per Generator (later calls wait their turn). */
+  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
+  computeVector(pairs: { from: string; to: string }[], options?: { method?: 'pca' | 'mean' }): Promise<Vector>;
+  encode(text: string): Promise<Uint32Array>;
+  applyChatTemplate(messages: { role: string; content: string }[], addGenerationPrompt?: boolean): Promise<string>;
+  dispose(): void;
+}
+
+export interface VectorOptions {
+  runtime?: Runtime;
+  /** 'manifest', a manifest URL, or {sha256}. */
+  integrity?: 'manifest' | string | { sha256: string; size?: number };
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+/** A steering vector (veer-vector/1 safetensors or a llama.cpp GGUF control vector). */
+export class Vector {
+  readonly bytes: Uint8Array;
+  readonly numLayers: number;
+  readonly hidden: number;
+  readonly method: string;
+  readonly model: string;
+  readonly defaultStrength: number;
+  toBytes(): Uint8Array;
+  add(other: Vector): Promise<Vector>;
+  sub(other: Vector): Promise<Vector>;
+  scale(factor: number): Promise<Vector>;
+  normalize(): Promise<Vector>;
+}
+
+export function init(options?: InitOptions): Promise<Runtime>;
+export function loadClassifier(source: ModelSource, options?: ClassifierOptions): Promise<Classifier>;
+export function loadGenerator(source: ModelSource, options?: GeneratorOptions): Promise<Generator>;
+export function loadVector(source: string | URL | Bytes, options?: VectorOptions): Promise<Vector>;
+/** Remove cached model files (all, or those whose URL starts with `prefix`); resolves to how many. */
+export function clearCache(options?: { prefix?: string; cache?: string }): Promise<number>;
+/** Fetch one file with progress, cache and integrity (what the loaders use). */
+export function fetchFile(
+  url: string | URL,
+  options?: { file?: string; kind?: 'json' | 'safetensors' | 'binary'; sha256?: string; size?: number; cache?: string | false; optional?: boolean; onProgress?: (p: Progress) => void; signal?: AbortSignal },
+): Promise<{ bytes: Uint8Array; cached: boolean; ms: number } | undefined>;

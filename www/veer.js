@@ -1,0 +1,622 @@
+// veer.js: text classifiers, embeddings and steered generation in the browser, as an ES module that
+// needs no bundler. Models run in a module Web Worker by default (`worker: false` runs them on the
+// page); the API is the same either way.
+//
+//   import { init, loadClassifier, loadGenerator, loadVector } from './veer.js';
+//   const rt = await init({ device: 'auto' });                 // rt.device: 'webgpu' | 'cpu'
+//   const clf = await loadClassifier('models/sentiment/', { onProgress, integrity: 'manifest' });
+//   await clf.classify(['great stuff', 'awful']);             // [{label, score, scores}]
+//
+// Page-relative URLs (models) resolve against the page; the library's own files (worker, wasm) against
+// this module's URL, so it works from any static host and sub-path. See veer.d.ts for every option.
+
+import { VeerError, toVeerError, errorFromData, fetchFile, manifestEntry, sha256, clearCache, DEFAULT_CACHE } from './veer-fetch.js';
+
+export { VeerError, clearCache, fetchFile };
+
+const here = import.meta.url;
+const urls = {
+  pkg: new URL('./pkg/veer.js', here).href,
+  wasm: new URL('./pkg/veer_bg.wasm', here).href,
+  worker: new URL('./veer-worker.js', here).href,
+};
+
+/** Where page-relative URLs resolve: the document, else the worker/extension script. */
+function pageBase() {
+  return globalThis.document?.baseURI ?? globalThis.location?.href ?? here;
+}
+
+const resolve = (u) => new URL(String(u), pageBase()).href;
+
+// --- wasm compilation: once per page, the compiled module shared with every worker ----------------
+
+const compiled = new Map();
+
+function compileWasm(url) {
+  if (!compiled.has(url)) {
+    const p = (async () => {
+      let res;
+      try {
+        res = await fetch(url);
+      } catch (e) {
+        throw new VeerError('E_NETWORK', `veer_bg.wasm: could not fetch ${url}: ${e.message ?? e}`, { file: 'veer_bg.wasm' });
+      }
+      if (!res.ok) throw new VeerError('E_HTTP', `veer_bg.wasm: HTTP ${res.status} for ${url}`, { file: 'veer_bg.wasm', status: res.status });
+      if ((res.headers.get('content-type') ?? '').startsWith('application/wasm')) {
+        try {
+          return await WebAssembly.compileStreaming(res.clone());
+        } catch {
+          // fall through to the buffered path
+        }
+      }
+      const bytes = await res.arrayBuffer();
+      try {
+        return await WebAssembly.compile(bytes);
+      } catch (e) {
+        throw new VeerError('E_CONTENT', `veer_bg.wasm: not a WebAssembly module (${url}): ${e.message}`, { file: 'veer_bg.wasm' });
+      }
+    })();
+    compiled.set(url, p);
+    p.catch(() => compiled.delete(url));
+  }
+  return compiled.get(url);
+}
+
+// --- channels: the same requests to a worker or to an inline host ----------------------------------
+
+class WorkerChannel {
+  constructor(name) {
+    this.pending = new Map();
+    this.next = 1;
+    this.dead = null;
+    try {
+      this.worker = new Worker(urls.worker, { type: 'module', name });
+    } catch (e) {
+      throw new VeerError('E_WORKER', `could not start ${urls.worker}: ${e.message ?? e}`);
+    }
+    this.worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      this.pending.delete(data.id);
+      if (data.ok) p.resolve(data.value);
+      else p.reject(errorFromData(data.error));
+    };
+    const fail = (message) => {
+      this.dead = new VeerError('E_WORKER', message, { fatal: true });
+      for (const p of this.pending.values()) p.reject(this.dead);
+      this.pending.clear();
+    };
+    this.worker.onerror = (e) => {
+      e.preventDefault?.();
+      fail(`veer worker failed (${urls.worker}): ${e.message || 'script error (check that the file is served as JavaScript)'}`);
+    };
+    this.worker.onmessageerror = () => fail('veer worker: a message could not be deserialised');
+  }
+
+  call(op, args, transfer = []) {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      const id = this.next++;
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  close() {
+    this.worker.terminate();
+    this.dead ??= new VeerError('E_DISPOSED', 'this model was disposed');
+    for (const p of this.pending.values()) p.reject(this.dead);
+    this.pending.clear();
+  }
+}
+
+let hostModule;
+
+class InlineChannel {
+  async open() {
+    hostModule ??= import('./veer-host.js');
+    this.host = new (await hostModule).Host();
+    return this;
+  }
+
+  async call(op, args) {
+    if (this.closed) throw new VeerError('E_DISPOSED', 'this model was disposed');
+    const result = await this.host.handle(op, args);
+    return result && typeof result === 'object' && 'transfer' in result && 'value' in result ? result.value : result;
+  }
+
+  close() {
+    if (!this.closed) this.host.handle('dispose').catch(() => {});
+    this.closed = true;
+  }
+}
+
+/** A channel with the wasm module initialised on `device`; resolves to {channel, info}. */
+async function openChannel({ worker, device, wasmUrl, isolated, name }) {
+  const module = await compileWasm(wasmUrl);
+  const useWorker = worker && typeof Worker === 'function';
+  const channel = useWorker ? new WorkerChannel(name) : await new InlineChannel().open();
+  try {
+    const info = await channel.call('init', { pkgUrl: urls.pkg, module, device, isolated: useWorker || isolated });
+    return { channel, info, inWorker: useWorker };
+  } catch (e) {
+    channel.close();
+    throw toVeerError(e);
+  }
+}
+
+// --- runtime ----------------------------------------------------------------------------------------
+
+let defaultRuntime;
+
+/** A device choice and the settings models are loaded with. Dispatches `fallback` events. */
+export class Runtime extends EventTarget {
+  constructor(options, opened) {
+    super();
+    this.options = options;
+    this.requested = options.device;
+    this.device = opened.info.device;
+    this.fallbackReason = opened.info.fallbackReason;
+    this.version = opened.info.version;
+    this.worker = opened.inWorker;
+    this._home = opened.channel;
+    this._vectors = 0;
+  }
+
+  /** Max |difference| of a small matmul + softmax on this device against the CPU. */
+  selfCheck() {
+    return this._home.call('selfCheck');
+  }
+
+  loadClassifier(source, options) {
+    return loadClassifier(source, { ...options, runtime: this });
+  }
+
+  loadGenerator(source, options) {
+    return loadGenerator(source, { ...options, runtime: this });
+  }
+
+  loadVector(source, options) {
+    return loadVector(source, { ...options, runtime: this });
+  }
+
+  /** The device a new model should ask for. */
+  _deviceForModels() {
+    if (this.device === 'cpu') return 'cpu';
+    return this.requested === 'webgpu' ? 'webgpu' : 'auto';
+  }
+
+  _fellBack(reason) {
+    if (this.device === 'cpu') return;
+    this.device = 'cpu';
+    this.fallbackReason = reason;
+    this.dispatchEvent(Object.assign(new Event('fallback'), { reason }));
+  }
+
+  dispose() {
+    this._home.close();
+    if (defaultRuntime === this) defaultRuntime = undefined;
+  }
+}
+
+/**
+ * Start veer: compile the wasm module and choose a device.
+ * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string}} [options]
+ */
+export async function init(options = {}) {
+  const known = ['device', 'worker', 'cache', 'wasmUrl'];
+  for (const k of Object.keys(options)) if (!known.includes(k)) throw new VeerError('E_INVALID', `init: options.${k} is not an option (known: ${known.join(', ')})`);
+  const o = { device: options.device ?? 'auto', worker: options.worker ?? true, cache: options.cache ?? DEFAULT_CACHE, wasmUrl: options.wasmUrl ? resolve(options.wasmUrl) : urls.wasm };
+  if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
+  const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, name: 'veer runtime' });
+  defaultRuntime = new Runtime(o, opened);
+  return defaultRuntime;
+}
+
+async function runtimeFor(options) {
+  return options.runtime ?? defaultRuntime ?? (await init());
+}
+
+// --- sources: a base URL, or explicit URLs / bytes per file -----------------------------------------
+
+const FILES = {
+  config: { name: 'config.json', kind: 'json' },
+  weights: { name: 'model.safetensors', kind: 'safetensors' },
+  tokenizer: { name: 'tokenizer.json', kind: 'json' },
+  tokenizerConfig: { name: 'tokenizer_config.json', kind: 'json', optional: true },
+};
+
+function isBytes(x) {
+  return x instanceof ArrayBuffer || ArrayBuffer.isView(x) || (typeof Blob === 'function' && x instanceof Blob);
+}
+
+/** {role: {url} | {bytes}} for the files a model needs. */
+function describeSources(source, roles) {
+  const out = {};
+  if (typeof source === 'string' || source instanceof URL) {
+    let base = resolve(source);
+    if (!base.endsWith('/')) base += '/';
+    for (const role of roles) out[role] = { url: new URL(FILES[role].name, base).href, ...FILES[role] };
+    return out;
+  }
+  if (!source || typeof source !== 'object') throw new VeerError('E_INVALID', 'model source: expected a folder URL or {config, weights, tokenizer[, tokenizerConfig]}');
+  for (const role of roles) {
+    const v = source[role];
+    const spec = { ...FILES[role] };
+    if (v === undefined || v === null) {
+      if (spec.optional) continue;
+      throw new VeerError('E_INVALID', `model source: "${role}" (${spec.name}) is missing`, { file: spec.name });
+    }
+    if (typeof v === 'string' || v instanceof URL) out[role] = { ...spec, url: resolve(v) };
+    else if (isBytes(v)) out[role] = { ...spec, bytes: v };
+    else if (spec.kind === 'json' && typeof v === 'object') out[role] = { ...spec, bytes: new TextEncoder().encode(JSON.stringify(v)) };
+    else throw new VeerError('E_INVALID', `model source: "${role}" must be a URL, bytes or (for JSON files) an object`, { file: spec.name });
+  }
+  return out;
+}
+
+async function toUint8(v) {
+  if (typeof Blob === 'function' && v instanceof Blob) return new Uint8Array(await v.arrayBuffer());
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/**
+ * Fetch (or take) every file, verified. Resolves to {bytes: {role: Uint8Array}, owned: Set<role>,
+ * files: {name: {size, cached, ms}}}; `owned` bytes were downloaded here and may be transferred.
+ */
+async function gather(sources, options, cacheName) {
+  const integrity = options.integrity;
+  const files = {};
+  const bytes = {};
+  const owned = new Set();
+  // One file failing stops the other downloads.
+  const controller = new AbortController();
+  const outer = options.signal;
+  if (outer?.aborted) controller.abort();
+  outer?.addEventListener('abort', () => controller.abort(), { once: true });
+  options = { ...options, signal: controller.signal };
+  const all = Promise.all(
+    Object.entries(sources).map(async ([role, s]) => {
+      let expected = {};
+      if (integrity && typeof integrity === 'object') {
+        const h = integrity[role] ?? integrity[s.name];
+        if (h) expected = { sha256: h };
+      }
+      if (s.url) {
+        if (integrity === 'manifest' || (typeof integrity === 'string' && integrity !== 'manifest')) {
+          try {
+            expected = await manifestEntry(s.url, { manifestUrl: integrity === 'manifest' ? undefined : resolve(integrity), signal: options.signal, cache: cacheName });
+          } catch (e) {
+            if (!(s.optional && e.code === 'E_INTEGRITY')) throw e;
+          }
+        }
+        const r = await fetchFile(s.url, { file: s.name, kind: s.kind, sha256: expected.sha256, size: expected.size, cache: cacheName, optional: s.optional, onProgress: options.onProgress, signal: options.signal });
+        if (!r) return;
+        bytes[role] = r.bytes;
+        owned.add(role);
+        files[s.name] = { size: r.bytes.length, cached: r.cached, ms: Math.round(r.ms), url: s.url };
+      } else {
+        const b = await toUint8(s.bytes);
+        if (expected.sha256 && (await sha256(b)) !== expected.sha256.toLowerCase()) {
+          throw new VeerError('E_INTEGRITY', `${s.name}: sha256 does not match the expected ${expected.sha256}`, { file: s.name });
+        }
+        bytes[role] = b;
+        files[s.name] = { size: b.length, cached: false, ms: 0 };
+      }
+    }),
+  );
+  try {
+    await all;
+  } catch (e) {
+    controller.abort(); // Promise.all rejected with the first failure; stop the rest
+    throw e;
+  }
+  return { bytes, owned, files };
+}
+
+/** Arguments for a `load*` request, with the downloaded buffers listed for transfer. */
+function loadArgs(g, extra) {
+  const args = { ...extra };
+  const transfer = [];
+  for (const [role, b] of Object.entries(g.bytes)) {
+    args[role] = b;
+    if (g.owned.has(role) && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) transfer.push(b.buffer);
+  }
+  return { args, transfer };
+}
+
+// --- models -----------------------------------------------------------------------------------------
+
+const ENCODER_OPTIONS = ['maxLength', 'pooling', 'normalize', 'batchSize'];
+
+class Model extends EventTarget {
+  constructor(rt, kind, sources, options) {
+    super();
+    this.runtime = rt;
+    this.kind = kind;
+    this._sources = sources;
+    this._options = options;
+    this._disposed = false;
+  }
+
+  /** Fetch everything and create the model on `device` in a fresh worker (or inline host). */
+  async _open(device, { isolated = false, signal } = {}) {
+    const t0 = performance.now();
+    const g = await gather(this._sources, { ...this._options, signal }, this.runtime.options.cache);
+    const tFetched = performance.now();
+    const worker = this._options.worker ?? this.runtime.options.worker;
+    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, isolated, name: `veer ${this.kind}` });
+    try {
+      const { args, transfer } = loadArgs(g, this._loadExtra());
+      const info = await opened.channel.call(this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator', args, transfer);
+      this._ch?.close();
+      this._ch = opened.channel;
+      this.device = info.device;
+      this.worker = opened.inWorker;
+      if (opened.info.fallbackReason) this.fallbackReason = opened.info.fallbackReason;
+      const t1 = performance.now();
+      this.info = {
+        device: this.device,
+        files: g.files,
+        bytes: Object.values(g.files).reduce((n, f) => n + f.size, 0),
+        fetchMs: Math.round(tFetched - t0),
+        createMs: Math.round(t1 - tFetched),
+        loadMs: Math.round(t1 - t0),
+        cached: Object.values(g.files).every((f) => f.cached),
+      };
+      return info;
+    } catch (e) {
+      opened.channel.close();
+      throw toVeerError(e);
+    }
+  }
+
+  _isDeviceFailure(e) {
+    return this.device === 'webgpu' && (e.code === 'E_DEVICE' || e.code === 'E_WASM' || e.code === 'E_WORKER');
+  }
+
+  /** The GPU failed: reload this model on the CPU (files come from the cache) and say so. */
+  async _fallBack(error) {
+    if (!this._recovering) {
+      this._recovering = (async () => {
+        const reason = `${error.code}: ${error.message}`;
+        const from = this.device;
+        await this._open('cpu', { isolated: true });
+        this.fallbackReason = reason;
+        this.runtime._fellBack(reason);
+        const event = Object.assign(new Event('fallback'), { from, to: 'cpu', reason });
+        this.dispatchEvent(event);
+        this._options.onFallback?.(event);
+      })();
+      this._recovering.finally(() => (this._recovering = undefined)).catch(() => {});
+    }
+    return this._recovering;
+  }
+
+  async _call(op, args, { retry = true, transfer } = {}) {
+    if (this._disposed) throw new VeerError('E_DISPOSED', `${this.kind} was disposed`);
+    if (this._recovering) await this._recovering;
+    try {
+      return await this._ch.call(op, args, transfer);
+    } catch (e) {
+      const err = toVeerError(e);
+      if (this._disposed || !this._isDeviceFailure(err)) throw err;
+      await this._fallBack(err);
+      if (!retry) throw new VeerError('E_DEVICE', `${err.message}; the model now runs on the CPU: call again`, { fellBack: true });
+      return this._ch.call(op, args, transfer);
+    }
+  }
+
+  /** Testing aid: destroy this model's WebGPU device as a GPU reset would (resolves to how many). */
+  _simulateDeviceLoss() {
+    return this._ch.call('loseDevice');
+  }
+
+  /** Free the model's memory and stop its worker. Later calls reject with E_DISPOSED. */
+  dispose() {
+    if (this._disposed) return;
+    this._disposed = true;
+    this._ch?.call('dispose').catch(() => {});
+    this._ch?.close();
+  }
+}
+
+export class Classifier extends Model {
+  _loadExtra() {
+    const options = {};
+    for (const k of ENCODER_OPTIONS) if (this._options[k] !== undefined) options[k] = this._options[k];
+    return { options };
+  }
+
+  /** One result per text, `{label, score, scores: {label: score}}` in the model's label order. */
+  async classify(texts) {
+    const single = typeof texts === 'string';
+    const list = single ? [texts] : Array.from(texts);
+    if (this.labels.length === 0) throw new VeerError('E_CONFIG', 'config `id2label`: this model has no classification head (use embed)');
+    const raw = await this._call('classify', { texts: list });
+    const out = raw.map((r) => ({ label: r.label, score: r.score, scores: Object.fromEntries(this.labels.map((l) => [l, r.scores[l]])) }));
+    return single ? out[0] : out;
+  }
+
+  /** One Float32Array per text (pooled, normalised unless `normalize: false`). */
+  async embed(texts) {
+    const single = typeof texts === 'string';
+    const out = await this._call('embed', { texts: single ? [texts] : Array.from(texts) });
+    return single ? out[0] : out;
+  }
+
+  /** Token ids per text, as the model sees them. */
+  async tokenize(texts) {
+    const single = typeof texts === 'string';
+    const out = await this._call('tokenize', { texts: single ? [texts] : Array.from(texts) });
+    return single ? out[0] : out;
+  }
+}
+
+/**
+ * Load a classifier or embedding model: an HF folder URL (config.json, model.safetensors,
+ * tokenizer.json) or `{config, weights, tokenizer}` as URLs or bytes.
+ */
+export async function loadClassifier(source, options = {}) {
+  const rt = await runtimeFor(options);
+  const clf = new Classifier(rt, 'classifier', describeSources(source, ['config', 'weights', 'tokenizer']), options);
+  const info = await clf._open(rt._deviceForModels(), { signal: options.signal });
+  clf.labels = info.labels;
+  return clf;
+}
+
+let generations = 0;
+
+export class Generator extends Model {
+  _loadExtra() {
+    let name = this._options.name;
+    if (!name && this._sources.weights.url) name = new URL('.', this._sources.weights.url).pathname.split('/').filter(Boolean).pop();
+    return { name: name ?? '' };
+  }
+
+  /** Token ids of `text` (no special tokens). */
+  encode(text) {
+    return this._call('encode', { text });
+  }
+
+  /** The prompt text the chat template makes of `[{role, content}]`. */
+  applyChatTemplate(messages, addGenerationPrompt = true) {
+    return this._call('applyChatTemplate', { messages, addGenerationPrompt });
+  }
+
+  /** An in-context vector from `[{from, to}]` demonstration pairs. */
+  async computeVector(pairs, { method } = {}) {
+    const id = `${this.runtime._vectors++}:computed`;
+    const d = await this._call('computeVector', { pairs, method, id });
+    return new Vector(this.runtime, d, id);
+  }
+
+  async _lock() {
+    const previous = this._busy ?? Promise.resolve();
+    let release;
+    this._busy = new Promise((r) => (release = r));
+    await previous;
+    return release;
+  }
+
+  /**
+   * Stream a generation: `for await (const {text, id} of gen.generate(prompt, options))`.
+   * Options: maxTokens, temperature, topK, topP, repetitionPenalty, seed, stop, stopIds, chat, mode,
+   * layers, steer: [{vector, strength}], signal. `gen.finish` then says why it ended.
+   */
+  async *generate(prompt, options = {}) {
+    const { signal, steer, ...rest } = options;
+    const release = await this._lock();
+    const abortable = (p) => {
+      if (!signal) return p;
+      return new Promise((resolve, reject) => {
+        const onAbort = () => reject(new VeerError('E_ABORTED', 'generation aborted'));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
+    };
+    let done = false;
+    this.finish = undefined;
+    const n = ++generations;
+    try {
+      const steerArgs = (steer ?? []).map((s, i) => {
+        if (!(s?.vector instanceof Vector)) throw new VeerError('E_INVALID', `steer[${i}].vector: expected a Vector from loadVector or computeVector`);
+        return { id: s.vector.id, bytes: s.vector.bytes, strength: s.strength ?? s.vector.defaultStrength };
+      });
+      this.promptTokens = await abortable(this._call('start', { prompt, options: rest, steer: steerArgs }));
+      for (;;) {
+        const piece = await abortable(this._call('next', undefined, { retry: false }));
+        if (piece.done) {
+          this.finish = piece.finish;
+          done = true;
+          return;
+        }
+        yield piece;
+      }
+    } finally {
+      if (!done) {
+        this.finish = signal?.aborted ? 'abort' : 'cancelled';
+        if (!this._disposed && n === generations) this._ch.call('abort').catch(() => {});
+      }
+      release();
+    }
+  }
+}
+
+/**
+ * Load a Llama-family decoder: an HF folder URL (config.json, model.safetensors, tokenizer.json,
+ * optional tokenizer_config.json for the chat template) or `{config, weights, tokenizer, tokenizerConfig}`.
+ */
+export async function loadGenerator(source, options = {}) {
+  const rt = await runtimeFor(options);
+  const gen = new Generator(rt, 'generator', describeSources(source, ['config', 'weights', 'tokenizer', 'tokenizerConfig']), options);
+  await gen._open(rt._deviceForModels(), { signal: options.signal });
+  return gen;
+}
+
+// --- steering vectors -------------------------------------------------------------------------------
+
+/** A steering vector: the file's bytes (veer-vector/1 safetensors) and what they describe. */
+export class Vector {
+  constructor(rt, d, id) {
+    this.runtime = rt;
+    this.id = id;
+    this.bytes = d.bytes;
+    this.numLayers = d.numLayers;
+    this.hidden = d.hidden;
+    this.method = d.method;
+    this.model = d.model;
+    this.defaultStrength = d.defaultStrength;
+  }
+
+  /** A copy of the file bytes (to store or download). */
+  toBytes() {
+    return this.bytes.slice();
+  }
+
+  async _op(op, other, factor) {
+    const id = `${this.runtime._vectors++}:${op}`;
+    const d = await this.runtime._home.call('vectorOp', { op, id, factor, a: { id: this.id, bytes: this.bytes }, b: other && { id: other.id, bytes: other.bytes } });
+    return new Vector(this.runtime, d, id);
+  }
+
+  add(other) {
+    return this._op('add', other);
+  }
+
+  sub(other) {
+    return this._op('sub', other);
+  }
+
+  scale(factor) {
+    return this._op('scale', undefined, factor);
+  }
+
+  normalize() {
+    return this._op('normalize');
+  }
+}
+
+/** Load a vector file (veer safetensors or a llama.cpp GGUF control vector) from a URL or bytes. */
+export async function loadVector(source, options = {}) {
+  const rt = await runtimeFor(options);
+  let bytes;
+  const name = typeof source === 'string' || source instanceof URL ? String(source).split('/').pop() : 'vector';
+  if (typeof source === 'string' || source instanceof URL) {
+    const url = resolve(source);
+    let expected = {};
+    if (options.integrity === 'manifest' || typeof options.integrity === 'string') {
+      expected = await manifestEntry(url, { manifestUrl: options.integrity === 'manifest' ? undefined : resolve(options.integrity), cache: rt.options.cache });
+    } else if (options.integrity?.sha256) expected = options.integrity;
+    bytes = (await fetchFile(url, { file: name, kind: 'binary', sha256: expected.sha256, size: expected.size, cache: rt.options.cache, onProgress: options.onProgress, signal: options.signal })).bytes;
+  } else if (isBytes(source)) {
+    bytes = (await toUint8(source)).slice();
+  } else {
+    throw new VeerError('E_INVALID', 'loadVector: expected a URL or bytes');
+  }
+  const id = `${rt._vectors++}:${name}`;
+  const d = await rt._home.call('vectorInfo', { id, bytes });
+  return new Vector(rt, { ...d, bytes }, id);
+}
