@@ -287,19 +287,16 @@ impl Bert {
             labels = c.labels(n_labels);
             if let Some(spec) = &c.veer_head {
                 // The classifier's input width is whatever the (optional) hidden layer produces.
-                let hidden = match (w.shape("/pre_classifier.weight"), spec.activation) {
-                    (Some(shape), Some(_)) if shape.len() == 2 => Some(Linear::load(&w, "/pre_classifier", h, shape[0], true)),
-                    (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
-                    (Some(shape), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {shape:?}: expected [units, {h}]"))),
-                    (None, _) => None,
-                };
+                // Input width: the pooled states of every chosen layer, concatenated.
                 let pooled_width = h * spec.layers.len().max(1);
                 if let Some(&l) = spec.layers.iter().find(|&&l| l > c.num_hidden_layers) {
-                    return Err(Error::config("veer_head.layers", format!("layer {l}: the encoder has layers 0..={}", c.num_hidden_layers)));
+                    return Err(Error::config("veer_head.layers", format!("layer {l}: the encoder has states 0..={}", c.num_hidden_layers)));
                 }
-                let hidden = match hidden {
-                    Some(_) => Some(Linear::load(&w, "/pre_classifier", pooled_width, w.shape("/pre_classifier.weight").map_or(0, |s| s[0]), true)),
-                    None => None,
+                let hidden = match (w.shape("/pre_classifier.weight"), spec.activation) {
+                    (Some(s), Some(_)) if s.len() == 2 => Some(Linear::load(&w, "/pre_classifier", pooled_width, s[0], true)),
+                    (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
+                    (Some(s), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {s:?}: expected [units, {pooled_width}]"))),
+                    (None, _) => None,
                 };
                 let width = hidden.as_ref().map_or(pooled_width, |_| shape.get(1).copied().unwrap_or(h));
                 let classifier = Linear::load(&w, "/classifier", width, n_labels, true);

@@ -2,10 +2,10 @@
 //! cross-entropy, AdamW, mini-batches, early stopping on a held-out split (best epoch kept).
 
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::bert::Activation;
@@ -108,9 +108,14 @@ fn targets(y: &[Vec<f32>], idx: &[usize], device: &Device) -> Tensor<2> {
 impl Trainer {
     pub fn new(dim: usize, classes: usize, opts: TrainOptions) -> Self {
         let device = crate::backend::cpu().device;
-        // burn's random tensors use the device's seed; seed it for reproducible initialisation.
-        device.seed(opts.seed);
-        let init = |i: usize, o: usize| Tensor::<2>::random([i, o], Distribution::Uniform(-1.0, 1.0), &device) * (1.0 / (i as f64).sqrt());
+        // Initialised from our own seeded generator: burn's random tensors are not reproducible
+        // across runs on every backend.
+        let mut rng = SmallRng::seed_from_u64(opts.seed);
+        let mut init = |i: usize, o: usize| {
+            let bound = 1.0 / (i as f32).sqrt();
+            let values: Vec<f32> = (0..i * o).map(|_| rng.random_range(-bound..bound)).collect();
+            Tensor::<2>::from_data(TensorData::new(values, [i, o]), &device)
+        };
         let mut params = Vec::new();
         let mut width = dim;
         if opts.hidden > 0 {
@@ -119,7 +124,6 @@ impl Trainer {
         }
         params.extend([init(width, classes), Tensor::zeros([1, classes], &device)]);
         let head = Head { params, activation: opts.activation };
-        let rng = SmallRng::seed_from_u64(opts.seed);
         Trainer { head, opts, device, dim, classes, rng }
     }
 
