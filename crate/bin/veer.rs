@@ -248,6 +248,9 @@ struct DistillArgs {
     /// LM teacher: steer it with a vector, FILE[:STRENGTH].
     #[arg(long)]
     teacher_vector: Option<String>,
+    /// cpu, wgpu (native GPU, needs the `wgpu` feature) or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Student size (b): also fine-tune this many top encoder layers with the head.
     #[arg(long, default_value_t = 0)]
     finetune_layers: usize,
@@ -573,6 +576,13 @@ fn run(command: Command) -> Result<serde_json::Value> {
                     batch: 16,
                     seed: a.seed,
                 }),
+                device: {
+                    let b = backend::block_on(backend::select(a.device.parse()?))?;
+                    if let Some(why) = &b.fallback_reason {
+                        eprintln!("distill: on the CPU ({why})");
+                    }
+                    b.device
+                },
             };
             veer::distill::run(&options)
         }

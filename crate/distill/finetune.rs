@@ -144,7 +144,7 @@ pub fn finetune(
     let names: Vec<Vec<(String, bool)>> = (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(n, _, t)| (n, t)).collect()).collect();
     let mut layers: Vec<Vec<Tensor<2>>> = (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(_, t, _)| t).collect()).collect();
     let mut head = head.clone();
-    let device = crate::backend::cpu().device;
+    let device = enc.model().device().clone();
     let ad = device.clone().autodiff();
 
     let val_loss = |layers: &[Vec<Tensor<2>>], head: &Head| -> f32 {
@@ -225,7 +225,7 @@ pub fn predict(enc: &Encoder, spec: &PooledHead, tuned: &Tuned, texts: &[String]
     let model = Model { enc, spec, from, hidden: enc.config().hidden_size };
     let per_layer = enc.model().layer_params(0).len();
     let layers: Vec<Vec<Tensor<2>>> = tuned.layers.chunks(per_layer).map(|c| c.iter().map(|(_, t, _)| t.clone()).collect()).collect();
-    let device = crate::backend::cpu().device;
+    let device = enc.model().device().clone();
     let mut out = Vec::with_capacity(ins.len());
     for chunk in ins.chunks(32) {
         let batch: Vec<&Input> = chunk.iter().collect();

@@ -22,7 +22,8 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::backend::cpu;
+use burn::tensor::Device;
+
 use crate::bert::{PooledHead, Pooling};
 use crate::convert::OutDtype;
 use crate::encoder::{self, Encoder};
@@ -67,6 +68,8 @@ pub struct Options {
     pub seeds: u64,
     /// Also fine-tune the encoder's top layers (student size b), starting from the trained head.
     pub finetune: Option<finetune::FineTuneOptions>,
+    /// Where everything runs: the CPU by default, a wgpu device when asked for and available.
+    pub device: Device,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,7 +128,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let (config, weights, tok) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
     let spec = PooledHead { pooling: Pooling::Mean, normalize: true, activation: (o.train.hidden > 0).then_some(o.train.activation), layers: o.layers.clone(), max_length: Some(o.max_len) };
     let enc_options = encoder::Options { max_len: Some(o.max_len), pooling: spec.pooling, normalize: spec.normalize, batch_size: 16 };
-    let enc = Encoder::load(&config, &weights, &tok, enc_options, &cpu().device)?;
+    let enc = Encoder::load(&config, &weights, &tok, enc_options, &o.device)?;
     let enc_id = Hash::default().bytes(&config).bytes(&weights).bytes(&tok);
     let t0 = Instant::now();
     let (hidden, states) = (enc.config().hidden_size, enc.config().num_hidden_layers + 1);
@@ -147,7 +150,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     if label_test {
         sets.push(&test);
     }
-    let mut teacher_labels = o.teacher.label(&sets, &o.cache)?.into_iter();
+    let mut teacher_labels = o.teacher.label(&sets, &o.cache, &o.device)?.into_iter();
     let (pool_t, val_t) = (teacher_labels.next().unwrap_or_else(|| unreachable_labels()), teacher_labels.next().unwrap_or_else(|| unreachable_labels()));
     let test_t = teacher_labels.next();
     let teacher_seconds = t0.elapsed().as_secs_f64();
@@ -162,7 +165,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
 
     // The exported student.
     let t0 = Instant::now();
-    let (student, chosen) = train_student(o.select, o.budget, o.rounds, &pool, &val, dim, classes, &o.train, o.seed);
+    let (student, chosen) = train_student(o.select, o.budget, o.rounds, &pool, &val, dim, classes, &o.train, o.seed, &o.device);
     let samples = chosen.len();
     let train_seconds = t0.elapsed().as_secs_f64();
     let frozen_test = eval(&student);
@@ -222,7 +225,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                 let mut accs = Vec::new();
                 let mut last = None;
                 for s in 0..seeds {
-                    let (t, chosen) = train_student(method, budget, o.rounds, part, valp, dim, classes, &o.train, o.seed + s);
+                    let (t, chosen) = train_student(method, budget, o.rounds, part, valp, dim, classes, &o.train, o.seed + s, &o.device);
                     if let Some(sc) = eval(&t) {
                         accs.push(sc);
                         last = Some(chosen.len());
@@ -297,9 +300,9 @@ fn encoder_params(weights: &[u8]) -> usize {
 
 /// Train a student with one selection method at one budget; returns it and the samples it saw.
 #[allow(clippy::too_many_arguments)]
-fn train_student(method: Method, budget: f64, rounds: usize, pool: &Part, val: &Part, dim: usize, classes: usize, opts: &TrainOptions, seed: u64) -> (Trainer, Vec<usize>) {
+fn train_student(method: Method, budget: f64, rounds: usize, pool: &Part, val: &Part, dim: usize, classes: usize, opts: &TrainOptions, seed: u64, device: &Device) -> (Trainer, Vec<usize>) {
     let opts = TrainOptions { seed, ..opts.clone() };
-    let mut trainer = Trainer::new(dim, classes, opts);
+    let mut trainer = Trainer::new(dim, classes, opts, device);
     let train = Split { x: &pool.x, y: &pool.y };
     let valid = Split { x: &val.x, y: &val.y };
     let n = pool.y.len();

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +74,7 @@ impl Teacher {
     }
 
     /// Label every text of `sets` (cached under `cache_dir` for the slow teachers).
-    pub fn label(&self, sets: &[&Dataset], cache_dir: &Path) -> Result<Vec<Labels>> {
+    pub fn label(&self, sets: &[&Dataset], cache_dir: &Path, device: &Device) -> Result<Vec<Labels>> {
         match self {
             Teacher::Gold => sets
                 .iter()
@@ -85,7 +86,7 @@ impl Teacher {
             Teacher::Classifier(dir) => {
                 let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
                 let options = encoder::Options { batch_size: 16, ..Default::default() };
-                let enc = Encoder::load(&read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?, options, &crate::backend::cpu().device)?;
+                let enc = Encoder::load(&read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?, options, device)?;
                 sets.iter()
                     .map(|d| {
                         // The teacher's labels, reordered to ours by name.
@@ -110,7 +111,7 @@ impl Teacher {
                     .collect()
             }
             Teacher::Llm { dir, prompt } => {
-                let labeller = LlmLabeller::load(dir, prompt, &sets[0].labels)?;
+                let labeller = LlmLabeller::load(dir, prompt, &sets[0].labels, device)?;
                 let key = labeller.key();
                 cache::ensure_dir(cache_dir)?;
                 let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", key.hex())))?;
@@ -183,9 +184,9 @@ struct LlmLabeller {
 }
 
 impl LlmLabeller {
-    fn load(dir: &Path, prompt: &LlmPrompt, labels: &[String]) -> Result<Self> {
+    fn load(dir: &Path, prompt: &LlmPrompt, labels: &[String], device: &Device) -> Result<Self> {
         let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
-        let device = crate::backend::cpu().device;
+        let device = device.clone();
         let weights = read("model.safetensors")?;
         let weights_id = Hash::default().bytes(&read("config.json")?).bytes(&(weights.len() as u64).to_le_bytes()).bytes(&weights[..weights.len().min(1 << 20)]);
         let tc = std::fs::read(dir.join("tokenizer_config.json")).ok();

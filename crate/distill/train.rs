@@ -106,8 +106,8 @@ fn targets(y: &[Vec<f32>], idx: &[usize], device: &Device) -> Tensor<2> {
 }
 
 impl Trainer {
-    pub fn new(dim: usize, classes: usize, opts: TrainOptions) -> Self {
-        let device = crate::backend::cpu().device;
+    pub fn new(dim: usize, classes: usize, opts: TrainOptions, device: &Device) -> Self {
+        let device = device.clone();
         // Initialised from our own seeded generator: burn's random tensors are not reproducible
         // across runs on every backend.
         let mut rng = SmallRng::seed_from_u64(opts.seed);
