@@ -151,8 +151,9 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
         sets.push(&test);
     }
     let mut teacher_labels = o.teacher.label(&sets, &o.cache, &o.device)?.into_iter();
-    let (pool_t, val_t) = (teacher_labels.next().unwrap_or_else(|| unreachable_labels()), teacher_labels.next().unwrap_or_else(|| unreachable_labels()));
-    let test_t = teacher_labels.next();
+    let mut next = || teacher_labels.next().ok_or_else(|| Error::Invalid("the teacher labelled fewer sets than it was given".into()));
+    let (pool_t, val_t) = (next()?, next()?);
+    let test_t = if label_test { Some(next()?) } else { None };
     let teacher_seconds = t0.elapsed().as_secs_f64();
     let pool = Part { data: pool, x: pool_x, y: pool_t.probs };
     let val = Part { data: val, x: val_x, y: val_t.probs };
@@ -288,10 +289,6 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let path = o.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| Error::file(path.display().to_string(), e))?;
     Ok(report)
-}
-
-fn unreachable_labels() -> teacher::Labels {
-    teacher::Labels { probs: Vec::new(), raw: None }
 }
 
 fn encoder_params(weights: &[u8]) -> usize {
