@@ -247,6 +247,24 @@ enum Head {
     Pooled { spec: PooledHead, hidden: Option<Linear>, classifier: Linear },
 }
 
+/// A `veer_head`: its input is the pooled states of every chosen layer, concatenated; the optional
+/// `pre_classifier` sets the classifier's input width. Shapes are checked by the loader, so a head that
+/// does not fit the encoder is a load error rather than a failed matmul later.
+fn pooled_head(w: &Loader, spec: &PooledHead, c: &Config, n_labels: usize) -> Result<Head> {
+    if let Some(&l) = spec.layers.iter().find(|&&l| l > c.num_hidden_layers) {
+        return Err(Error::config("veer_head.layers", format!("layer {l}: the encoder has states 0..={}", c.num_hidden_layers)));
+    }
+    let pooled_width = c.hidden_size * spec.layers.len().max(1);
+    let (hidden, width) = match (w.shape("/pre_classifier.weight"), spec.activation) {
+        (Some(s), Some(_)) if s.len() == 2 && s[0] > 0 => (Some(Linear::load(w, "/pre_classifier", pooled_width, s[0], true)), s[0]),
+        (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
+        (Some(s), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {s:?}: expected [units, {pooled_width}]"))),
+        (None, _) => (None, pooled_width),
+    };
+    let classifier = Linear::load(w, "/classifier", width, n_labels, true);
+    Ok(Head::Pooled { spec: spec.clone(), hidden, classifier })
+}
+
 // --- model -------------------------------------------------------------------------------------------
 
 pub struct Bert {
@@ -285,30 +303,16 @@ impl Bert {
                 return Err(Error::config("id2label", format!("{} labels, but classifier.weight has {n_labels} rows", c.id2label.len())));
             }
             labels = c.labels(n_labels);
-            if let Some(spec) = &c.veer_head {
-                // The classifier's input width is whatever the (optional) hidden layer produces.
-                // Input width: the pooled states of every chosen layer, concatenated.
-                let pooled_width = h * spec.layers.len().max(1);
-                if let Some(&l) = spec.layers.iter().find(|&&l| l > c.num_hidden_layers) {
-                    return Err(Error::config("veer_head.layers", format!("layer {l}: the encoder has states 0..={}", c.num_hidden_layers)));
+            Some(match &c.veer_head {
+                Some(spec) => pooled_head(&w, spec, c, n_labels)?,
+                None => {
+                    let classifier = Linear::load(&w, "/classifier", h, n_labels, true);
+                    if c.is_distilbert() {
+                        Head::DistilBert { pre_classifier: Linear::load(&w, "/pre_classifier", h, h, true), classifier }
+                    } else {
+                        Head::Bert { pooler: Linear::load(&w, "pooler.dense", h, h, true), classifier }
+                    }
                 }
-                let hidden = match (w.shape("/pre_classifier.weight"), spec.activation) {
-                    (Some(s), Some(_)) if s.len() == 2 => Some(Linear::load(&w, "/pre_classifier", pooled_width, s[0], true)),
-                    (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
-                    (Some(s), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {s:?}: expected [units, {pooled_width}]"))),
-                    (None, _) => None,
-                };
-                let width = hidden.as_ref().map_or(pooled_width, |_| shape.get(1).copied().unwrap_or(h));
-                let classifier = Linear::load(&w, "/classifier", width, n_labels, true);
-                w.finish()?;
-                let head = Some(Head::Pooled { spec: spec.clone(), hidden, classifier });
-                return Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() });
-            }
-            let classifier = Linear::load(&w, "/classifier", h, n_labels, true);
-            Some(if c.is_distilbert() {
-                Head::DistilBert { pre_classifier: Linear::load(&w, "/pre_classifier", h, h, true), classifier }
-            } else {
-                Head::Bert { pooler: Linear::load(&w, "pooler.dense", h, h, true), classifier }
             })
         } else {
             if c.architectures.iter().any(|a| a.ends_with("ForSequenceClassification")) {

@@ -20,10 +20,28 @@ pub struct HfFolder {
     pub tokenizer_config_json: String,
 }
 
+/// The float type veer writes safetensors in (the converter's and `veer pack`'s output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutDtype {
     F16,
     F32,
+}
+
+impl OutDtype {
+    /// Little-endian bytes of `values` in this type.
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
+            OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn safetensors(self) -> Dtype {
+        match self {
+            OutDtype::F16 => Dtype::F16,
+            OutDtype::F32 => Dtype::F32,
+        }
+    }
 }
 
 /// GGUF name → HF name for the Llama family.
@@ -122,11 +140,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         if let (Some(n), [out, cols]) = (n_heads, shape.as_slice()) {
             values = unpermute_rows(&values, *out, *cols, n as usize).map_err(|e| Error::tensor(&info.name, e))?;
         }
-        let bytes = match dtype {
-            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
-            OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
-        };
-        tensors.insert(name, (shape, bytes));
+        tensors.insert(name, (shape, dtype.encode(&values)));
     }
     for l in 0..a.layers {
         let q = format!("model.layers.{l}.self_attn.q_proj.weight");
@@ -134,10 +148,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
             return Err(Error::tensor(q, "missing from the GGUF file (blk.N.attn_q.weight)"));
         }
     }
-    let st_dtype = match dtype {
-        OutDtype::F16 => Dtype::F16,
-        OutDtype::F32 => Dtype::F32,
-    };
+    let st_dtype = dtype.safetensors();
     let views = tensors
         .iter()
         .map(|(name, (shape, bytes))| {

@@ -42,11 +42,11 @@ pub struct Encoder {
 }
 
 /// One padded batch: ids and mask [batch, seq] row-major, and which input text each row is.
-struct Batch {
-    ids: Vec<u32>,
-    mask: Vec<u32>,
-    size: usize,
-    rows: Vec<usize>,
+pub(crate) struct Batch {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    pub size: usize,
+    pub rows: Vec<usize>,
 }
 
 impl Encoder {
@@ -107,7 +107,7 @@ impl Encoder {
 
     /// Texts of similar length batched together (sorted by token count): padding costs compute, and
     /// mixed lengths would pad short texts to the longest. Results are put back in input order.
-    fn batches(&self, ids: &[Vec<u32>]) -> Vec<Batch> {
+    pub(crate) fn batches(&self, ids: &[Vec<u32>]) -> Vec<Batch> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         order

@@ -72,17 +72,11 @@ impl<'a> Loader<'a> {
             self.problems.borrow_mut().push(format!("`{full}` has shape {:?}, expected {shape:?}", view.shape()));
             return None;
         }
-        let data = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            other => {
-                self.problems.borrow_mut().push(format!("`{full}` has dtype {other:?}; veer reads F32, F16 and BF16"));
-                return None;
-            }
-        };
-        Some(values)
+        let values = floats(view.dtype(), view.data());
+        if values.is_none() {
+            self.problems.borrow_mut().push(format!("`{full}` has dtype {:?}; veer reads F32, F16 and BF16", view.dtype()));
+        }
+        values
     }
 
     /// A tensor of the given shape on the device. On a problem, records it and returns zeros so that
@@ -119,4 +113,14 @@ impl<'a> Loader<'a> {
         }
         Err(Error::file(&self.file, format!("{} tensor problem(s): {}", problems.len(), problems.join("; "))))
     }
+}
+
+/// Little-endian F32/F16/BF16 tensor bytes as f32; `None` for any other dtype.
+pub fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => return None,
+    })
 }

@@ -30,6 +30,15 @@ enum Dtype {
     F32,
 }
 
+impl From<Dtype> for OutDtype {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::F16 => OutDtype::F16,
+            Dtype::F32 => OutDtype::F32,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Convert a llama.cpp GGUF file into an HF folder (config.json, model.safetensors, tokenizer files).
@@ -363,10 +372,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
         Command::ConvertGguf { input, out_dir, dtype } => {
             let bytes = read(&input)?;
             let file = gguf::Gguf::parse(&bytes, &input.display().to_string())?;
-            let dtype = match dtype {
-                Dtype::F16 => OutDtype::F16,
-                Dtype::F32 => OutDtype::F32,
-            };
+            let dtype = dtype.into();
             let folder = convert::convert(&file, dtype)?;
             std::fs::create_dir_all(&out_dir).map_err(|e| Error::file(out_dir.display().to_string(), e))?;
             write(&out_dir.join("config.json"), folder.config_json.as_bytes())?;
@@ -546,10 +552,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 layers: a.layers,
                 out: a.out,
                 cache: a.cache,
-                dtype: match a.dtype {
-                    Dtype::F16 => OutDtype::F16,
-                    Dtype::F32 => OutDtype::F32,
-                },
+                dtype: a.dtype.into(),
                 train: veer::distill::train::TrainOptions {
                     hidden: a.hidden,
                     lr: a.lr,
@@ -587,10 +590,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             veer::distill::run(&options)
         }
         Command::Pack { encoder, head, out, dtype } => {
-            let dtype = match dtype {
-                Dtype::F16 => OutDtype::F16,
-                Dtype::F32 => OutDtype::F32,
-            };
+            let dtype = dtype.into();
             let packed = veer::distill::export::pack(&encoder, &head, &out, dtype)?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }

@@ -5,18 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use half::{bf16, f16};
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
-use serde_json::{Value as Json, json};
-
 use burn::tensor::Tensor;
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::{Value as Json, json};
 
 use crate::backend::{block_on, read_f32};
 use crate::bert::PooledHead;
 use crate::convert::OutDtype;
 use crate::distill::train::Head;
 use crate::error::{Error, Result};
+use crate::weights::floats;
 
 pub const HEAD_FORMAT: &str = "veer-head/1";
 
@@ -25,39 +24,39 @@ pub const HEAD_FORMAT: &str = "veer-head/1";
 /// replace the base encoder's tensors when packed).
 pub fn head_safetensors(head: &Head, layers: &[(String, Tensor<2>, bool)], dtype: OutDtype, spec: &PooledHead, labels: &[String], encoder: &str) -> Result<Vec<u8>> {
     let names: &[&str] = if head.has_hidden() { &["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"] } else { &["classifier.weight", "classifier.bias"] };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, p) in names.iter().zip(&head.params) {
+    // HF layout: linear weights [out, in]; biases and norm parameters flat.
+    let hf = |p: &Tensor<2>, transposed: bool, dtype: OutDtype| -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
         let [i, o] = p.dims();
-        let values = block_on(read_f32(p.clone().transpose()))?; // [out, in]
-        let shape = if name.ends_with(".bias") { vec![o * i] } else { vec![o, i] };
-        tensors.push((name.to_string(), shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        let (value, shape) = if transposed { (p.clone().transpose(), vec![o, i]) } else { (p.clone(), vec![i * o]) };
+        Ok((dtype.safetensors(), shape, dtype.encode(&block_on(read_f32(value))?)))
+    };
+    let mut tensors = Vec::new();
+    for (name, p) in names.iter().zip(&head.params) {
+        let (dt, shape, bytes) = hf(p, name.ends_with(".weight"), OutDtype::F32)?;
+        tensors.push((name.to_string(), dt, shape, bytes));
     }
     for (name, p, transposed) in layers {
-        let [i, o] = p.dims();
-        let (value, shape) = if *transposed { (p.clone().transpose(), vec![o, i]) } else { (p.clone(), vec![i * o]) };
-        let values = block_on(read_f32(value))?;
-        let bytes = match dtype {
-            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
-            OutDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        };
-        tensors.push((name.clone(), shape, bytes));
+        let (dt, shape, bytes) = hf(p, *transposed, dtype)?;
+        tensors.push((name.clone(), dt, shape, bytes));
     }
+    let json = |v: serde_json::Result<String>| v.map_err(|e| Error::file("head.safetensors", format!("metadata: {e}")));
     let meta: HashMap<String, String> = [
         ("format".to_string(), HEAD_FORMAT.to_string()),
-        ("labels".to_string(), serde_json::to_string(labels).unwrap_or_default()),
-        ("veer_head".to_string(), serde_json::to_string(spec).unwrap_or_default()),
+        ("labels".to_string(), json(serde_json::to_string(labels))?),
+        ("veer_head".to_string(), json(serde_json::to_string(spec))?),
         ("encoder".to_string(), encoder.to_string()),
     ]
     .into();
     serialize(&tensors, meta, "head.safetensors")
 }
 
-fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], meta: HashMap<String, String>, file: &str) -> Result<Vec<u8>> {
+type Named = (String, Dtype, Vec<usize>, Vec<u8>);
+
+fn serialize(tensors: &[Named], meta: HashMap<String, String>, file: &str) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
-        .map(|(name, shape, bytes)| {
-            let dtype = if bytes.len() == 2 * shape.iter().product::<usize>() { Dtype::F16 } else { Dtype::F32 };
-            TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| Error::tensor(name, e))
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| Error::tensor(name, e))
         })
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(file, e))
@@ -121,35 +120,26 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
             continue; // a head of the encoder's own would be dead weight
         }
         let t = enc.tensor(name).map_err(|e| Error::tensor(name, e))?;
-        let values: Vec<f32> = match t.dtype() {
-            Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => t.data().chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => t.data().chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => {
-                // Integer buffers (e.g. position_ids) are not weights the runtime reads.
-                if name.ends_with("position_ids") {
-                    continue;
-                }
-                return Err(Error::tensor(name, format!("dtype {other:?}: expected F32, F16 or BF16")));
-            }
+        let values = match floats(t.dtype(), t.data()) {
+            Some(v) => v,
+            // Integer buffers (e.g. position_ids) are not weights the runtime reads.
+            None if name.ends_with("position_ids") => continue,
+            None => return Err(Error::tensor(name, format!("dtype {:?}: expected F32, F16 or BF16", t.dtype()))),
         };
-        let bytes: Vec<u8> = match dtype {
-            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
-            OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
-        };
-        tensors.push((name.to_string(), t.shape().to_vec(), bytes));
+        tensors.push((name.to_string(), dtype.safetensors(), t.shape().to_vec(), dtype.encode(&values)));
     }
     let mut head_params = 0;
     for name in head.names() {
         let t = head.tensor(name).map_err(|e| Error::tensor(name, e))?;
         head_params += t.shape().iter().product::<usize>();
-        tensors.push((name.to_string(), t.shape().to_vec(), t.data().to_vec()));
+        tensors.push((name.to_string(), t.dtype(), t.shape().to_vec(), t.data().to_vec()));
     }
     let model = serialize(&tensors, [("format".to_string(), "pt".to_string())].into(), "model.safetensors")?;
 
     std::fs::create_dir_all(out).map_err(|e| Error::file(out.display().to_string(), e))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(|e| Error::file(out.join(name).display().to_string(), e));
-    write("config.json", serde_json::to_string_pretty(&config).unwrap_or_default().as_bytes())?;
+    let config = serde_json::to_string_pretty(&config).map_err(|e| Error::file("config.json", e))?;
+    write("config.json", config.as_bytes())?;
     write("model.safetensors", &model)?;
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"] {
         if let Ok(bytes) = std::fs::read(encoder_dir.join(f)) {

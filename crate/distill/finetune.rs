@@ -2,7 +2,6 @@
 //! frozen, so their output is computed once and cached in memory; each step runs only the top layers
 //! forward and backward (burn autodiff), and the head starts from the frozen-encoder solution.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -12,7 +11,7 @@ use serde::Serialize;
 use crate::backend::{block_on, read_f32};
 use crate::bert::{self, PooledHead};
 use crate::distill::cache;
-use crate::distill::train::Head;
+use crate::distill::train::{AdamW, Head, loss, read_loss, targets};
 use crate::encoder::Encoder;
 use crate::error::Result;
 
@@ -54,26 +53,19 @@ struct Input {
 fn inputs(enc: &Encoder, texts: &[String], pooled_all: &[f32], from: usize, spec_layers: &[usize], what: &str) -> Result<Vec<Input>> {
     let (h, n_states) = (enc.config().hidden_size, enc.config().num_hidden_layers + 1);
     let ids = enc.tokenize(texts)?;
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| ids[i].len());
     let mut out: Vec<Option<Input>> = (0..texts.len()).map(|_| None).collect();
     let bar = cache::bar(texts.len(), what);
-    for chunk in order.chunks(16) {
-        let seq = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
-        let (mut flat, mut mask) = (Vec::new(), Vec::new());
-        for &i in chunk {
-            flat.extend(ids[i].iter().copied().chain(std::iter::repeat(0).take(seq - ids[i].len())));
-            mask.extend((0..seq).map(|j| (j < ids[i].len()) as u32));
-        }
-        let states = enc.model().forward(&flat, &mask, chunk.len())?;
+    for batch in enc.batches(&ids) {
+        let states = enc.model().forward(&batch.ids, &batch.mask, batch.size)?;
+        let seq = batch.ids.len() / batch.size.max(1);
         let x = block_on(read_f32(states[from].clone()))?; // [b, seq, h]
-        for (r, &i) in chunk.iter().enumerate() {
+        for (r, &i) in batch.rows.iter().enumerate() {
             let len = ids[i].len();
             let row = &pooled_all[i * h * n_states..(i + 1) * h * n_states];
             let frozen = spec_layers.iter().filter(|&&l| l <= from).flat_map(|&l| row[l * h..(l + 1) * h].iter().copied()).collect();
             out[i] = Some(Input { len, state: x[r * seq * h..(r * seq + len) * h].to_vec(), frozen });
         }
-        bar.inc(chunk.len() as u64);
+        bar.inc(batch.size as u64);
     }
     bar.finish_and_clear();
     Ok(out.into_iter().flatten().collect())
@@ -119,12 +111,6 @@ impl Model<'_> {
     }
 }
 
-fn loss(logits: Tensor<2>, y: &[&Vec<f32>], device: &Device) -> Tensor<1> {
-    let c = y.first().map_or(0, |r| r.len());
-    let t = Tensor::<2>::from_data(TensorData::new(y.iter().flat_map(|r| r.iter().copied()).collect::<Vec<_>>(), [y.len(), c]), device);
-    (t * log_softmax(logits, 1)).sum_dim(1).mean().neg().reshape([1])
-}
-
 /// Fine-tune the top `opts.layers` layers and `head` on (texts, soft targets); early stopping on val.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune(
@@ -141,21 +127,19 @@ pub fn finetune(
     let train_in = inputs(enc, train.0, train.1, from, &spec.layers, "states train")?;
     let val_in = inputs(enc, val.0, val.1, from, &spec.layers, "states val")?;
     let model = Model { enc, spec, from, hidden: enc.config().hidden_size };
-    let names: Vec<Vec<(String, bool)>> = (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(n, _, t)| (n, t)).collect()).collect();
-    let mut layers: Vec<Vec<Tensor<2>>> = (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(_, t, _)| t).collect()).collect();
+    let (names, mut layers): (Vec<Vec<(String, bool)>>, Vec<Vec<Tensor<2>>>) =
+        (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(n, t, tr)| ((n, tr), t)).unzip()).unzip();
     let mut head = head.clone();
     let device = enc.model().device().clone();
     let ad = device.clone().autodiff();
 
-    let val_loss = |layers: &[Vec<Tensor<2>>], head: &Head| -> f32 {
+    let val_loss = |layers: &[Vec<Tensor<2>>], head: &Head| -> Result<f32> {
         let mut total = 0.0;
         for (xs, ys) in val_in.chunks(32).zip(val.2.chunks(32)) {
             let batch: Vec<&Input> = xs.iter().collect();
-            let y: Vec<&Vec<f32>> = ys.iter().collect();
-            let l = loss(model.logits(&batch, layers, head, &device), &y, &device);
-            total += block_on(read_f32(l)).map(|v| v[0]).unwrap_or(f32::INFINITY) * xs.len() as f32;
+            total += read_loss(loss(model.logits(&batch, layers, head, &device), targets(ys.iter(), &device)))? * xs.len() as f32;
         }
-        total / val_in.len().max(1) as f32
+        Ok(total / val_in.len().max(1) as f32)
     };
 
     // Batches of similar length (less padding), visited in a shuffled order each epoch.
@@ -164,15 +148,15 @@ pub fn finetune(
     let batches: Vec<Vec<usize>> = order.chunks(opts.batch.max(1)).map(<[usize]>::to_vec).collect();
     let mut rng = SmallRng::seed_from_u64(opts.seed);
     let flat = |layers: &[Vec<Tensor<2>>], head: &Head| -> Vec<Tensor<2>> { layers.iter().flatten().cloned().chain(head.params.iter().cloned()).collect() };
-    let mut m: Vec<Tensor<2>> = flat(&layers, &head).iter().map(Tensor::zeros_like).collect();
-    let mut v = m.clone();
+    let mut adam = AdamW::new(&flat(&layers, &head));
     let per_layer = layers.first().map_or(0, Vec::len);
+    // Decoupled weight decay on weight matrices only: layer weights (stored transposed in HF) and the
+    // head's weights (even indices), not biases or LayerNorm parameters.
     let decays: Vec<bool> = names.iter().flatten().map(|(_, t)| *t).chain(head.params.iter().enumerate().map(|(i, _)| i % 2 == 0)).collect();
     let n_layer_params = per_layer * layers.len();
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-    let mut best = (val_loss(&layers, &head), 0usize, layers.clone(), head.clone());
+    let mut best = (val_loss(&layers, &head)?, 0usize, layers.clone(), head.clone());
     eprintln!("finetune: top {} layers, {} train / {} val texts, val loss {:.4} before", opts.layers, train_in.len(), val_in.len(), best.0);
-    let mut step = 0i32;
+    let mut step = 0usize;
     let total_steps = (opts.epochs * batches.len()) as f64;
     for epoch in 1..=opts.epochs {
         let mut visit: Vec<&Vec<usize>> = batches.iter().collect();
@@ -187,25 +171,15 @@ pub fn finetune(
             let t_layers: Vec<Vec<Tensor<2>>> = tracked[..n_layer_params].chunks(per_layer.max(1)).map(<[Tensor<2>]>::to_vec).collect();
             let t_head = Head { params: tracked[n_layer_params..].to_vec(), activation: head.activation };
             let batch: Vec<&Input> = idx.iter().map(|&i| &train_in[i]).collect();
-            let y: Vec<&Vec<f32>> = idx.iter().map(|&i| &train.2[i]).collect();
-            let grads = loss(model.logits(&batch, &t_layers, &t_head, &ad), &y, &ad).backward();
-            let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
-            let mut updated = Vec::with_capacity(params.len());
-            for (k, p) in params.into_iter().enumerate() {
-                let g = tracked[k].grad(&grads).unwrap_or_else(|| p.zeros_like());
-                m[k] = m[k].clone() * b1 + g.clone() * (1.0 - b1);
-                v[k] = v[k].clone() * b2 + g.powi_scalar(2) * (1.0 - b2);
-                let lr = scale * if k < n_layer_params { opts.lr } else { opts.head_lr };
-                let decay = if decays[k] { opts.weight_decay } else { 0.0 };
-                let update = (m[k].clone() / c1) / ((v[k].clone() / c2).sqrt() + eps);
-                updated.push(p * (1.0 - lr * decay) - update * lr);
-            }
+            let grads = loss(model.logits(&batch, &t_layers, &t_head, &ad), targets(idx.iter().map(|&i| &train.2[i]), &ad)).backward();
+            let lr = |k: usize| scale * if k < n_layer_params { opts.lr } else { opts.head_lr };
+            let updated = adam.step(params, &tracked, &grads, lr, |k| if decays[k] { opts.weight_decay } else { 0.0 });
             layers = updated[..n_layer_params].chunks(per_layer.max(1)).map(<[Tensor<2>]>::to_vec).collect();
             head = Head { params: updated[n_layer_params..].to_vec(), activation: head.activation };
             bar.inc(idx.len() as u64);
         }
         bar.finish_and_clear();
-        let vl = val_loss(&layers, &head);
+        let vl = val_loss(&layers, &head)?;
         eprintln!("finetune: epoch {epoch}: val loss {vl:.4}");
         if vl < best.0 {
             best = (vl, epoch, layers.clone(), head.clone());

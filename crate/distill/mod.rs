@@ -86,6 +86,12 @@ pub struct Run {
 }
 
 /// Features and teacher targets of one split.
+impl Part {
+    fn split(&self) -> Split<'_> {
+        Split { x: &self.x, y: &self.y }
+    }
+}
+
 struct Part {
     data: Dataset,
     x: Vec<f32>,
@@ -158,18 +164,18 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let pool = Part { data: pool, x: pool_x, y: pool_t.probs };
     let val = Part { data: val, x: val_x, y: val_t.probs };
     let test_gold = if has_test_gold { Some(test.gold_ids("test")?) } else { None };
-    let eval = |t: &Trainer| -> Option<Scores> {
-        let gold = test_gold.as_ref()?;
-        let pred: Vec<usize> = t.predict(&test_x).iter().map(|p| argmax(p)).collect();
-        Some(metrics::score(&pred, gold, classes))
+    let eval = |t: &Trainer| -> Result<Option<Scores>> {
+        let Some(gold) = test_gold.as_ref() else { return Ok(None) };
+        let pred: Vec<usize> = t.predict(&test_x)?.iter().map(|p| argmax(p)).collect();
+        Ok(Some(metrics::score(&pred, gold, classes)))
     };
 
     // The exported student.
     let t0 = Instant::now();
-    let (student, chosen) = train_student(o.select, o.budget, o.rounds, &pool, &val, dim, classes, &o.train, o.seed, &o.device);
+    let (student, chosen) = train_student(o.select, o.budget, o.rounds, &pool.split(), &val.split(), dim, classes, &o.train, o.seed, &o.device)?;
     let samples = chosen.len();
     let train_seconds = t0.elapsed().as_secs_f64();
-    let frozen_test = eval(&student);
+    let frozen_test = eval(&student)?;
     if let Some(s) = &frozen_test {
         eprintln!("distill: student ({:?}, budget {}) test accuracy {:.4}, macro-F1 {:.4}", o.select, o.budget, s.accuracy, s.macro_f1);
     }
@@ -220,14 +226,14 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                     runs.push(Run { name: "teacher zero-shot (raw)".into(), labels_from: o.teacher.name(), select: None, budget: None, samples: 0, test: metrics::score(&pred, gold, classes), accuracy_std: None, seconds: teacher_seconds });
                 }
             }
-            let grid = |name: &str, from: &str, part: &Part, valp: &Part, method: Method, budget: f64| {
+            let grid = |name: &str, from: &str, part: &Split, valp: &Split, method: Method, budget: f64| -> Result<Run> {
                 let seeds = if method == Method::All { 1 } else { o.seeds.max(1) };
                 let t0 = Instant::now();
                 let mut accs = Vec::new();
                 let mut last = None;
                 for s in 0..seeds {
-                    let (t, chosen) = train_student(method, budget, o.rounds, part, valp, dim, classes, &o.train, o.seed + s, &o.device);
-                    if let Some(sc) = eval(&t) {
+                    let (t, chosen) = train_student(method, budget, o.rounds, part, valp, dim, classes, &o.train, o.seed + s, &o.device)?;
+                    if let Some(sc) = eval(&t)? {
                         accs.push(sc);
                         last = Some(chosen.len());
                     }
@@ -237,7 +243,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                 let mean_f1 = accs.iter().map(|s| s.macro_f1).sum::<f64>() / n;
                 let std = (accs.iter().map(|s| (s.accuracy - mean_acc).powi(2)).sum::<f64>() / n).sqrt();
                 eprintln!("distill: {name:<28} {method:?} budget {budget:<5} accuracy {mean_acc:.4} ± {std:.4}  macro-F1 {mean_f1:.4}");
-                Run {
+                Ok(Run {
                     name: name.into(),
                     labels_from: from.into(),
                     select: Some(method),
@@ -246,23 +252,22 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                     test: Scores { accuracy: mean_acc, macro_f1: mean_f1, n: gold.len() },
                     accuracy_std: (seeds > 1).then_some(std),
                     seconds: t0.elapsed().as_secs_f64() / seeds as f64,
-                }
+                })
             };
             if let Some(g) = &pool_gold {
-                let gold_part = Part { data: pool.data.clone(), x: pool.x.clone(), y: g.iter().map(|&c| teacher::one_hot(c, classes)).collect() };
-                let gold_val = match val.data.gold_ids("val") {
-                    Ok(v) => Part { data: val.data.clone(), x: val.x.clone(), y: v.iter().map(|&c| teacher::one_hot(c, classes)).collect() },
-                    Err(_) => Part { data: val.data.clone(), x: val.x.clone(), y: val.y.clone() },
-                };
-                runs.push(grid("student, gold labels", "gold", &gold_part, &gold_val, Method::All, 1.0));
+                let hot = |ids: Vec<usize>| -> Vec<Vec<f32>> { ids.iter().map(|&c| teacher::one_hot(c, classes)).collect() };
+                let gold_y = hot(g.clone());
+                let gold_val_y = val.data.gold_ids("val").map(hot).unwrap_or_else(|_| val.y.clone());
+                let (gold_part, gold_val) = (Split { x: &pool.x, y: &gold_y }, Split { x: &val.x, y: &gold_val_y });
+                runs.push(grid("student, gold labels", "gold", &gold_part, &gold_val, Method::All, 1.0)?);
             }
             let from = o.teacher.name();
             for &b in &o.compare {
                 if b >= 1.0 {
-                    runs.push(grid("student, teacher labels", &from, &pool, &val, Method::All, 1.0));
+                    runs.push(grid("student, teacher labels", &from, &pool.split(), &val.split(), Method::All, 1.0)?);
                 }
                 for method in [Method::Random, Method::Llkd] {
-                    runs.push(grid("student, teacher labels", &from, &pool, &val, method, b));
+                    runs.push(grid("student, teacher labels", &from, &pool.split(), &val.split(), method, b)?);
                 }
             }
         }
@@ -287,7 +292,8 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
         "comparison": runs,
     });
     let path = o.out.join("report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| Error::file(path.display().to_string(), e))?;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| Error::file("report.json", e))?;
+    std::fs::write(&path, text).map_err(|e| Error::file(path.display().to_string(), e))?;
     Ok(report)
 }
 
@@ -297,26 +303,21 @@ fn encoder_params(weights: &[u8]) -> usize {
 
 /// Train a student with one selection method at one budget; returns it and the samples it saw.
 #[allow(clippy::too_many_arguments)]
-fn train_student(method: Method, budget: f64, rounds: usize, pool: &Part, val: &Part, dim: usize, classes: usize, opts: &TrainOptions, seed: u64, device: &Device) -> (Trainer, Vec<usize>) {
+fn train_student(method: Method, budget: f64, rounds: usize, train: &Split, valid: &Split, dim: usize, classes: usize, opts: &TrainOptions, seed: u64, device: &Device) -> Result<(Trainer, Vec<usize>)> {
     let opts = TrainOptions { seed, ..opts.clone() };
     let mut trainer = Trainer::new(dim, classes, opts, device);
-    let train = Split { x: &pool.x, y: &pool.y };
-    let valid = Split { x: &val.x, y: &val.y };
-    let n = pool.y.len();
+    let n = train.y.len();
     let k = select::budget_count(n, budget);
     match method {
         Method::All => {
             let idx: Vec<usize> = (0..n).collect();
-            let stats = trainer.fit(&train, &idx, &valid);
-            if std::env::var_os("VEER_DISTILL_DEBUG").is_some() {
-                eprintln!("fit: {stats:?}");
-            }
-            (trainer, idx)
+            trainer.fit(train, &idx, valid)?;
+            Ok((trainer, idx))
         }
         Method::Random => {
             let idx = select::random(n, k, seed);
-            trainer.fit(&train, &idx, &valid);
-            (trainer, idx)
+            trainer.fit(train, &idx, valid)?;
+            Ok((trainer, idx))
         }
         Method::Llkd => {
             let rounds = rounds.max(1);
@@ -324,14 +325,14 @@ fn train_student(method: Method, budget: f64, rounds: usize, pool: &Part, val: &
             let mut chosen = Vec::with_capacity(k);
             for r in 0..rounds {
                 let quota = k * (r + 1) / rounds - chosen.len();
-                let student = trainer.predict(&pool.x);
-                for i in select::llkd_round(&pool.y, &student, &taken, quota) {
+                let student = trainer.predict(train.x)?;
+                for i in select::llkd_round(train.y, &student, &taken, quota) {
                     taken[i] = true;
                     chosen.push(i);
                 }
-                trainer.fit(&train, &chosen, &valid);
+                trainer.fit(train, &chosen, valid)?;
             }
-            (trainer, chosen)
+            Ok((trainer, chosen))
         }
     }
 }

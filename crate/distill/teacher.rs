@@ -180,6 +180,7 @@ struct LlmLabeller {
     labels: Vec<String>,
     verbaliser_ids: Vec<Vec<u32>>,
     steering: Option<Steering>,
+    /// Model weights and steering vector, hashed: with the prompt, the cache key of its labels.
     weights_id: Hash,
 }
 
@@ -203,10 +204,14 @@ impl LlmLabeller {
                 if ids.is_empty() { Err(Error::Invalid(format!("verbaliser `{v}` encodes to no tokens"))) } else { Ok(ids) }
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut weights_id = weights_id;
         let steering = match &prompt.vector {
             Some((file, strength)) => {
                 let c = &model.llama.config;
-                let mut v = Vector::from_bytes(&std::fs::read(file).map_err(|e| Error::file(file.display().to_string(), e))?, &file.display().to_string())?;
+                let bytes = std::fs::read(file).map_err(|e| Error::file(file.display().to_string(), e))?;
+                // The cached labels depend on the vector too.
+                weights_id = weights_id.bytes(&bytes).bytes(&strength.to_le_bytes());
+                let mut v = Vector::from_bytes(&bytes, &file.display().to_string())?;
                 v.fit(c.num_hidden_layers, c.hidden_size, &file.display().to_string())?;
                 let injection = v.injection;
                 Some(Steering::new(&[(v, *strength)], injection, 0..c.num_hidden_layers, &device)?)
@@ -219,11 +224,7 @@ impl LlmLabeller {
     /// What the cached scores depend on.
     fn key(&self) -> Hash {
         let p = &self.prompt;
-        let mut h = self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8]);
-        if let Some((file, s)) = &p.vector {
-            h = h.bytes(&std::fs::read(file).unwrap_or_default()).bytes(&s.to_le_bytes());
-        }
-        h
+        self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8])
     }
 
     fn render(&self, text: &str) -> Result<String> {

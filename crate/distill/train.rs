@@ -2,13 +2,15 @@
 //! cross-entropy, AdamW, mini-batches, early stopping on a held-out split (best epoch kept).
 
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::backend::{block_on, read_f32};
 use crate::bert::Activation;
+use crate::error::Result;
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -90,8 +92,51 @@ pub struct Trainer {
 }
 
 /// Mean soft-target cross-entropy of logits [n, c] against targets [n, c].
-fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+pub(crate) fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (targets * log_softmax(logits, 1)).sum_dim(1).mean().neg().reshape([1])
+}
+
+/// A scalar loss back on the host.
+pub(crate) fn read_loss(l: Tensor<1>) -> Result<f32> {
+    Ok(block_on(read_f32(l))?.first().copied().unwrap_or(f32::INFINITY))
+}
+
+/// AdamW over a list of matrix parameters (the head's, and the fine-tuned layers'): one optimiser for
+/// every trainer in `distill`.
+pub(crate) struct AdamW {
+    m: Vec<Tensor<2>>,
+    v: Vec<Tensor<2>>,
+    step: i32,
+}
+
+impl AdamW {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    pub fn new(params: &[Tensor<2>]) -> Self {
+        let m: Vec<Tensor<2>> = params.iter().map(Tensor::zeros_like).collect();
+        AdamW { v: m.clone(), m, step: 0 }
+    }
+
+    /// One step: `tracked` are the autodiff copies of `params` the loss was computed from; `lr(k)` and
+    /// `decay(k)` give parameter k's learning rate and decoupled weight decay.
+    pub fn step(&mut self, params: Vec<Tensor<2>>, tracked: &[Tensor<2>], grads: &Gradients, lr: impl Fn(usize) -> f64, decay: impl Fn(usize) -> f64) -> Vec<Tensor<2>> {
+        self.step += 1;
+        let (c1, c2) = (1.0 - Self::B1.powi(self.step), 1.0 - Self::B2.powi(self.step));
+        params
+            .into_iter()
+            .enumerate()
+            .map(|(k, p)| {
+                // A parameter off the loss path (none in veer's heads) simply gets no gradient step.
+                let g = tracked[k].grad(grads).unwrap_or_else(|| p.zeros_like());
+                self.m[k] = self.m[k].clone() * Self::B1 + g.clone() * (1.0 - Self::B1);
+                self.v[k] = self.v[k].clone() * Self::B2 + g.powi_scalar(2) * (1.0 - Self::B2);
+                let update = (self.m[k].clone() / c1) / ((self.v[k].clone() / c2).sqrt() + Self::EPS);
+                p * (1.0 - lr(k) * decay(k)) - update * lr(k)
+            })
+            .collect()
+    }
 }
 
 fn rows(x: &[f32], dim: usize, idx: &[usize], device: &Device) -> Tensor<2> {
@@ -99,10 +144,11 @@ fn rows(x: &[f32], dim: usize, idx: &[usize], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(data, [idx.len(), dim]), device)
 }
 
-fn targets(y: &[Vec<f32>], idx: &[usize], device: &Device) -> Tensor<2> {
-    let c = y.first().map_or(0, Vec::len);
-    let data: Vec<f32> = idx.iter().flat_map(|&i| y[i].iter().copied()).collect();
-    Tensor::from_data(TensorData::new(data, [idx.len(), c]), device)
+/// Soft targets [rows, classes] on `device`.
+pub(crate) fn targets<'a>(y: impl ExactSizeIterator<Item = &'a Vec<f32>> + Clone, device: &Device) -> Tensor<2> {
+    let (n, c) = (y.len(), y.clone().next().map_or(0, Vec::len));
+    let data: Vec<f32> = y.flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [n, c]), device)
 }
 
 impl Trainer {
@@ -132,60 +178,45 @@ impl Trainer {
     }
 
     /// Probabilities [n][classes] for features [n, dim].
-    pub fn predict(&self, x: &[f32]) -> Vec<Vec<f32>> {
+    pub fn predict(&self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
         let n = x.len() / self.dim;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(1024) {
             let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
             let p = softmax(self.head.forward(rows(x, self.dim, &idx, &self.device)), 1);
-            let v = crate::backend::block_on(crate::backend::read_f32(p)).unwrap_or_default();
-            out.extend(v.chunks_exact(self.classes).map(<[f32]>::to_vec));
+            out.extend(block_on(read_f32(p))?.chunks_exact(self.classes).map(<[f32]>::to_vec));
         }
-        out
+        Ok(out)
     }
 
-    fn val_loss(&self, val: &Split) -> f32 {
+    fn val_loss(&self, val: &Split) -> Result<f32> {
         let idx: Vec<usize> = (0..val.len()).collect();
-        let l = loss(self.head.forward(rows(val.x, self.dim, &idx, &self.device)), targets(val.y, &idx, &self.device));
-        crate::backend::block_on(crate::backend::read_f32(l)).map(|v| v[0]).unwrap_or(f32::INFINITY)
+        read_loss(loss(self.head.forward(rows(val.x, self.dim, &idx, &self.device)), targets(val.y.iter(), &self.device)))
     }
 
     /// Train on `train` (rows `idx`), early-stopping on `val`; leaves the best head in place.
-    pub fn fit(&mut self, train: &Split, idx: &[usize], val: &Split) -> FitStats {
+    pub fn fit(&mut self, train: &Split, idx: &[usize], val: &Split) -> Result<FitStats> {
         let ad = self.device.clone().autodiff();
-        let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8f64, self.opts.lr);
-        let n = self.head.params.len();
-        let mut m: Vec<Tensor<2>> = self.head.params.iter().map(Tensor::zeros_like).collect();
-        let mut v = m.clone();
-        let mut step = 0i32;
-        let mut best = (self.val_loss(val), 0usize, self.head.clone());
+        let mut adam = AdamW::new(&self.head.params);
+        let mut best = (self.val_loss(val)?, 0usize, self.head.clone());
         let mut order = idx.to_vec();
         let mut epoch = 0;
         while epoch < self.opts.epochs && epoch - best.1 < self.opts.patience {
             epoch += 1;
             order.shuffle(&mut self.rng);
             for batch in order.chunks(self.opts.batch.max(1)) {
-                step += 1;
                 let tracked = Head { params: self.head.params.iter().map(|p| p.clone().autodiff().require_grad()).collect(), activation: self.head.activation };
-                let l = loss(tracked.forward(rows(train.x, self.dim, batch, &ad)), targets(train.y, batch, &ad));
-                let grads = l.backward();
-                let (c1, c2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
-                for k in 0..n {
-                    let g = tracked.params[k].grad(&grads).expect("every head parameter is on the loss path");
-                    m[k] = m[k].clone() * b1 + g.clone() * (1.0 - b1);
-                    v[k] = v[k].clone() * b2 + g.powi_scalar(2) * (1.0 - b2);
-                    let update = (m[k].clone() / c1) / ((v[k].clone() / c2).sqrt() + eps);
-                    // AdamW: decoupled weight decay, on weights only (even indices), not biases.
-                    let decay = if k % 2 == 0 { self.opts.weight_decay } else { 0.0 };
-                    self.head.params[k] = self.head.params[k].clone() * (1.0 - lr * decay) - update * lr;
-                }
+                let grads = loss(tracked.forward(rows(train.x, self.dim, batch, &ad)), targets(batch.iter().map(|&i| &train.y[i]), &ad)).backward();
+                // Decoupled weight decay on weights (even indices), not biases.
+                let params = std::mem::take(&mut self.head.params);
+                self.head.params = adam.step(params, &tracked.params, &grads, |_| self.opts.lr, |k| if k % 2 == 0 { self.opts.weight_decay } else { 0.0 });
             }
-            let vl = self.val_loss(val);
+            let vl = self.val_loss(val)?;
             if vl < best.0 - 1e-5 {
                 best = (vl, epoch, self.head.clone());
             }
         }
         self.head = best.2;
-        FitStats { epochs: epoch, best_epoch: best.1, val_loss: best.0 }
+        Ok(FitStats { epochs: epoch, best_epoch: best.1, val_loss: best.0 })
     }
 }
