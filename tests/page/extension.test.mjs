@@ -25,9 +25,19 @@ test('extension: loads, classifies the selection like the native CLI, shows it o
     const id = new URL(sw.url()).host;
     const ref = nativeScores('sentiment');
 
-    // The menu exists (update rejects for an unknown id), and its handler classifies on the CPU.
+    // The menu exists (update rejects for an unknown id), and its handler classifies on the CPU. The
+    // service worker can be reachable before its onInstalled listener has created the menu, so the
+    // check waits for the menu (up to 10 s) instead of racing the install.
     const last = await sw.evaluate(async (text) => {
-      await chrome.contextMenus.update('veer-classify', { title: 'Classify with veer' });
+      for (let tries = 0; ; tries++) {
+        try {
+          await chrome.contextMenus.update('veer-classify', { title: 'Classify with veer' });
+          break;
+        } catch (e) {
+          if (tries >= 100) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       await chrome.storage.local.set({ device: 'cpu' });
       return self.veer.classifySelection(text);
     }, ref.texts[0]);
