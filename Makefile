@@ -26,7 +26,8 @@ assets: setup veer
 	@scripts/assets.sh $(VEER)
 
 # Retrain the default classifiers' heads (www/heads/, committed) and the distillation reports: about
-# 40 min on 2 cores, most of it SmolLM2 labelling; `make assets` only packs the committed heads.
+# 70 min on 2 cores (sentiment's LoRA fine-tuning 26, SmolLM2 labelling most of the rest); `make assets`
+# only packs the committed heads. One of them: make distill WHICH=topic
 distill: assets
 	@scripts/distill.sh $(VEER) $(WHICH)
 

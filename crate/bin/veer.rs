@@ -269,6 +269,10 @@ struct DistillArgs {
     finetune_head_lr: f64,
     #[arg(long, default_value_t = 3)]
     finetune_epochs: usize,
+    /// Train the layers' weight matrices as LoRA adapters of this rank (0: the matrices themselves).
+    /// Adapters keep the head file small; `veer pack` merges them into the encoder.
+    #[arg(long, default_value_t = 0)]
+    finetune_rank: usize,
 }
 
 #[derive(clap::Args)]
@@ -578,6 +582,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
                     epochs: a.finetune_epochs,
                     batch: 16,
                     seed: a.seed,
+                    rank: a.finetune_rank,
                 }),
                 device: {
                     let b = backend::block_on(backend::select(a.device.parse()?))?;

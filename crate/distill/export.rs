@@ -62,6 +62,37 @@ fn serialize(tensors: &[Named], meta: HashMap<String, String>, file: &str) -> Re
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(file, e))
 }
 
+/// The head file's LoRA factors as dense updates of the encoder's weights: `X.lora_A` [r, in] and
+/// `X.lora_B` [out, r] (PEFT's layout) give `X.weight` += lora_B · lora_A, keyed by `X.weight`.
+fn lora_deltas(head: &SafeTensors, file: &str) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+    let mut out = HashMap::new();
+    for a_name in head.names().into_iter().filter(|n| n.ends_with(".lora_A")) {
+        let stem = &a_name[..a_name.len() - ".lora_A".len()];
+        let b_name = format!("{stem}.lora_B");
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+            let t = head.tensor(name).map_err(|e| Error::tensor(name, format!("{file}: {e} (LoRA factors come in pairs)")))?;
+            let v = floats(t.dtype(), t.data()).ok_or_else(|| Error::tensor(name, format!("{file}: dtype {:?}: expected F32, F16 or BF16", t.dtype())))?;
+            Ok((t.shape().to_vec(), v))
+        };
+        let ((sa, a), (sb, b)) = (read(a_name)?, read(&b_name)?);
+        let (&[r, cols], &[rows, r2]) = (sa.as_slice(), sb.as_slice()) else {
+            return Err(Error::tensor(a_name, format!("{file}: LoRA factors must be matrices, found {sa:?} and {sb:?}")));
+        };
+        if r != r2 {
+            return Err(Error::tensor(a_name, format!("{file}: rank {r} does not match {b_name}'s {r2}")));
+        }
+        let mut delta = vec![0f32; rows * cols]; // [out, in]
+        for (o, row) in delta.chunks_exact_mut(cols).enumerate() {
+            for k in 0..r {
+                let bk = b[o * r + k];
+                row.iter_mut().zip(&a[k * cols..(k + 1) * cols]).for_each(|(d, &ak)| *d += bk * ak);
+            }
+        }
+        out.insert(format!("{stem}.weight"), (vec![rows, cols], delta));
+    }
+    Ok(out)
+}
+
 /// What `pack` wrote.
 #[derive(Debug, serde::Serialize)]
 pub struct Packed {
@@ -108,6 +139,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
     let weights_path = encoder_dir.join("model.safetensors");
     let weights = read(&weights_path)?;
     let enc = SafeTensors::deserialize(&weights).map_err(|e| Error::file(weights_path.display().to_string(), e))?;
+    let mut adapters = lora_deltas(&head, &head_name)?;
     let mut tensors = Vec::new();
     let mut names = enc.names();
     names.sort();
@@ -120,18 +152,30 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
             continue; // a head of the encoder's own would be dead weight
         }
         let t = enc.tensor(name).map_err(|e| Error::tensor(name, e))?;
-        let values = match floats(t.dtype(), t.data()) {
+        let mut values = match floats(t.dtype(), t.data()) {
             Some(v) => v,
             // Integer buffers (e.g. position_ids) are not weights the runtime reads.
             None if name.ends_with("position_ids") => continue,
             None => return Err(Error::tensor(name, format!("dtype {:?}: expected F32, F16 or BF16", t.dtype()))),
         };
+        if let Some((shape, delta)) = adapters.remove(name) {
+            if t.shape() != shape.as_slice() {
+                return Err(Error::tensor(name, format!("{head_name}: its LoRA update is {shape:?}, the encoder's tensor {:?}", t.shape())));
+            }
+            values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
+        }
         tensors.push((name.to_string(), dtype.safetensors(), t.shape().to_vec(), dtype.encode(&values)));
+    }
+    if let Some(name) = adapters.keys().next() {
+        return Err(Error::tensor(name, format!("{head_name} has a LoRA update for it, but {} has no such tensor", weights_path.display())));
     }
     let mut head_params = 0;
     for name in head.names() {
         let t = head.tensor(name).map_err(|e| Error::tensor(name, e))?;
         head_params += t.shape().iter().product::<usize>();
+        if name.ends_with(".lora_A") || name.ends_with(".lora_B") {
+            continue; // merged above
+        }
         tensors.push((name.to_string(), t.dtype(), t.shape().to_vec(), t.data().to_vec()));
     }
     let model = serialize(&tensors, [("format".to_string(), "pt".to_string())].into(), "model.safetensors")?;

@@ -196,8 +196,8 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                 }
                 None => None,
             };
-            tuned_report = json!({"layers": ft.layers, "lr": ft.lr, "head_lr": ft.head_lr, "epochs": ft.epochs, "batch": ft.batch, "stats": stats, "frozen_test": frozen_test});
-            (tuned.head, tuned.layers, scores)
+            tuned_report = json!({"layers": ft.layers, "rank": ft.rank, "lr": ft.lr, "head_lr": ft.head_lr, "epochs": ft.epochs, "batch": ft.batch, "stats": stats, "frozen_test": frozen_test});
+            (tuned.head, tuned.stored, scores)
         }
         None => (student.head.clone(), Vec::new(), frozen_test),
     };
