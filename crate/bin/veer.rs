@@ -271,7 +271,7 @@ struct DistillArgs {
     finetune_epochs: usize,
     /// Train the layers' weight matrices as LoRA adapters of this rank (0: the matrices themselves).
     /// Adapters keep the head file small; `veer pack` merges them into the encoder.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, requires = "finetune_layers")]
     finetune_rank: usize,
 }
 
