@@ -66,6 +66,10 @@ fn serialize(tensors: &[Named], meta: HashMap<String, String>, file: &str) -> Re
 /// `X.lora_B` [out, r] (PEFT's layout) give `X.weight` += lora_B · lora_A, keyed by `X.weight`.
 fn lora_deltas(head: &SafeTensors, file: &str) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
     let mut out = HashMap::new();
+    // A lone lora_B would otherwise be dropped silently with the other factors.
+    if let Some(b_name) = head.names().into_iter().find(|n| n.strip_suffix(".lora_B").is_some_and(|stem| head.tensor(&format!("{stem}.lora_A")).is_err())) {
+        return Err(Error::tensor(b_name, format!("{file}: no matching lora_A (LoRA factors come in pairs)")));
+    }
     for a_name in head.names().into_iter().filter(|n| n.ends_with(".lora_A")) {
         let stem = &a_name[..a_name.len() - ".lora_A".len()];
         let b_name = format!("{stem}.lora_B");

@@ -5,7 +5,7 @@
 //! The layers' weight matrices are trained either directly or as low-rank adapters (LoRA, Hu et al.
 //! 2021: W = W0 + A·B with A [in, r] random and B [r, out] zero at the start), biases and LayerNorm
 //! parameters directly in both cases. Adapters make the trained student small enough to commit
-//! (rank 8 on all six MiniLM layers: 0.3 M parameters instead of 10.6 M); `veer pack` merges them.
+//! (rank 8 on all six MiniLM layers: 0.37 M parameters instead of 10.6 M); `veer pack` merges them.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::SmallRng;
@@ -67,7 +67,10 @@ enum Slot {
 
 /// The trainable parameters of the top layers and how they make each layer's parameters.
 struct Params {
+    /// The frozen weights under adapters, on the model's device and on its autodiff device (moved
+    /// once here, not in every training step).
     base: Vec<Vec<Tensor<2>>>,
+    base_ad: Vec<Vec<Tensor<2>>>,
     slots: Vec<Vec<Slot>>,
     decays: Vec<bool>,
     n_layer: usize,
@@ -75,7 +78,7 @@ struct Params {
 
 impl Params {
     /// The mapping and the trainable values' initial state (layer parameters first, then the head's).
-    fn new(base: Vec<Vec<Tensor<2>>>, matrix: &[Vec<bool>], head: &Head, rank: usize, seed: u64) -> (Self, Vec<Tensor<2>>) {
+    fn new(base: Vec<Vec<Tensor<2>>>, matrix: &[Vec<bool>], head: &Head, rank: usize, seed: u64, ad: &Device) -> (Self, Vec<Tensor<2>>) {
         // Our own seeded generator, as for the head: burn's random tensors are not reproducible
         // across backends.
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x10_2a);
@@ -103,20 +106,21 @@ impl Params {
         let n_layer = values.len();
         values.extend(head.params.iter().cloned());
         decays.extend((0..head.params.len()).map(|i| i % 2 == 0)); // the head's weights, not its biases
-        (Params { base, slots, decays, n_layer }, values)
+        let base_ad = base.iter().map(|l| l.iter().map(|t| t.clone().to_device(ad)).collect()).collect();
+        (Params { base, base_ad, slots, decays, n_layer }, values)
     }
 
-    /// Layer parameters from `values` (the plain ones or their autodiff copies, on `device`).
-    fn layers(&self, values: &[Tensor<2>], device: &Device) -> Vec<Vec<Tensor<2>>> {
+    /// Layer parameters from `values`: the plain ones, or their autodiff copies (`tracked`).
+    fn layers(&self, values: &[Tensor<2>], tracked: bool) -> Vec<Vec<Tensor<2>>> {
         self.slots
             .iter()
-            .zip(&self.base)
+            .zip(if tracked { &self.base_ad } else { &self.base })
             .map(|(row, base)| {
                 row.iter()
                     .zip(base)
                     .map(|(slot, w0)| match *slot {
                         Slot::Direct(j) => values[j].clone(),
-                        Slot::Lora(a, b) => w0.clone().to_device(device) + values[a].clone().matmul(values[b].clone()),
+                        Slot::Lora(a, b) => w0.clone() + values[a].clone().matmul(values[b].clone()),
                     })
                     .collect()
             })
@@ -238,10 +242,10 @@ pub fn finetune(
     let device = enc.model().device().clone();
     let ad = device.clone().autodiff();
     let activation = head.activation;
-    let (params, mut values) = Params::new(base, &matrix, head, opts.rank, opts.seed);
+    let (params, mut values) = Params::new(base, &matrix, head, opts.rank, opts.seed, &ad);
 
     let val_loss = |values: &[Tensor<2>]| -> Result<f32> {
-        let (layers, head) = (params.layers(values, &device), params.head(values, activation));
+        let (layers, head) = (params.layers(values, false), params.head(values, activation));
         let mut total = 0.0;
         for (xs, ys) in val_in.chunks(32).zip(val.2.chunks(32)) {
             let batch: Vec<&Input> = xs.iter().collect();
@@ -278,7 +282,7 @@ pub fn finetune(
             let scale = 1.0 - (step - 1) as f64 / total_steps;
             let tracked: Vec<Tensor<2>> = values.iter().map(|p| p.clone().autodiff().require_grad()).collect();
             let batch: Vec<&Input> = idx.iter().map(|&i| &train_in[i]).collect();
-            let logits = model.logits(&batch, &params.layers(&tracked, &ad), &params.head(&tracked, activation), &ad);
+            let logits = model.logits(&batch, &params.layers(&tracked, true), &params.head(&tracked, activation), &ad);
             let grads = loss(logits, targets(idx.iter().map(|&i| &train.2[i]), &ad)).backward();
             let lr = |k: usize| scale * if k < params.n_layer { opts.lr } else { opts.head_lr };
             let decays = &params.decays;
@@ -293,7 +297,7 @@ pub fn finetune(
         }
     }
     let (val_loss, best_epoch, values) = best;
-    let layers = names.iter().flatten().zip(params.layers(&values, &device).into_iter().flatten()).map(|((n, m), p)| (n.clone(), p, *m)).collect();
+    let layers = names.iter().flatten().zip(params.layers(&values, false).into_iter().flatten()).map(|((n, m), p)| (n.clone(), p, *m)).collect();
     let tuned = Tuned { layers, stored: params.stored(&values, &names), head: params.head(&values, activation) };
     Ok((tuned, FineTuneStats { epochs: opts.epochs, best_epoch, val_loss, trainable, seconds: clock.elapsed().as_secs_f64() }))
 }
