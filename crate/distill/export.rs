@@ -62,9 +62,12 @@ fn serialize(tensors: &[Named], meta: HashMap<String, String>, file: &str) -> Re
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(file, e))
 }
 
+/// A tensor's shape and its values as f32, row-major.
+type Dense = (Vec<usize>, Vec<f32>);
+
 /// The head file's LoRA factors as dense updates of the encoder's weights: `X.lora_A` [r, in] and
 /// `X.lora_B` [out, r] (PEFT's layout) give `X.weight` += lora_B · lora_A, keyed by `X.weight`.
-fn lora_deltas(head: &SafeTensors, file: &str) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+fn lora_deltas(head: &SafeTensors, file: &str) -> Result<HashMap<String, Dense>> {
     let mut out = HashMap::new();
     // A lone lora_B would otherwise be dropped silently with the other factors.
     if let Some(b_name) = head.names().into_iter().find(|n| n.strip_suffix(".lora_B").is_some_and(|stem| head.tensor(&format!("{stem}.lora_A")).is_err())) {
@@ -73,7 +76,7 @@ fn lora_deltas(head: &SafeTensors, file: &str) -> Result<HashMap<String, (Vec<us
     for a_name in head.names().into_iter().filter(|n| n.ends_with(".lora_A")) {
         let stem = &a_name[..a_name.len() - ".lora_A".len()];
         let b_name = format!("{stem}.lora_B");
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+        let read = |name: &str| -> Result<Dense> {
             let t = head.tensor(name).map_err(|e| Error::tensor(name, format!("{file}: {e} (LoRA factors come in pairs)")))?;
             let v = floats(t.dtype(), t.data()).ok_or_else(|| Error::tensor(name, format!("{file}: dtype {:?}: expected F32, F16 or BF16", t.dtype())))?;
             Ok((t.shape().to_vec(), v))
@@ -124,7 +127,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
     let config_path = encoder_dir.join("config.json");
     let mut config: Json = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::file(config_path.display().to_string(), e))?;
     let hidden = config["hidden_size"].as_u64().or(config["dim"].as_u64()).unwrap_or(0) as usize;
-    let head_in = head.tensor(if head.names().iter().any(|n| *n == "pre_classifier.weight") { "pre_classifier.weight" } else { "classifier.weight" });
+    let head_in = head.tensor(if head.names().contains(&"pre_classifier.weight") { "pre_classifier.weight" } else { "classifier.weight" });
     let width = hidden * spec.layers.len().max(1);
     match head_in {
         Ok(t) if t.shape().get(1) == Some(&width) => {}

@@ -236,7 +236,9 @@ pub fn finetune(
     let train_in = inputs(enc, train.0, train.1, from, &spec.layers, "states train")?;
     let val_in = inputs(enc, val.0, val.1, from, &spec.layers, "states val")?;
     let model = Model { enc, spec, from, hidden: enc.config().hidden_size };
-    let (names, base): (Vec<Vec<(String, bool)>>, Vec<Vec<Tensor<2>>>) =
+    // Per layer: (HF name, is a matrix) and the current value of each parameter.
+    type Layers = (Vec<Vec<(String, bool)>>, Vec<Vec<Tensor<2>>>);
+    let (names, base): Layers =
         (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(n, t, tr)| ((n, tr), t)).unzip()).unzip();
     let matrix: Vec<Vec<bool>> = names.iter().map(|r| r.iter().map(|(_, m)| *m).collect()).collect();
     let device = enc.model().device().clone();
