@@ -121,6 +121,15 @@ impl Config {
 
 // --- blocks ------------------------------------------------------------------------------------------
 
+/// A parameter as fine-tuning and the head file see it: its HF name, its value as a matrix (veer's
+/// layout: linear weights [in, out]), and whether HF stores it transposed ([out, in]).
+#[derive(Clone)]
+pub struct NamedParam {
+    pub name: String,
+    pub value: Tensor<2>,
+    pub transposed: bool,
+}
+
 /// HF weight names, per architecture, relative to the base-model prefix.
 struct Names {
     prefixes: &'static [&'static str],
@@ -191,18 +200,19 @@ impl Layer {
 
     /// Parameters as matrices with their HF names (suffixes after `<layer>.<i>.`) and whether HF stores
     /// them transposed (linear weights: veer keeps [in, out], HF [out, in]).
-    fn params(&self, n: &Names) -> Vec<(String, Tensor<2>, bool)> {
+    fn params(&self, n: &Names) -> Vec<NamedParam> {
+        let param = |name: String, value: &Tensor<2>, transposed| NamedParam { name, value: value.clone(), transposed };
         let mut out = Vec::new();
         let linears = [(n.q, &self.q), (n.k, &self.k), (n.v, &self.v), (n.o, &self.o), (n.ffn_in, &self.ffn_in), (n.ffn_out, &self.ffn_out)];
         for (name, l) in linears {
             let p = l.params();
-            out.push((format!("{name}.weight"), p[0].clone(), true));
-            out.push((format!("{name}.bias"), p[1].clone(), false));
+            out.push(param(format!("{name}.weight"), &p[0], true));
+            out.push(param(format!("{name}.bias"), &p[1], false));
         }
         for (name, norm) in [(n.attn_norm, &self.attn_norm), (n.out_norm, &self.out_norm)] {
             let p = norm.params();
-            out.push((format!("{name}.weight"), p[0].clone(), false));
-            out.push((format!("{name}.bias"), p[1].clone(), false));
+            out.push(param(format!("{name}.weight"), &p[0], false));
+            out.push(param(format!("{name}.bias"), &p[1], false));
         }
         out
     }
@@ -282,9 +292,9 @@ pub struct Bert {
 impl Bert {
     /// Build from config.json and model.safetensors bytes. Every expected tensor is checked for presence
     /// and shape; the error lists all that are missing or mismatched.
-    pub fn load(config: Config, weights: &[u8], device: &Device) -> Result<Self> {
+    pub fn load(config: Config, weights: &[u8], file: &str, device: &Device) -> Result<Self> {
         let names = if config.is_distilbert() { &DISTILBERT } else { &BERT };
-        let mut w = Loader::new(weights, "model.safetensors", device)?;
+        let mut w = Loader::new(weights, file, device)?;
         w.detect_prefix(names.prefixes, "embeddings.word_embeddings.weight")?;
         let (h, c) = (config.hidden_size, &config);
         let word = w.tensor("embeddings.word_embeddings.weight", [c.vocab_size, h]);
@@ -324,10 +334,10 @@ impl Bert {
         Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() })
     }
 
-    /// Layer `i`'s parameters for fine-tuning: (full HF name, value as a matrix, stored transposed in HF).
-    pub fn layer_params(&self, i: usize) -> Vec<(String, Tensor<2>, bool)> {
+    /// Layer `i`'s parameters for fine-tuning, under their full HF names.
+    pub fn layer_params(&self, i: usize) -> Vec<NamedParam> {
         let names = if self.config.is_distilbert() { &DISTILBERT } else { &BERT };
-        self.layers[i].params(names).into_iter().map(|(n, t, tr)| (format!("{}.{i}.{n}", names.layer), t, tr)).collect()
+        self.layers[i].params(names).into_iter().map(|p| NamedParam { name: format!("{}.{i}.{}", names.layer, p.name), ..p }).collect()
     }
 
     /// Run one layer with the given parameters (in `layer_params` order) instead of its own: the
@@ -422,6 +432,17 @@ pub enum Pooling {
     Mean,
     /// The hidden state at position 0 ([CLS]).
     Cls,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            other => Err(Error::Invalid(format!("pooling `{other}`: expected `mean` or `cls`"))),
+        }
+    }
 }
 
 /// [batch, seq, hidden] → [batch, hidden]; `normalize` divides each row by its L2 norm.

@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use half::f16;
-use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value as Json, json};
 
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Value, unpermute_rows};
+use crate::weights::{OutDtype, Stored};
 
 /// The files of an HF model folder, as bytes ready to write.
 pub struct HfFolder {
@@ -18,30 +17,6 @@ pub struct HfFolder {
     pub model_safetensors: Vec<u8>,
     pub tokenizer_json: String,
     pub tokenizer_config_json: String,
-}
-
-/// The float type veer writes safetensors in (the converter's and `veer pack`'s output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutDtype {
-    F16,
-    F32,
-}
-
-impl OutDtype {
-    /// Little-endian bytes of `values` in this type.
-    pub fn encode(self, values: &[f32]) -> Vec<u8> {
-        match self {
-            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
-            OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
-        }
-    }
-
-    pub fn safetensors(self) -> Dtype {
-        match self {
-            OutDtype::F16 => Dtype::F16,
-            OutDtype::F32 => Dtype::F32,
-        }
-    }
 }
 
 /// GGUF name → HF name for the Llama family.
@@ -125,7 +100,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
     let head_dim = a.hidden / a.heads;
 
     // Weights: dequantise, un-permute Q/K, store as F16 (or F32), HF names and shapes.
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut tensors: BTreeMap<String, Stored> = BTreeMap::new();
     for info in &g.tensors {
         let name = hf_name(&info.name).ok_or_else(|| {
             Error::tensor(&info.name, "no HF equivalent known to convert-gguf (supported: token_embd, output_norm, output, blk.N.attn_*/ffn_*)")
@@ -140,7 +115,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         if let (Some(n), [out, cols]) = (n_heads, shape.as_slice()) {
             values = unpermute_rows(&values, *out, *cols, n as usize).map_err(|e| Error::tensor(&info.name, e))?;
         }
-        tensors.insert(name, (shape, dtype.encode(&values)));
+        tensors.insert(name.clone(), Stored::floats(name, shape, &values, dtype));
     }
     for l in 0..a.layers {
         let q = format!("model.layers.{l}.self_attn.q_proj.weight");
@@ -148,15 +123,9 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
             return Err(Error::tensor(q, "missing from the GGUF file (blk.N.attn_q.weight)"));
         }
     }
-    let st_dtype = dtype.safetensors();
-    let views = tensors
-        .iter()
-        .map(|(name, (shape, bytes))| {
-            TensorView::new(st_dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| Error::tensor(name, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let meta: std::collections::HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let model_safetensors = safetensors::serialize(views, Some(meta)).map_err(|e| Error::file("model.safetensors", e))?;
+    let tensors: Vec<Stored> = tensors.into_values().collect();
+    let model_safetensors = crate::weights::write(&tensors, meta, "model.safetensors")?;
 
     let bos = token_id(g, "tokenizer.ggml.bos_token_id");
     let eos = token_id(g, "tokenizer.ggml.eos_token_id");
@@ -182,7 +151,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         "rope_theta": a.rope_theta,
         "rope_scaling": null,
         "tie_word_embeddings": tied,
-        "torch_dtype": if dtype == OutDtype::F16 { "float16" } else { "float32" },
+        "torch_dtype": dtype.torch_name(),
         "vocab_size": vocab,
         "use_cache": true,
     });

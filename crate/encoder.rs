@@ -8,23 +8,8 @@ use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams
 use crate::backend::read_f32;
 use crate::bert::{self, Bert, Config, Pooling};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Tokens per text including [CLS]/[SEP]; longer texts are truncated. Default: the length a veer_head
-    /// was trained with, else min(512, max positions).
-    pub max_len: Option<usize>,
-    pub pooling: Pooling,
-    pub normalize: bool,
-    /// Texts per forward pass (bounds memory; results do not depend on it).
-    pub batch_size: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { max_len: None, pooling: Pooling::Mean, normalize: true, batch_size: 16 }
-    }
-}
+use crate::files::ModelFiles;
+use crate::options::EncoderOptions;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Classification {
@@ -37,7 +22,10 @@ pub struct Classification {
 pub struct Encoder {
     model: Bert,
     tokenizer: Tokenizer,
-    pub options: Options,
+    /// Embedding pooling, after the folder's defaults were applied.
+    pooling: Pooling,
+    normalize: bool,
+    batch_size: usize,
     max_len: usize,
 }
 
@@ -50,16 +38,24 @@ pub(crate) struct Batch {
 }
 
 impl Encoder {
-    /// From the bytes of config.json, model.safetensors and tokenizer.json.
-    pub fn load(config: &[u8], weights: &[u8], tokenizer: &[u8], options: Options, device: &Device) -> Result<Self> {
-        let config = Config::parse(config, "config.json")?;
+    /// From a model folder's files. Options left unset take the folder's own settings (see
+    /// `EncoderOptions`), so every entry point embeds a text the same way.
+    pub fn load(files: &ModelFiles, options: &EncoderOptions, device: &Device) -> Result<Self> {
+        let config = Config::parse(&files.config.bytes, &files.config.name)?;
         let positions = config.max_position_embeddings;
         let trained = config.veer_head.as_ref().and_then(|h| h.max_length);
-        let max_len = options.max_len.or(trained).unwrap_or(512).min(positions);
+        let max_len = options.max_length.or(trained).or(files.max_seq_length()?).unwrap_or(512).min(positions);
         if max_len < 2 {
             return Err(Error::Invalid(format!("max length {max_len}: needs room for at least [CLS] and [SEP]")));
         }
-        let mut tokenizer = crate::tokenizer::load(tokenizer, "tokenizer.json")?;
+        if options.batch_size == 0 {
+            return Err(Error::Invalid("batchSize 0: expected at least 1".into()));
+        }
+        let pooling = match options.pooling {
+            Some(p) => p,
+            None => files.pooling()?.unwrap_or(Pooling::Mean),
+        };
+        let mut tokenizer = crate::tokenizer::load(&files.tokenizer.bytes, &files.tokenizer.name)?;
         // tokenizer.json files often carry their own truncation/padding (MiniLM's pads every text to 128):
         // veer truncates to max_len and pads per batch itself.
         tokenizer
@@ -71,8 +67,8 @@ impl Encoder {
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot set truncation: {e}")))?;
         tokenizer.with_padding(None::<PaddingParams>);
-        let model = Bert::load(config, weights, device)?;
-        Ok(Encoder { model, tokenizer, options, max_len })
+        let model = Bert::load(config, &files.weights.bytes, &files.weights.name, device)?;
+        Ok(Encoder { model, tokenizer, pooling, normalize: options.normalize, batch_size: options.batch_size, max_len })
     }
 
     pub fn labels(&self) -> &[String] {
@@ -92,17 +88,13 @@ impl Encoder {
         self.max_len
     }
 
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
     /// Token ids of each text, with special tokens, truncated to max_len.
     pub fn tokenize(&self, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(t.as_ref(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Tokenizer(format!("could not encode {:?}: {e}", t.as_ref().chars().take(32).collect::<String>())))
-            })
-            .collect()
+        texts.iter().map(|t| crate::tokenizer::encode(&self.tokenizer, t.as_ref(), true)).collect()
     }
 
     /// Texts of similar length batched together (sorted by token count): padding costs compute, and
@@ -111,7 +103,7 @@ impl Encoder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         order
-            .chunks(self.options.batch_size.max(1))
+            .chunks(self.batch_size)
             .map(|chunk| {
                 let seq = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
                 let (mut flat, mut mask) = (Vec::with_capacity(chunk.len() * seq), Vec::with_capacity(chunk.len() * seq));
@@ -137,7 +129,7 @@ impl Encoder {
         let mut out = vec![Vec::new(); texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let pooled = bert::pool_layers(&states, layers, &batch.mask, self.options.pooling, self.options.normalize)?; // [b, hidden * layers]
+            let pooled = bert::pool_layers(&states, layers, &batch.mask, self.pooling, self.normalize)?; // [b, hidden * layers]
             for (&row, v) in batch.rows.iter().zip(read_f32(pooled).await?.chunks_exact(hidden * layers.len().max(1))) {
                 out[row] = v.to_vec();
             }
@@ -156,7 +148,7 @@ impl Encoder {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
             let s = bert::scores(self.model.logits(&states, &batch.mask)?, self.model.multi_label()); // [b, labels]
             for (&at, row) in batch.rows.iter().zip(read_f32(s).await?.chunks_exact(labels.len())) {
-                let best = row.iter().enumerate().fold(0, |b, (i, &x)| if x > row[b] { i } else { b });
+                let best = crate::sample::argmax(row);
                 out[at] = Some(Classification {
                     label: labels[best].clone(),
                     score: row[best],

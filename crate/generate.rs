@@ -8,8 +8,10 @@ use tokenizers::Tokenizer;
 
 use crate::backend::read_f32;
 use crate::error::{Error, Result};
+use crate::files::ModelFiles;
 use crate::llama::{Cache, Config, Llama, Steer};
-use crate::sample::{Sampler, SamplingParams};
+use crate::options::GenerateOptions;
+use crate::sample::Sampler;
 
 /// A decoder with its tokenizer and chat template: everything loaded from one HF folder.
 pub struct Model {
@@ -45,12 +47,16 @@ fn token_text(v: &Option<serde_json::Value>) -> String {
 }
 
 impl Model {
-    /// From config.json, model.safetensors, tokenizer.json and (optional) tokenizer_config.json bytes.
-    pub fn load(config: &[u8], weights: &[u8], tokenizer: &[u8], tokenizer_config: Option<&[u8]>, name: &str, device: &Device) -> Result<Self> {
-        let config = Config::parse(config, "config.json")?;
-        let tokenizer = crate::tokenizer::load(tokenizer, "tokenizer.json")?;
-        let tc: TokenizerConfig = match tokenizer_config {
-            Some(b) => serde_json::from_slice(b).map_err(|e| Error::file("tokenizer_config.json", e))?,
+    /// From a model folder's files (tokenizer_config.json, when present, carries the chat template).
+    /// `name` is recorded in the vectors computed with this model.
+    pub fn load(files: &ModelFiles, name: &str, device: &Device) -> Result<Self> {
+        let config = Config::parse(&files.config.bytes, &files.config.name)?;
+        let tokenizer = crate::tokenizer::load(&files.tokenizer.bytes, &files.tokenizer.name)?;
+        let tc: TokenizerConfig = match &files.tokenizer_config {
+            Some(f) => {
+                crate::error::reject_html(&f.bytes, &f.name, "tokenizer_config.json")?;
+                serde_json::from_slice(&f.bytes).map_err(|e| Error::file(&f.name, e))?
+            }
             None => TokenizerConfig::default(),
         };
         let chat_template = match tc.chat_template {
@@ -70,7 +76,7 @@ impl Model {
         }
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        let llama = Llama::load(config, weights, device)?;
+        let llama = Llama::load(config, &files.weights.bytes, &files.weights.name, device)?;
         Ok(Model { llama, tokenizer, chat_template, bos_token, eos_token, eos_ids, name: name.to_string() })
     }
 
@@ -102,23 +108,14 @@ impl Model {
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
     }
-}
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct GenerateParams {
-    pub max_tokens: usize,
-    #[serde(flatten)]
-    pub sampling: SamplingParams,
-    /// Stop when the text ends with any of these (the stop string is not returned).
-    pub stop: Vec<String>,
-    /// Stop on these ids in addition to the model's EOS ids.
-    pub stop_ids: Vec<u32>,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        GenerateParams { max_tokens: 64, sampling: SamplingParams::default(), stop: Vec::new(), stop_ids: Vec::new() }
+    /// Token ids of a prompt: as given, or (`chat`) wrapped as one user message by the chat template.
+    pub fn prompt_ids(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+        if chat {
+            self.encode(&self.apply_chat_template(&[Message { role: "user".into(), content: prompt.to_string() }], true)?)
+        } else {
+            self.encode(prompt)
+        }
     }
 }
 
@@ -141,7 +138,7 @@ pub enum Finish {
 /// steering hook are passed to each step rather than borrowed, so a wasm object can own both the
 /// model and the request in progress.
 pub struct Generation {
-    params: GenerateParams,
+    options: GenerateOptions,
     sampler: Sampler,
     cache: Cache,
     prompt: Vec<u32>,
@@ -155,16 +152,18 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Prefill `prompt` in one pass. `steer` is applied at every layer of every step.
-    pub async fn start(model: &Model, prompt: Vec<u32>, params: GenerateParams, steer: &dyn Steer) -> Result<Generation> {
+    /// Prefill `prompt` (chat-templated when `options.chat`) in one pass. `steer` is applied at every
+    /// layer of every step; `options.steer` must already be in it (see `SteeringSpec`).
+    pub async fn start(model: &Model, prompt: &str, options: &GenerateOptions, steer: &dyn Steer) -> Result<Generation> {
+        let sampler = Sampler::new(options)?;
+        let prompt = model.prompt_ids(prompt, options.chat)?;
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
-        let sampler = Sampler::new(params.sampling.clone())?;
         let mut cache = Cache::default();
         let out = model.llama.forward(&prompt, &mut cache, steer, false)?;
         let pending = Some(read_f32(out.logits).await?);
-        Ok(Generation { params, sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+        Ok(Generation { options: options.clone(), sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
     }
 
     /// The next piece, or `None` once finished (EOS, a stop string/id, or max tokens).
@@ -173,7 +172,7 @@ impl Generation {
         if self.finish.is_some() {
             return Ok(None);
         }
-        if self.ids.len() >= self.params.max_tokens {
+        if self.ids.len() >= self.options.max_tokens {
             self.finish = Some(Finish::MaxTokens);
             return Ok(None);
         }
@@ -188,12 +187,12 @@ impl Generation {
         let history: Vec<u32> = self.prompt.iter().chain(&self.ids).copied().collect();
         let id = self.sampler.sample(&mut logits, &history);
         self.ids.push(id);
-        if model.eos_ids.contains(&id) || self.params.stop_ids.contains(&id) {
+        if model.eos_ids.contains(&id) || self.options.stop_ids.contains(&id) {
             self.finish = Some(Finish::Eos);
             return Ok(Some(Piece { id, text: String::new() }));
         }
         let mut piece = self.detokenize(&model.tokenizer)?;
-        if let Some(cut) = self.params.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+        if let Some(cut) = self.options.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
             // Hand out only what precedes the stop string.
             self.finish = Some(Finish::Stop);
             let already = self.emitted - piece.len();
@@ -214,6 +213,11 @@ impl Generation {
         self.emitted = text.len();
         self.text = text;
         Ok(piece)
+    }
+
+    /// The prompt's token ids.
+    pub fn prompt(&self) -> &[u32] {
+        &self.prompt
     }
 
     /// Generated ids so far (EOS included when it ended the generation).

@@ -7,6 +7,15 @@ use crate::error::{Error, Result};
 use crate::llama::{Cache, Llama, Plain};
 use crate::steer::{Injection, Vector};
 
+/// One demonstration: the text as it is (`from`) and as it should be (`to`). JSONL lines on the CLI,
+/// `[{from, to}]` in JS.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    pub from: String,
+    pub to: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// First principal component of the differences + their mean (the paper).

@@ -232,8 +232,8 @@ pub struct Output {
 }
 
 impl Llama {
-    pub fn load(config: Config, weights: &[u8], device: &Device) -> Result<Self> {
-        let w = Loader::new(weights, "model.safetensors", device)?;
+    pub fn load(config: Config, weights: &[u8], file: &str, device: &Device) -> Result<Self> {
+        let w = Loader::new(weights, file, device)?;
         let c = &config;
         let qkv_bias = c.attention_bias.unwrap_or(false) || w.shape("model.layers.0.self_attn.q_proj.bias").is_some();
         let embed = w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size]);

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::llama::{Site, Steer};
+use crate::llama::{Plain, Site, Steer};
+use crate::weights::{OutDtype, Stored};
 
 pub const FORMAT: &str = "veer-vector/1";
 
@@ -62,12 +63,7 @@ impl Vector {
 
     /// Serialise as a veer vector file (safetensors, `layers.{i}` F32 [hidden], metadata).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<Vec<u8>> = self.layers.iter().map(|l| l.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-        let views = bytes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Ok((format!("layers.{i}"), TensorView::new(Dtype::F32, vec![self.hidden()], b).map_err(|e| Error::tensor(format!("layers.{i}"), e))?)))
-            .collect::<Result<Vec<_>>>()?;
+        let tensors: Vec<Stored> = self.layers.iter().enumerate().map(|(i, l)| Stored::floats(format!("layers.{i}"), vec![l.len()], l, OutDtype::F32)).collect();
         let meta: HashMap<String, String> = [
             ("format", FORMAT.to_string()),
             ("model", self.model.clone()),
@@ -81,7 +77,7 @@ impl Vector {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::file("vector", e))
+        crate::weights::write(&tensors, meta, "vector")
     }
 
     /// Read a veer vector file. Files without veer metadata (e.g. a bare `layers.{i}` export) load as
@@ -209,6 +205,105 @@ impl Vector {
     }
 }
 
+/// One steering term of a request: a vector by handle (a file path on the CLI, a vector id in the
+/// browser) and its strength (default: the vector's `default_strength`). CLI form: `FILE[:STRENGTH]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteerTerm {
+    pub vector: String,
+    #[serde(default)]
+    pub strength: Option<f32>,
+}
+
+impl std::str::FromStr for SteerTerm {
+    type Err = Error;
+    /// `FILE` or `FILE:STRENGTH`; a suffix that is not a number is part of the file name (`C:\v.gguf`).
+    fn from_str(spec: &str) -> Result<Self> {
+        match spec.rsplit_once(':') {
+            Some((file, s)) if !file.is_empty() && s.parse::<f32>().is_ok() => Ok(SteerTerm { vector: file.to_string(), strength: s.parse().ok() }),
+            _ => Ok(SteerTerm { vector: spec.to_string(), strength: None }),
+        }
+    }
+}
+
+/// Blocks `[start, end)` that steering acts on. JSON `[start, end]`, CLI `START..END`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LayerRange(pub [usize; 2]);
+
+impl std::str::FromStr for LayerRange {
+    type Err = Error;
+    fn from_str(spec: &str) -> Result<Self> {
+        let bad = || Error::Invalid(format!("layers `{spec}`: expected START..END, e.g. 10..20"));
+        let (a, b) = spec.split_once("..").ok_or_else(bad)?;
+        Ok(LayerRange([a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?]))
+    }
+}
+
+impl LayerRange {
+    /// The range, checked against a model of `n` blocks.
+    pub fn within(self, n: usize) -> Result<Range<usize>> {
+        let [a, b] = self.0;
+        if a < b && b <= n { Ok(a..b) } else { Err(Error::Invalid(format!("layers [{a}, {b}]: expected start < end ≤ {n} (the model's blocks)"))) }
+    }
+}
+
+/// Steering as a request describes it: vectors (named for errors) with optional strengths, the mode
+/// and the layer range. `build` is the one place they become the decoder's hook.
+#[derive(Debug, Clone, Default)]
+pub struct SteeringSpec {
+    pub vectors: Vec<(String, Vector, Option<f32>)>,
+    pub mode: Option<Injection>,
+    pub layers: Option<LayerRange>,
+}
+
+impl SteeringSpec {
+    /// The request's steering, each term's vector looked up by its handle with `resolve`.
+    pub fn resolve(terms: &[SteerTerm], mode: Option<Injection>, layers: Option<LayerRange>, mut resolve: impl FnMut(&str) -> Result<Vector>) -> Result<Self> {
+        let vectors = terms.iter().map(|t| Ok((t.vector.clone(), resolve(&t.vector)?, t.strength))).collect::<Result<_>>()?;
+        Ok(SteeringSpec { vectors, mode, layers })
+    }
+
+    /// Check every vector against the model (`num_layers` blocks of width `hidden`) and upload them;
+    /// `None` when there is nothing to steer with. Without an explicit mode the vectors' own modes must
+    /// agree: an icv and a residual vector cannot share one hook.
+    pub fn build(self, num_layers: usize, hidden: usize, device: &Device) -> Result<Option<Steering>> {
+        let Some((_, first, _)) = self.vectors.first() else { return Ok(None) };
+        let injection = match self.mode {
+            Some(m) => m,
+            None => {
+                if let Some((name, v, _)) = self.vectors.iter().find(|(_, v, _)| v.injection != first.injection) {
+                    return Err(Error::Invalid(format!(
+                        "vector {name} is a `{}` vector and the first one `{}`: set the mode explicitly to combine them",
+                        v.injection.name(),
+                        first.injection.name()
+                    )));
+                }
+                first.injection
+            }
+        };
+        let range = self.layers.map_or(Ok(0..num_layers), |r| r.within(num_layers))?;
+        let mut terms = Vec::with_capacity(self.vectors.len());
+        for (name, mut v, strength) in self.vectors {
+            v.fit(num_layers, hidden, &name)?;
+            let strength = strength.unwrap_or(v.default_strength);
+            if !strength.is_finite() {
+                return Err(Error::Invalid(format!("vector {name}: strength {strength} is not a finite number")));
+            }
+            terms.push((v, strength));
+        }
+        Steering::new(&terms, injection, range, device).map(Some)
+    }
+}
+
+/// The decoder's hook for optional steering: the steering itself, or the no-op.
+pub fn hook(steering: Option<&Steering>) -> &dyn Steer {
+    match steering {
+        Some(s) => s,
+        None => &Plain,
+    }
+}
+
 /// Vectors with strengths, uploaded once, applied by the decoder's hook.
 pub struct Steering {
     injection: Injection,
@@ -218,8 +313,9 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// `vectors`: (vector, strength). All must share the injection mode; `layers` limits where they act.
-    pub fn new(vectors: &[(Vector, f32)], injection: Injection, layers: Range<usize>, device: &Device) -> Result<Self> {
+    /// `vectors`: (vector, strength), already fitted to the model. All act in `injection` mode on
+    /// `layers`.
+    fn new(vectors: &[(Vector, f32)], injection: Injection, layers: Range<usize>, device: &Device) -> Result<Self> {
         if vectors.is_empty() {
             return Err(Error::Invalid("steering needs at least one vector".into()));
         }
@@ -286,5 +382,104 @@ impl Steer for Steering {
             }
             _ => x,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(rows: Vec<Vec<f32>>, injection: Injection) -> Vector {
+        Vector { layers: rows, model: "m".into(), method: "test".into(), injection, default_strength: 0.25, pairs: 0 }
+    }
+
+    /// The paper's injection written out on the host in f64: m′ = ‖m‖·normalize(m/‖m‖ + y),
+    /// y = λ·(1 + max(0, cos(m, −v)))·v/‖v‖.
+    fn icv_host(m: &[f64], v: &[f64], lambda: f64) -> Vec<f64> {
+        let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let (nm, nv) = (norm(m), norm(v));
+        let cos_neg = -m.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() / (nm * nv);
+        let u: Vec<f64> = m.iter().zip(v).map(|(a, b)| a / nm + lambda * (1.0 + cos_neg.max(0.0)) * b / nv).collect();
+        let nu = norm(&u);
+        u.iter().map(|x| x / nu * nm).collect()
+    }
+
+    #[test]
+    fn several_icv_vectors_average_their_steered_outputs() {
+        let device = crate::backend::cpu().device;
+        let h = 4;
+        let v1 = vec![vec![1.0, 0.0, -2.0, 0.5]];
+        let v2 = vec![vec![-0.3, 2.0, 0.0, 1.0]];
+        let spec = SteeringSpec {
+            vectors: vec![("a".into(), vector(v1.clone(), Injection::Icv), Some(0.5)), ("b".into(), vector(v2.clone(), Injection::Icv), None)],
+            mode: None,
+            layers: None,
+        };
+        let steering = spec.build(1, h, &device).unwrap().unwrap();
+        let rows = [[0.2f32, -1.0, 0.7, 3.0], [-2.0, 0.1, 0.4, -0.6]];
+        let x = Tensor::<3>::from_data(TensorData::new(rows.concat(), [1, 2, h]), &device); // [batch, seq, hidden]
+        let got = crate::backend::block_on(crate::backend::read_f32(steering.steer(0, Site::MlpOut, x))).unwrap();
+        let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        for (i, m) in rows.iter().enumerate() {
+            // Strength 0.5 given for the first; the second takes its file's default (0.25).
+            let (a, b) = (icv_host(&f(m), &f(&v1[0]), 0.5), icv_host(&f(m), &f(&v2[0]), 0.25));
+            for j in 0..h {
+                let want = (a[j] + b[j]) / 2.0;
+                assert!((got[i * h + j] as f64 - want).abs() < 1e-5, "row {i} dim {j}: {} vs {want}", got[i * h + j]);
+            }
+        }
+        // Sites and layers it does not act on pass through unchanged.
+        let x = Tensor::<3>::from_data(TensorData::new(rows.concat(), [1, 2, h]), &device);
+        let same = crate::backend::block_on(crate::backend::read_f32(steering.steer(0, Site::BlockOut, x))).unwrap();
+        assert_eq!(same, rows.concat());
+    }
+
+    #[test]
+    fn residual_vectors_add_with_their_strengths_in_the_layer_range() {
+        let device = crate::backend::cpu().device;
+        let spec = SteeringSpec {
+            vectors: vec![("r".into(), vector(vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]], Injection::Residual), Some(2.0))],
+            mode: None,
+            layers: Some(LayerRange([1, 2])),
+        };
+        let s = spec.build(3, 2, &device).unwrap().unwrap();
+        let run = |layer| crate::backend::block_on(crate::backend::read_f32(s.steer(layer, Site::BlockOut, Tensor::<3>::zeros([1, 1, 2], &device)))).unwrap();
+        assert_eq!(run(0), [0.0, 0.0]);
+        assert_eq!(run(1), [6.0, 8.0]);
+        assert_eq!(run(2), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn steering_requests_are_checked_before_anything_is_uploaded() {
+        let device = crate::backend::cpu().device;
+        let icv = vector(vec![vec![1.0, 0.0]], Injection::Icv);
+        let residual = vector(vec![vec![0.0, 1.0]], Injection::Residual);
+        let err = |spec: SteeringSpec| spec.build(1, 2, &device).err().map(|e| e.to_string()).unwrap_or_default();
+        let mixed = SteeringSpec { vectors: vec![("a".into(), icv.clone(), None), ("b".into(), residual.clone(), None)], ..Default::default() };
+        assert!(err(mixed.clone()).contains("vector b is a `residual` vector"), "{}", err(mixed.clone()));
+        assert!(SteeringSpec { mode: Some(Injection::Icv), ..mixed }.build(1, 2, &device).is_ok(), "an explicit mode combines them");
+        let nan = SteeringSpec { vectors: vec![("a".into(), icv.clone(), Some(f32::NAN))], ..Default::default() };
+        assert!(err(nan).contains("not a finite number"));
+        let wide = SteeringSpec { vectors: vec![("a".into(), icv.clone(), None)], layers: Some(LayerRange([0, 2])), ..Default::default() };
+        assert!(err(wide).contains("layers [0, 2]"));
+        assert!(err(SteeringSpec { vectors: vec![("v.safetensors".into(), icv, None)], ..Default::default() }.clone()).is_empty());
+        assert!(SteeringSpec::default().build(1, 2, &device).unwrap().is_none());
+    }
+
+    #[test]
+    fn layer_ranges_and_cli_terms_parse() {
+        assert_eq!("3..7".parse::<LayerRange>().unwrap(), LayerRange([3, 7]));
+        for bad in ["3", "..7", "a..b", "3..", "-1..2"] {
+            assert!(bad.parse::<LayerRange>().is_err(), "{bad}");
+        }
+        assert_eq!(LayerRange([3, 7]).within(30).unwrap(), 3..7);
+        for bad in [[7, 3], [3, 3], [0, 31]] {
+            assert!(LayerRange(bad).within(30).is_err(), "{bad:?}");
+        }
+        let term = |s: &str| s.parse::<SteerTerm>().unwrap();
+        assert_eq!(term("v.safetensors:0.2"), SteerTerm { vector: "v.safetensors".into(), strength: Some(0.2) });
+        assert_eq!(term("v.safetensors:-1"), SteerTerm { vector: "v.safetensors".into(), strength: Some(-1.0) });
+        assert_eq!(term("v.safetensors"), SteerTerm { vector: "v.safetensors".into(), strength: None });
+        assert_eq!(term("C:\\v.gguf"), SteerTerm { vector: "C:\\v.gguf".into(), strength: None });
     }
 }

@@ -15,5 +15,6 @@ pub fn encode(tokenizer: &Tokenizer, text: &str, special: bool) -> Result<Vec<u3
     tokenizer
         .encode(text, special)
         .map(|e| e.get_ids().to_vec())
-        .map_err(|e| Error::Tokenizer(format!("could not encode text starting {:?}: {e}", text.chars().take(32).collect::<String>())))
+        // The message never quotes the text: pages report errors to their servers, and the text is the user's.
+        .map_err(|e| Error::Tokenizer(format!("could not encode a text of {} bytes: {e}", text.len())))
 }

@@ -2,11 +2,11 @@
 //! and take the page's models with it, so errors travel as values with a message a user can act on.
 
 use serde::Serialize;
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, Backend, DeviceChoice};
 use crate::error::Error;
+use crate::options::{EncoderOptions, GenerateOptions};
 
 fn js(e: Error) -> JsError {
     JsError::new(&format!("[{}] {e}", e.code()))
@@ -79,16 +79,6 @@ impl Tokenizer {
     }
 }
 
-/// Options for `Classifier.create` (all optional).
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct EncoderOptions {
-    max_length: Option<usize>,
-    pooling: Option<String>,
-    normalize: Option<bool>,
-    batch_size: Option<usize>,
-}
-
 #[derive(serde::Serialize)]
 struct ClassificationJs {
     label: String,
@@ -96,20 +86,55 @@ struct ClassificationJs {
     scores: std::collections::BTreeMap<String, f32>,
 }
 
-/// Deserialize an options object, rejecting keys it does not know: serde-wasm-bindgen only reads the
-/// fields it expects, so a typo (`maxLenght`) would otherwise be silently ignored.
-fn options_from_js<T: serde::de::DeserializeOwned + Default>(options: JsValue, known: &[&str]) -> Result<T, JsError> {
+/// A request type from a JS options object. Through JSON rather than serde-wasm-bindgen, which reads
+/// only the fields it expects: serde's `deny_unknown_fields` then reports a typo with the known names.
+/// `undefined`/`null` give the defaults.
+fn options_from_js<T: serde::de::DeserializeOwned + Default>(options: &JsValue, what: &str) -> Result<T, JsError> {
     if options.is_undefined() || options.is_null() {
         return Ok(T::default());
     }
-    let object = options.dyn_ref::<js_sys::Object>().ok_or_else(|| js(Error::Invalid("options must be an object".into())))?;
-    for key in js_sys::Object::keys(object).iter() {
-        let key = key.as_string().unwrap_or_default();
-        if !known.contains(&key.as_str()) {
-            return Err(js(Error::Invalid(format!("options.{key} is not an option (known: {})", known.join(", ")))));
+    if !options.is_object() || js_sys::Array::is_array(options) {
+        return Err(js(Error::Invalid(format!("{what}: expected an object"))));
+    }
+    // JSON drops functions silently (`progress_callback: fn` would vanish): no option takes one.
+    let object = js_sys::Object::from(options.clone());
+    for entry in js_sys::Object::entries(&object).iter() {
+        let entry = js_sys::Array::from(&entry);
+        if entry.get(1).is_function() {
+            let key = entry.get(0).as_string().unwrap_or_default();
+            return Err(js(Error::Invalid(format!("{what}.{key}: a function is not an option value"))));
         }
     }
-    serde_wasm_bindgen::from_value(options).map_err(|e| js(Error::Invalid(format!("options: {e}"))))
+    let text = js_sys::JSON::stringify(options).map_err(|_| js(Error::Invalid(format!("{what}: not serialisable as JSON"))))?;
+    crate::options::from_json(&String::from(text), what).map_err(js)
+}
+
+/// The files of a model folder, as fetched: `add(role, name, bytes)` for each, then hand the bundle to
+/// `Classifier.create` or `Generator.create`. Roles: config, weights, tokenizer (required),
+/// tokenizerConfig, pooling (1_Pooling/config.json), sentenceBert (sentence_bert_config.json).
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct ModelFiles {
+    parts: Vec<(String, crate::files::File)>,
+}
+
+#[wasm_bindgen]
+impl ModelFiles {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> ModelFiles {
+        ModelFiles::default()
+    }
+
+    /// `name`: what errors call the file (the URL or file name it was fetched as).
+    pub fn add(&mut self, role: String, name: String, bytes: Vec<u8>) {
+        self.parts.push((role, crate::files::File { name, bytes }));
+    }
+}
+
+impl ModelFiles {
+    fn take(&mut self) -> Result<crate::files::ModelFiles, JsError> {
+        crate::files::ModelFiles::from_parts(std::mem::take(&mut self.parts)).map_err(js)
+    }
 }
 
 /// A BERT-family encoder (embeddings) with an optional sequence-classification head.
@@ -121,25 +146,27 @@ pub struct Classifier {
 
 #[wasm_bindgen]
 impl Classifier {
-    /// Build from the bytes of config.json, model.safetensors and tokenizer.json on `runtime`'s device.
-    /// `options`: `{ maxLength, pooling: "mean" | "cls", normalize, batchSize }`, all optional.
+    /// Build from a model folder's files on `runtime`'s device. `options`: `{ maxLength, pooling:
+    /// "mean" | "cls", normalize, batchSize }`, all optional; unset ones take the folder's settings.
     /// Weights are uploaded once, here.
-    pub fn create(runtime: &Runtime, config: &[u8], weights: &[u8], tokenizer: &[u8], options: JsValue) -> Result<Classifier, JsError> {
-        let opts: EncoderOptions = options_from_js(options, &["maxLength", "pooling", "normalize", "batchSize"])?;
-        let pooling = match opts.pooling.as_deref() {
-            None | Some("mean") => crate::bert::Pooling::Mean,
-            Some("cls") => crate::bert::Pooling::Cls,
-            Some(other) => return Err(js(Error::Invalid(format!("options.pooling `{other}`: expected \"mean\" or \"cls\"")))),
-        };
-        let defaults = crate::encoder::Options::default();
-        let options = crate::encoder::Options {
-            max_len: opts.max_length,
-            pooling,
-            normalize: opts.normalize.unwrap_or(defaults.normalize),
-            batch_size: opts.batch_size.unwrap_or(defaults.batch_size),
-        };
-        let encoder = crate::encoder::Encoder::load(config, weights, tokenizer, options, &runtime.backend.device).map_err(js)?;
+    pub fn create(runtime: &Runtime, files: &mut ModelFiles, options: JsValue) -> Result<Classifier, JsError> {
+        let options: EncoderOptions = options_from_js(&options, "options")?;
+        let encoder = crate::encoder::Encoder::load(&files.take()?, &options, &runtime.backend.device).map_err(js)?;
         Ok(Classifier { encoder, device: runtime.device() })
+    }
+
+    /// Tokens per text after truncation, and the embedding pooling, as resolved from options and folder.
+    #[wasm_bindgen(getter, js_name = maxLength)]
+    pub fn max_length(&self) -> usize {
+        self.encoder.max_len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn pooling(&self) -> String {
+        match self.encoder.pooling() {
+            crate::bert::Pooling::Mean => "mean".into(),
+            crate::bert::Pooling::Cls => "cls".into(),
+        }
     }
 
     /// Label names in the model's order (empty for a plain encoder).
@@ -246,55 +273,25 @@ impl Vector {
     }
 }
 
-/// Options for `Generator.start` (all optional).
-#[derive(serde::Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct StartOptions {
-    max_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    repetition_penalty: Option<f32>,
-    seed: Option<u64>,
-    stop: Vec<String>,
-    stop_ids: Vec<u32>,
-    chat: bool,
-    mode: Option<String>,
-    layers: Option<[usize; 2]>,
-}
-
-#[derive(serde::Deserialize)]
-struct Pair {
-    from: String,
-    to: String,
-}
-
 /// A Llama-family decoder with its tokenizer and chat template; one generation at a time, token by
 /// token (`start`, then `next` until it resolves to `undefined`), so pages stream and abort freely.
+/// Steering vectors live here, by id (`putVector`), so a request names them and bytes cross once.
 #[wasm_bindgen]
 pub struct Generator {
     model: crate::generate::Model,
     device: Backend,
-    vectors: Vec<(crate::steer::Vector, f32)>,
+    vectors: std::collections::HashMap<String, crate::steer::Vector>,
     steering: Option<crate::steer::Steering>,
     current: Option<crate::generate::Generation>,
 }
 
 #[wasm_bindgen]
 impl Generator {
-    /// From the bytes of config.json, model.safetensors, tokenizer.json and (optional)
-    /// tokenizer_config.json, which carries the chat template. Weights are uploaded once, here.
-    pub fn create(
-        runtime: &Runtime,
-        config: &[u8],
-        weights: &[u8],
-        tokenizer: &[u8],
-        tokenizer_config: Option<Vec<u8>>,
-        name: Option<String>,
-    ) -> Result<Generator, JsError> {
-        let model = crate::generate::Model::load(config, weights, tokenizer, tokenizer_config.as_deref(), &name.unwrap_or_default(), &runtime.backend.device)
-            .map_err(js)?;
-        Ok(Generator { model, device: runtime.backend.clone(), vectors: Vec::new(), steering: None, current: None })
+    /// From a model folder's files (tokenizerConfig carries the chat template). `name` is recorded in
+    /// the vectors computed with this model. Weights are uploaded once, here.
+    pub fn create(runtime: &Runtime, files: &mut ModelFiles, name: Option<String>) -> Result<Generator, JsError> {
+        let model = crate::generate::Model::load(&files.take()?, &name.unwrap_or_default(), &runtime.backend.device).map_err(js)?;
+        Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None })
     }
 
     #[wasm_bindgen(getter)]
@@ -315,79 +312,48 @@ impl Generator {
         self.model.apply_chat_template(&messages, add_generation_prompt).map_err(js)
     }
 
-    /// Add `vector` at `strength` to the steering of the next `start` (checked against the model).
-    pub fn steer(&mut self, vector: &Vector, strength: f32) -> Result<(), JsError> {
-        let c = &self.model.llama.config;
-        let mut v = vector.inner.clone();
-        v.fit(c.num_hidden_layers, c.hidden_size, "vector").map_err(js)?;
-        self.vectors.push((v, strength));
-        Ok(())
+    /// Keep `vector` under `id` for requests to name in `steer: [{vector: id, strength}]`.
+    #[wasm_bindgen(js_name = putVector)]
+    pub fn put_vector(&mut self, id: String, vector: &Vector) {
+        self.vectors.insert(id, vector.inner.clone());
     }
 
-    /// Remove all steering vectors (takes effect at the next `start`).
-    #[wasm_bindgen(js_name = clearSteering)]
-    pub fn clear_steering(&mut self) {
-        self.vectors.clear();
+    #[wasm_bindgen(js_name = hasVector)]
+    pub fn has_vector(&self, id: &str) -> bool {
+        self.vectors.contains_key(id)
     }
 
-    /// Begin a generation (prefill). Options: `{ maxTokens, temperature, topK, topP,
-    /// repetitionPenalty, seed, stop: [string], stopIds: [number], chat, mode: "icv"|"residual",
-    /// layers: [start, end] }`. Resolves to the prompt's token ids. Any generation in progress ends.
+    #[wasm_bindgen(js_name = dropVector)]
+    pub fn drop_vector(&mut self, id: &str) {
+        self.vectors.remove(id);
+    }
+
+    /// Begin a generation (prefill). `options`: the `GenerateOptions` of veer.d.ts (`maxTokens`,
+    /// `temperature`, `topK`, `topP`, `minP`, `repetitionPenalty`, `seed`, `stop`, `stopIds`, `chat`,
+    /// `steer: [{vector: id, strength}]`, `mode`, `layers`). Resolves to the prompt's token ids. Any
+    /// generation in progress ends.
     pub async fn start(&mut self, prompt: String, options: JsValue) -> Result<Vec<u32>, JsError> {
         self.current = None;
-        let known = ["maxTokens", "temperature", "topK", "topP", "repetitionPenalty", "seed", "stop", "stopIds", "chat", "mode", "layers"];
-        let o: StartOptions = options_from_js(options, &known)?;
+        self.steering = None;
+        let o: GenerateOptions = options_from_js(&options, "options")?;
+        let vectors = &self.vectors;
+        let spec = crate::steer::SteeringSpec::resolve(&o.steer, o.mode, o.layers, |id| {
+            vectors.get(id).cloned().ok_or_else(|| Error::Invalid(format!("steer: vector `{id}` was not given to this generator")))
+        })
+        .map_err(js)?;
         let c = &self.model.llama.config;
-        let text = if o.chat {
-            self.model.apply_chat_template(&[crate::generate::Message { role: "user".into(), content: prompt }], true).map_err(js)?
-        } else {
-            prompt
-        };
-        let ids = self.model.encode(&text).map_err(js)?;
-        let d = crate::sample::SamplingParams::default();
-        let params = crate::generate::GenerateParams {
-            max_tokens: o.max_tokens.unwrap_or(64),
-            sampling: crate::sample::SamplingParams {
-                temperature: o.temperature.unwrap_or(d.temperature),
-                top_k: o.top_k.unwrap_or(d.top_k),
-                top_p: o.top_p.unwrap_or(d.top_p),
-                repetition_penalty: o.repetition_penalty.unwrap_or(d.repetition_penalty),
-                seed: o.seed.unwrap_or(d.seed),
-            },
-            stop: o.stop,
-            stop_ids: o.stop_ids,
-        };
-        self.steering = match self.vectors.first() {
-            None => None,
-            Some((first, _)) => {
-                let injection = match o.mode.as_deref() {
-                    Some(m) => m.parse().map_err(js)?,
-                    None => first.injection,
-                };
-                let range = match o.layers {
-                    Some([a, b]) if a < b && b <= c.num_hidden_layers => a..b,
-                    Some([a, b]) => return Err(js(Error::Invalid(format!("layers [{a}, {b}]: expected start < end ≤ {}", c.num_hidden_layers)))),
-                    None => 0..c.num_hidden_layers,
-                };
-                Some(crate::steer::Steering::new(&self.vectors, injection, range, &self.device.device).map_err(js)?)
-            }
-        };
-        let steer: &dyn crate::llama::Steer = match &self.steering {
-            Some(s) => s,
-            None => &crate::llama::Plain,
-        };
-        self.current = Some(crate::generate::Generation::start(&self.model, ids.clone(), params, steer).await.map_err(js)?);
+        self.steering = spec.build(c.num_hidden_layers, c.hidden_size, &self.device.device).map_err(js)?;
+        let hook = crate::steer::hook(self.steering.as_ref());
+        let generation = crate::generate::Generation::start(&self.model, &prompt, &o, hook).await.map_err(js)?;
+        let ids = generation.prompt().to_vec();
+        self.current = Some(generation);
         Ok(ids)
     }
 
     /// The next `{ id, text }`, or `undefined` when the generation has finished (or none is running).
     pub async fn next(&mut self) -> Result<JsValue, JsError> {
         let Some(generation) = self.current.as_mut() else { return Ok(JsValue::UNDEFINED) };
-        let steer: &dyn crate::llama::Steer = match &self.steering {
-            Some(s) => s,
-            None => &crate::llama::Plain,
-        };
-        match generation.next(&self.model, steer).await {
+        match generation.next(&self.model, crate::steer::hook(self.steering.as_ref())).await {
             Ok(Some(piece)) => piece.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string())),
             Ok(None) => Ok(JsValue::UNDEFINED),
             Err(e) => {
@@ -412,7 +378,7 @@ impl Generator {
     /// Compute an in-context vector from `pairs` (`[{from, to}]`); `method`: `"pca"` (default) or `"mean"`.
     #[wasm_bindgen(js_name = computeVector)]
     pub async fn compute_vector(&self, pairs: JsValue, method: Option<String>) -> Result<Vector, JsError> {
-        let pairs: Vec<Pair> = serde_wasm_bindgen::from_value(pairs).map_err(|e| js(Error::Invalid(format!("pairs: expected [{{from, to}}]: {e}"))))?;
+        let pairs: Vec<crate::icv::Pair> = serde_wasm_bindgen::from_value(pairs).map_err(|e| js(Error::Invalid(format!("pairs: expected [{{from, to}}]: {e}"))))?;
         let ids = pairs
             .iter()
             .map(|p| Ok((self.model.encode(&p.from)?, self.model.encode(&p.to)?)))

@@ -1,4 +1,6 @@
-//! The one loader: safetensors bytes → f32 tensors on a device, with every problem reported at once.
+//! The one safetensors module: the loader (bytes → f32 tensors on a device, every problem reported at
+//! once), the float decoding it shares with `veer pack`, and the one writer (`OutDtype`, `write`) used
+//! by the converter, vector files and distillation exports.
 //!
 //! Models ask for tensors by HF name and expected shape. A missing or mis-shaped tensor does not stop
 //! loading at the first one; the loader records it, and `finish` returns one error that lists them all,
@@ -8,6 +10,7 @@ use std::cell::RefCell;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use half::{bf16, f16};
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
@@ -123,4 +126,60 @@ pub fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
         Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         _ => return None,
     })
+}
+
+/// The float type veer writes safetensors in (the converter's, `veer pack`'s and distillation's output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutDtype {
+    F16,
+    F32,
+}
+
+impl OutDtype {
+    /// Little-endian bytes of `values` in this type.
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
+            OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    pub fn safetensors(self) -> Dtype {
+        match self {
+            OutDtype::F16 => Dtype::F16,
+            OutDtype::F32 => Dtype::F32,
+        }
+    }
+
+    /// HF's `torch_dtype` name.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            OutDtype::F16 => "float16",
+            OutDtype::F32 => "float32",
+        }
+    }
+}
+
+/// One tensor to write: its name, stored type, shape and little-endian bytes.
+pub struct Stored {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Stored {
+    /// f32 values stored as `dtype`.
+    pub fn floats(name: impl Into<String>, shape: Vec<usize>, values: &[f32], dtype: OutDtype) -> Self {
+        Stored { name: name.into(), dtype: dtype.safetensors(), shape, bytes: dtype.encode(values) }
+    }
+}
+
+/// The one safetensors writer: `tensors` with `metadata`; `file` names the output in errors.
+pub fn write(tensors: &[Stored], metadata: std::collections::HashMap<String, String>, file: &str) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|t| TensorView::new(t.dtype, t.shape.clone(), &t.bytes).map(|v| (t.name.clone(), v)).map_err(|e| Error::tensor(&t.name, e)))
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(file, e))
 }

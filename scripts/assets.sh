@@ -126,5 +126,12 @@ for pairs in "$root"/www/vectors/*.jsonl; do
   fi
 done
 
+# --- what the browser must reproduce for every encoder folder: the CLI's embedding of a long text -------
+# (truncation and pooling from the folder's own files; tests/page/library.test.mjs compares)
+long_text=$(python3 -c 'import json, sys; print(next(c["text"] for c in json.load(open(sys.argv[1]))["cases"] if len(c["input_ids"]) == 256))' "$root/tests/fixtures/bert.json")
+for name in all-minilm-l6-v2 sentiment topic; do
+  "$veer" embed --model "$models/$name" "$long_text" > "$models/$name/native-embedding.json"
+done
+
 say "writing www/models/manifest.json"
 python3 "$root/scripts/manifest.py" "$models"

@@ -4,14 +4,21 @@
 mod common;
 
 use veer::backend::{self, block_on, read_f32};
-use veer::generate::{GenerateParams, Generation, Model};
+use veer::files::ModelFiles;
+use veer::generate::{Generation, Model};
 use veer::llama::{Cache, Plain};
+use veer::options::GenerateOptions;
+use veer::steer::{LayerRange, SteeringSpec};
 
 fn smollm() -> Model {
     let dir = common::model("smollm2-135m-instruct");
-    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
-    let tc = read("tokenizer_config.json");
-    Model::load(&read("config.json"), &read("model.safetensors"), &read("tokenizer.json"), Some(&tc), "smollm2-135m-instruct", &backend::cpu().device).unwrap()
+    Model::load(&ModelFiles::from_dir(&dir).unwrap(), "smollm2-135m-instruct", &backend::cpu().device).unwrap()
+}
+
+/// Steering as a request asks for it: (vector, strength), optionally a mode and a layer range.
+fn steering(vectors: Vec<(veer::steer::Vector, f32)>, layers: Option<[usize; 2]>) -> veer::steer::Steering {
+    let spec = SteeringSpec { vectors: vectors.into_iter().map(|(v, s)| ("test vector".to_string(), v, Some(s))).collect(), mode: None, layers: layers.map(LayerRange) };
+    spec.build(30, 576, &backend::cpu().device).unwrap().unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -45,8 +52,9 @@ fn prompts_logits_residuals_and_greedy_ids_match_reference() {
         assert!(worst <= 2e-3, "{prompt:?}: top-10 logits max |Δ| {worst}");
 
         let want = ids(&case["greedy_ids"]);
-        let params = GenerateParams { max_tokens: want.len(), ..Default::default() };
-        let mut g = block_on(Generation::start(&m, prompt_ids, params, &Plain)).unwrap();
+        let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let mut g = block_on(Generation::start(&m, prompt, &options, &Plain)).unwrap();
+        assert_eq!(g.prompt(), prompt_ids.as_slice());
         while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
         assert_eq!(g.ids(), want.as_slice(), "{prompt:?}: greedy ids");
         if want.last() != Some(&2) {
@@ -63,7 +71,6 @@ fn reference_vector() -> veer::steer::Vector {
 #[test]
 fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
     use veer::icv::{self, Method};
-    use veer::steer::{Injection, Steering};
     let m = smollm();
     let fixture = common::fixture("icv.json");
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = fixture["pairs"]
@@ -91,10 +98,11 @@ fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
     let reread = veer::steer::Vector::from_safetensors(&computed.to_safetensors().unwrap(), "x").unwrap();
     assert_eq!(reread, computed);
 
-    let prompt = m.encode(fixture["prompt"].as_str().unwrap()).unwrap();
+    let prompt_text = fixture["prompt"].as_str().unwrap();
+    let prompt = m.encode(prompt_text).unwrap();
     assert_eq!(prompt, ids(&fixture["prompt_ids"]));
     let lam = fixture["lam"].as_f64().unwrap() as f32;
-    let steering = Steering::new(&[(computed, lam)], Injection::Icv, 0..30, &backend::cpu().device).unwrap();
+    let steering = steering(vec![(computed, lam)], None);
 
     let out = m.llama.forward(&prompt, &mut Cache::default(), &steering, false).unwrap();
     let logits = block_on(read_f32(out.logits)).unwrap();
@@ -104,8 +112,8 @@ fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
     }
     for (steer, key) in [(&steering as &dyn veer::llama::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
         let want = ids(&fixture[key]);
-        let params = GenerateParams { max_tokens: want.len(), ..Default::default() };
-        let mut g = block_on(Generation::start(&m, prompt.clone(), params, steer)).unwrap();
+        let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let mut g = block_on(Generation::start(&m, prompt_text, &options, steer)).unwrap();
         while block_on(g.next(&m, steer)).unwrap().is_some() {}
         assert_eq!(g.ids(), want.as_slice(), "{key}");
     }
@@ -144,18 +152,16 @@ fn streaming_never_splits_a_character_and_stop_strings_cut() {
     let m = smollm();
     // Sampled text from a unicode-heavy prompt: every piece is valid UTF-8 by type; their
     // concatenation must equal the final text.
-    let prompt = m.encode("Écris une phrase en français avec des accents: ").unwrap();
-    let params = GenerateParams { max_tokens: 24, sampling: veer::sample::SamplingParams { temperature: 0.8, seed: 3, ..Default::default() }, ..Default::default() };
-    let mut g = block_on(Generation::start(&m, prompt, params, &Plain)).unwrap();
+    let options = GenerateOptions { max_tokens: 24, temperature: 0.8, seed: 3, ..Default::default() };
+    let mut g = block_on(Generation::start(&m, "Écris une phrase en français avec des accents: ", &options, &Plain)).unwrap();
     let mut streamed = String::new();
     while let Some(p) = block_on(g.next(&m, &Plain)).unwrap() {
         streamed.push_str(&p.text);
     }
     assert_eq!(streamed, g.text());
 
-    let prompt = m.encode("Once upon a time, there was a little").unwrap();
-    let params = GenerateParams { max_tokens: 16, stop: vec!["Emma".into()], ..Default::default() };
-    let mut g = block_on(Generation::start(&m, prompt, params, &Plain)).unwrap();
+    let options = GenerateOptions { max_tokens: 16, stop: vec!["Emma".into()], ..Default::default() };
+    let mut g = block_on(Generation::start(&m, "Once upon a time, there was a little", &options, &Plain)).unwrap();
     let mut streamed = String::new();
     while let Some(p) = block_on(g.next(&m, &Plain)).unwrap() {
         streamed.push_str(&p.text);
@@ -207,7 +213,7 @@ fn control_vector_gguf(dirs: &[(usize, Vec<f32>)]) -> Vec<u8> {
 
 #[test]
 fn control_vectors_add_to_the_block_output_as_llama_cpp() {
-    use veer::steer::{Injection, Steering, Vector};
+    use veer::steer::{Injection, Vector};
     let m = smollm();
     let hidden = 576;
     let direction: Vec<f32> = (0..hidden).map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0).collect();
@@ -224,7 +230,7 @@ fn control_vectors_add_to_the_block_output_as_llama_cpp() {
     let residuals = block_on(read_f32(plain.residuals.unwrap())).unwrap();
     let lambda = 0.5f32;
     let last: Vec<f32> = residuals[30 * hidden..].iter().zip(&direction).map(|(x, d)| x + lambda * d).collect();
-    let steering = Steering::new(&[(v, lambda)], Injection::Residual, 29..30, &backend::cpu().device).unwrap();
+    let steering = steering(vec![(v, lambda)], Some([29, 30]));
     let got = block_on(read_f32(m.llama.forward(&prompt, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
 
     let bytes = std::fs::read(common::model("smollm2-135m-instruct").join("model.safetensors")).unwrap();

@@ -6,7 +6,9 @@ mod common;
 use common::heads::{self, Arch};
 use veer::backend::{self, block_on};
 use veer::bert::Pooling;
-use veer::encoder::{Encoder, Options};
+use veer::encoder::Encoder;
+use veer::files::ModelFiles;
+use veer::options::EncoderOptions;
 
 struct Minilm {
     config: Vec<u8>,
@@ -36,9 +38,14 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn options(batch_size: usize) -> Options {
+fn options(batch_size: usize) -> EncoderOptions {
     // bert.json truncates at 256 tokens (the sentence-transformers setting for this model).
-    Options { max_len: Some(256), batch_size, ..Options::default() }
+    EncoderOptions { max_length: Some(256), batch_size, ..EncoderOptions::default() }
+}
+
+/// An encoder from bytes (config, weights, tokenizer), as a page that holds them would build it.
+fn load(config: &[u8], weights: &[u8], tokenizer: &[u8], options: &EncoderOptions) -> veer::Result<Encoder> {
+    Encoder::load(&ModelFiles::new(config.to_vec(), weights.to_vec(), tokenizer.to_vec()), options, &backend::cpu().device)
 }
 
 #[test]
@@ -49,7 +56,7 @@ fn minilm_embeddings_match_reference_on_cpu() {
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     assert!(texts.contains(&"") && texts.iter().any(|t| t.split(' ').count() >= 300), "the empty and the long text are covered");
     let device = backend::cpu().device;
-    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, options(8), &device).unwrap();
+    let enc = Encoder::load(&ModelFiles::new(m.config.clone(), m.weights.clone(), m.tokenizer.clone()), &options(8), &device).unwrap();
 
     let ids = enc.tokenize(&texts).unwrap();
     let got = block_on(enc.embed(&texts)).unwrap();
@@ -68,8 +75,9 @@ fn padded_batches_equal_one_text_at_a_time() {
     let m = minilm();
     let device = backend::cpu().device;
     let texts = common::fixture("cases.json")["bert_texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>();
-    let batched = block_on(Encoder::load(&m.config, &m.weights, &m.tokenizer, options(8), &device).unwrap().embed(&texts)).unwrap();
-    let single = block_on(Encoder::load(&m.config, &m.weights, &m.tokenizer, options(1), &device).unwrap().embed(&texts)).unwrap();
+    let _ = device;
+    let batched = block_on(load(&m.config, &m.weights, &m.tokenizer, &options(8)).unwrap().embed(&texts)).unwrap();
+    let single = block_on(load(&m.config, &m.weights, &m.tokenizer, &options(1)).unwrap().embed(&texts)).unwrap();
     for (a, b) in batched.iter().zip(&single) {
         assert!(max_abs(a, b) <= 1e-5, "padding changed an embedding by {}", max_abs(a, b));
     }
@@ -79,8 +87,8 @@ fn padded_batches_equal_one_text_at_a_time() {
 fn cls_pooling_matches_reference_hidden_state() {
     let m = minilm();
     let fixture = common::fixture("bert.json");
-    let opts = Options { pooling: Pooling::Cls, normalize: false, ..options(8) };
-    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, opts, &backend::cpu().device).unwrap();
+    let opts = EncoderOptions { pooling: Some(Pooling::Cls), normalize: false, ..options(8) };
+    let enc = load(&m.config, &m.weights, &m.tokenizer, &opts).unwrap();
     for case in fixture["cases"].as_array().unwrap() {
         let got = block_on(enc.embed(&[case["text"].as_str().unwrap()])).unwrap().remove(0);
         let want = floats(&case["cls_hidden_first16"]);
@@ -96,14 +104,14 @@ fn classification_heads_give_hand_computed_scores() {
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     for (arch, multi) in [(Arch::Bert, false), (Arch::Bert, true), (Arch::DistilBert, false)] {
         let s = heads::build(&m.config, &m.weights, arch, multi);
-        let enc = Encoder::load(&s.config, &s.weights, &m.tokenizer, options(4), &backend::cpu().device).unwrap();
+        let enc = load(&s.config, &s.weights, &m.tokenizer, &options(4)).unwrap();
         assert_eq!(enc.labels(), heads::LABELS);
         let results = block_on(enc.classify(&texts)).unwrap();
         for (case, r) in cases.iter().zip(&results) {
             let want = s.expected(&floats(&case["cls_hidden_first16"]));
             let got: Vec<f32> = r.scores.iter().map(|(_, v)| *v).collect();
             assert!(max_abs(&got, &want) <= 1e-4, "{arch:?} multi={multi}: {got:?} vs {want:?}");
-            let best = (0..3).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+            let best = veer::sample::argmax(&want);
             assert_eq!(r.label, heads::LABELS[best]);
         }
     }
@@ -112,8 +120,7 @@ fn classification_heads_give_hand_computed_scores() {
 #[test]
 fn loading_errors_name_what_is_wrong() {
     let m = minilm();
-    let device = backend::cpu().device;
-    let err = |config: &[u8], weights: &[u8], tok: &[u8]| Encoder::load(config, weights, tok, Options::default(), &device).err().unwrap().to_string();
+    let err = |config: &[u8], weights: &[u8], tok: &[u8]| load(config, weights, tok, &EncoderOptions::default()).err().unwrap().to_string();
 
     let e = err(b"<!doctype html>", &m.weights, &m.tokenizer);
     assert!(e.contains("config.json") && e.contains("HTML"), "{e}");
@@ -130,7 +137,7 @@ fn loading_errors_name_what_is_wrong() {
     cfg["model_type"] = serde_json::json!("gpt2");
     assert!(err(&serde_json::to_vec(&cfg).unwrap(), &m.weights, &m.tokenizer).contains("model_type"));
     // No head: classify says so instead of failing obscurely.
-    let enc = Encoder::load(&m.config, &m.weights, &m.tokenizer, Options::default(), &device).unwrap();
+    let enc = load(&m.config, &m.weights, &m.tokenizer, &EncoderOptions::default()).unwrap();
     assert!(block_on(enc.classify(&["x"])).err().unwrap().to_string().contains("no classification head"));
 }
 
@@ -172,5 +179,59 @@ fn cli_embed_and_classify_print_json() {
         for (l, label) in heads::LABELS.iter().enumerate() {
             assert!((r["scores"][label].as_f64().unwrap() as f32 - want[l]).abs() <= 1e-4);
         }
+    }
+}
+
+/// The folder's own settings (sentence_bert_config.json: 256 tokens; 1_Pooling: mean) apply without
+/// any option, on the CLI as in the browser (both load a `ModelFiles`): a 300+-token text gets the
+/// sentence-transformers embedding, which a 512-token truncation would not.
+#[test]
+fn folder_defaults_follow_sentence_transformers() {
+    let dir = common::model("all-minilm-l6-v2");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    assert!(files.sentence_bert.is_some() && files.pooling.is_some(), "the MiniLM folder ships its sentence-transformers configs");
+    let enc = Encoder::load(&files, &EncoderOptions::default(), &backend::cpu().device).unwrap();
+    assert_eq!((enc.max_len(), enc.pooling()), (256, Pooling::Mean));
+    let fixture = common::fixture("bert.json");
+    let long = fixture["cases"].as_array().unwrap().iter().find(|c| c["input_ids"].as_array().unwrap().len() == 256).expect("a case truncated at 256");
+    let text = long["text"].as_str().unwrap();
+    let got = block_on(enc.embed(&[text])).unwrap().remove(0);
+    let want = floats(&long["mean_pooled_normalized"]);
+    assert!(cosine(&got, &want) >= 0.99999 && max_abs(&got, &want) <= 1e-4, "max |Δ| {}", max_abs(&got, &want));
+    // What the browser did before it read the folder's settings: 512 tokens, a different embedding.
+    let wide = Encoder::load(&files, &EncoderOptions { max_length: Some(512), ..Default::default() }, &backend::cpu().device).unwrap();
+    let other = block_on(wide.embed(&[text])).unwrap().remove(0);
+    assert!(cosine(&other, &want) < 0.9999, "the long case must tell 256 from 512 tokens ({})", cosine(&other, &want));
+    // The CLI prints the settings it used.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veer")).args(["embed", "--model"]).arg(&dir).arg(text).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["max_length"].as_u64(), v["pooling"].as_str()), (Some(256), Some("mean")));
+    assert!(max_abs(&floats(&v["embeddings"][0]), &got) <= 1e-6);
+}
+
+/// veer.d.ts declares the options the Rust request types accept, no more and no fewer; veer.js fetches
+/// the files `ModelFiles` knows, by the same roles and paths.
+#[test]
+fn js_declarations_match_the_rust_request_types() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dts = std::fs::read_to_string(root.join("www/veer.d.ts")).unwrap();
+    let fields = |iface: &str| -> Vec<String> {
+        let start = dts.find(&format!("export interface {iface} {{")).unwrap_or_else(|| panic!("interface {iface} in veer.d.ts"));
+        let body = &dts[start..][..dts[start..].find("\n}").unwrap()];
+        body.lines().skip(1).filter_map(|l| l.trim().split_once('?').map(|(n, _)| n.to_string())).filter(|n| !n.starts_with('*') && !n.starts_with('/')).collect()
+    };
+    for (iface, rust) in [("EncoderOptions", veer::options::field_names::<EncoderOptions>()), ("GenerateOptions", veer::options::field_names::<veer::options::GenerateOptions>())] {
+        let mut declared = fields(iface);
+        declared.sort();
+        let mut rust = rust;
+        rust.sort();
+        assert_eq!(declared, rust, "veer.d.ts `{iface}` against the Rust struct");
+    }
+    let js = std::fs::read_to_string(root.join("www/veer.js")).unwrap();
+    for (role, path, required) in veer::files::ROLES {
+        let entry = format!("{role}: {{ name: '{path}'");
+        let line = js.lines().find(|l| l.trim_start().starts_with(&entry)).unwrap_or_else(|| panic!("veer.js FILES has `{entry}`"));
+        assert_eq!(line.contains("optional: true"), !required, "{role}: optional in veer.js as in ModelFiles");
     }
 }

@@ -85,6 +85,8 @@ struct Minilm {
     config: Vec<u8>,
     weights: Vec<u8>,
     tokenizer: Vec<u8>,
+    pooling: Vec<u8>,
+    sentence_bert: Vec<u8>,
 }
 
 async fn minilm() -> Minilm {
@@ -92,7 +94,22 @@ async fn minilm() -> Minilm {
         config: fetch_bytes("all-minilm-l6-v2/config.json").await,
         weights: fetch_bytes("all-minilm-l6-v2/model.safetensors").await,
         tokenizer: fetch_bytes("all-minilm-l6-v2/tokenizer.json").await,
+        pooling: fetch_bytes("all-minilm-l6-v2/1_Pooling/config.json").await,
+        sentence_bert: fetch_bytes("all-minilm-l6-v2/sentence_bert_config.json").await,
     }
+}
+
+/// A model folder's files as the JS library hands them over: `(role, bytes)`, named after their role.
+fn bundle(parts: &[(&str, &[u8])]) -> veer::wasm::ModelFiles {
+    let mut files = veer::wasm::ModelFiles::new();
+    for (role, bytes) in parts {
+        files.add(role.to_string(), format!("{role}.file"), bytes.to_vec());
+    }
+    files
+}
+
+fn encoder_files(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> veer::wasm::ModelFiles {
+    bundle(&[("config", config), ("weights", weights), ("tokenizer", tokenizer)])
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
@@ -109,16 +126,14 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (n(a) * n(b))
 }
 
-fn options(max_length: usize) -> wasm_bindgen::JsValue {
-    let o = js_sys::Object::new();
-    js_sys::Reflect::set(&o, &"maxLength".into(), &(max_length as f64).into()).unwrap();
-    o.into()
-}
-
 async fn embeddings_match_reference(device: &str, tol: f32, min_cos: f64) {
     let m = minilm().await;
     let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
-    let clf = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, options(256)).map_err(|_| "load").unwrap();
+    // No options: truncation (256) and pooling (mean) come from the folder's sentence-transformers
+    // files, as natively (`ModelFiles`), so the reference's long text matches.
+    let mut files = bundle(&[("config", &m.config), ("weights", &m.weights), ("tokenizer", &m.tokenizer), ("pooling", &m.pooling), ("sentenceBert", &m.sentence_bert)]);
+    let clf = veer::wasm::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+    assert_eq!((clf.max_length(), clf.pooling().as_str()), (256, "mean"));
     let fixture: serde_json::Value = serde_json::from_str(BERT_FIXTURE).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
@@ -154,7 +169,7 @@ async fn classification_heads_give_hand_computed_scores_on_both_devices() {
         let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
         for (arch, multi) in [(Arch::Bert, false), (Arch::DistilBert, false), (Arch::Bert, true)] {
             let s = common_heads::build(&m.config, &m.weights, arch, multi);
-            let clf = veer::wasm::Classifier::create(&rt, &s.config, &s.weights, &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED)
+            let clf = veer::wasm::Classifier::create(&rt, &mut encoder_files(&s.config, &s.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED)
                 .map_err(|_| "load")
                 .unwrap();
             assert_eq!(clf.labels(), LABELS);
@@ -174,14 +189,18 @@ async fn classification_heads_give_hand_computed_scores_on_both_devices() {
 async fn bad_weights_are_an_error_and_the_module_survives() {
     let m = minilm().await;
     let rt = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
-    let err = veer::wasm::Classifier::create(&rt, &m.config, b"<html>404</html>", &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED).err().unwrap();
+    // The error names the file as it was fetched.
+    let mut files = encoder_files(&m.config, b"<html>404</html>", &m.tokenizer);
+    files.add("weights".into(), "https://host/x-f16.safetensors".into(), b"<html>404</html>".to_vec());
+    let err = veer::wasm::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
-    assert!(msg.contains("model.safetensors") && msg.contains("HTML"), "{msg}");
-    let bad_opts = js_sys::JSON::parse("{\"maxLenght\": 3}").unwrap();
-    let err = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, bad_opts).err().unwrap();
-    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
-    assert!(msg.contains("maxLenght") && msg.contains("maxLength"), "{msg}");
-    let clf = veer::wasm::Classifier::create(&rt, &m.config, &m.weights, &m.tokenizer, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+    assert!(msg.contains("x-f16.safetensors") && msg.contains("HTML"), "{msg}");
+    for (options, want) in [("{\"maxLenght\": 3}", "maxLenght"), ("{\"pooling\": \"max\"}", "max"), ("{\"batchSize\": 0}", "batchSize")] {
+        let err = veer::wasm::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), js_sys::JSON::parse(options).unwrap()).err().unwrap();
+        let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+        assert!(msg.starts_with("[E_INVALID]") && msg.contains(want), "{options}: {msg}");
+    }
+    let clf = veer::wasm::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
     let err = clf.classify(vec!["x".into()]).await.err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.contains("no classification head"), "{msg}");
@@ -200,11 +219,17 @@ async fn smollm(rt: &veer::wasm::Runtime) -> veer::wasm::Generator {
     let weights = fetch_bytes(&format!("{dir}model.safetensors")).await;
     let tokenizer = fetch_bytes(&format!("{dir}tokenizer.json")).await;
     let tc = fetch_bytes(&format!("{dir}tokenizer_config.json")).await;
-    veer::wasm::Generator::create(rt, &config, &weights, &tokenizer, Some(tc), Some("smollm2-135m-instruct".into())).map_err(|_| "load").unwrap()
+    let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer), ("tokenizerConfig", &tc)]);
+    veer::wasm::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into())).map_err(|_| "load").unwrap()
 }
 
 async fn greedy(g: &mut veer::wasm::Generator, prompt: &str, n: usize) -> Vec<u32> {
-    let opts = js_sys::JSON::parse(&format!("{{\"maxTokens\": {n}}}")).unwrap();
+    greedy_with(g, prompt, &format!("{{\"maxTokens\": {n}}}")).await
+}
+
+/// Greedy ids with `options` (JSON text of a `GenerateOptions`).
+async fn greedy_with(g: &mut veer::wasm::Generator, prompt: &str, options: &str) -> Vec<u32> {
+    let opts = js_sys::JSON::parse(options).unwrap();
     g.start(prompt.to_string(), opts).await.map_err(|_| "start").unwrap();
     let mut ids = Vec::new();
     loop {
@@ -270,16 +295,22 @@ async fn icv_computed_in_the_browser_steers_generation() {
         assert!(cosine(&got, want) >= 0.9999, "layer {i}");
     }
     let round_trip = veer::wasm::Vector::from_bytes(&v.to_bytes().map_err(|_| "bytes").unwrap()).map_err(|_| "parse").unwrap();
-    g.steer(&round_trip, fixture["lam"].as_f64().unwrap() as f32).map_err(|_| "steer").unwrap();
+    // Steering is part of the request: vectors by id, each with its strength.
+    g.put_vector("icv".into(), &round_trip);
     let want: Vec<u32> = serde_json::from_value(fixture["greedy_steered_ids"].clone()).unwrap();
-    let got = greedy(&mut g, fixture["prompt"].as_str().unwrap(), 12).await;
+    let steered = format!("{{\"maxTokens\": 12, \"steer\": [{{\"vector\": \"icv\", \"strength\": {}}}]}}", fixture["lam"]);
+    let got = greedy_with(&mut g, fixture["prompt"].as_str().unwrap(), &steered).await;
     assert_eq!(got, want[..12]);
-    g.clear_steering();
     let want: Vec<u32> = serde_json::from_value(fixture["greedy_plain_ids"].clone()).unwrap();
     assert_eq!(greedy(&mut g, fixture["prompt"].as_str().unwrap(), 12).await, want[..12]);
-    // A vector for another model is refused; the generator keeps working.
+    // A vector for another model, an unknown id or a strength that is not a number are refused at
+    // `start`; the generator keeps working.
     let small = veer::steer::Vector { layers: vec![vec![0.0; 8]; 2], ..reference.clone() };
-    let wrong = veer::wasm::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap();
-    assert!(g.steer(&wrong, 0.1).is_err());
+    g.put_vector("small".into(), &veer::wasm::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap());
+    for options in [r#"{"steer": [{"vector": "small"}]}"#, r#"{"steer": [{"vector": "nope"}]}"#, r#"{"steer": [{"vector": "icv", "strength": {}}]}"#, r#"{"minp": 0.1}"#] {
+        let err = g.start("x".into(), js_sys::JSON::parse(options).unwrap()).await.err().unwrap();
+        let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+        assert!(msg.starts_with("[E_FILE]") || msg.starts_with("[E_INVALID]"), "{options}: {msg}");
+    }
     assert_eq!(greedy(&mut g, "Once upon a time, there was a little", 1).await, [8180]);
 }

@@ -1,41 +1,8 @@
 // veer-fetch.js: model files over HTTP with byte progress, Cache API persistence and sha256 integrity.
-// No dependencies; works on the page, in a worker and in an extension. Part of the veer library
+// Needs only veer-error.js; works on the page, in a worker and in an extension. Part of the veer library
 // (see veer.js), usable on its own.
 
-/** An `Error` with a stable `code` (`E_HTTP`, `E_CONTENT`, `E_INTEGRITY`, …) and the file at fault. */
-export class VeerError extends Error {
-  constructor(code, message, extra = {}) {
-    super(message);
-    this.name = code === 'E_ABORTED' ? 'AbortError' : 'VeerError';
-    this.code = code;
-    Object.assign(this, extra);
-  }
-}
-
-/** Turn anything thrown by the wasm module ("[E_CODE] message", a trap, a JsError) into a VeerError. */
-export function toVeerError(e, fallbackCode = 'E_WASM') {
-  if (e instanceof VeerError) return e;
-  const message = String(e?.message ?? e);
-  const m = /^\[(E_[A-Z_]+)\]\s*([\s\S]*)$/.exec(message);
-  if (m) return new VeerError(m[1], m[2]);
-  if (e?.name === 'AbortError') return new VeerError('E_ABORTED', message);
-  // A wasm trap (a panic, `unreachable`, out of memory) leaves the module unusable.
-  if (e instanceof WebAssembly.RuntimeError) return new VeerError('E_WASM', `wasm trap: ${message}`, { fatal: true });
-  return new VeerError(fallbackCode, message);
-}
-
-/** Plain-object form for postMessage (Error subclasses lose `code` in structured clone). */
-export function errorToData(e) {
-  const v = toVeerError(e);
-  return { code: v.code, message: v.message, file: v.file, fatal: v.fatal };
-}
-
-export function errorFromData(d) {
-  const extra = {};
-  if (d.file) extra.file = d.file;
-  if (d.fatal) extra.fatal = true;
-  return new VeerError(d.code, d.message, extra);
-}
+import { VeerError } from './veer-error.js';
 
 export const DEFAULT_CACHE = 'veer-models-v1';
 
@@ -260,6 +227,37 @@ export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}
     if (manifestUrl) throw new VeerError('E_INTEGRITY', `${key}: not listed in ${m.href}`, { file: key });
   }
   throw new VeerError('E_INTEGRITY', `${file.pathname}: no manifest.json lists this file (looked in ${[...seen].join(', ')})`, { file: file.pathname });
+}
+
+/**
+ * The one integrity path of the library: fetch `url` (or check the `bytes` given) against what
+ * `integrity` expects. `integrity`: undefined (no hash; content and size checks still apply),
+ * 'manifest' (the manifest.json of the file's folder or up to two above), a manifest URL (resolved with
+ * `resolve`), or `{[role or file name]: sha256}`. Resolves to `{bytes, cached, ms}`, or undefined for an
+ * `optional` file that is absent: a 404, or in manifest mode a file the manifest does not list (it is
+ * then not fetched at all, so nothing unverified is used and no failed request is made).
+ */
+export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, onProgress, signal } = {}) {
+  let expected = { size };
+  if (integrity && typeof integrity === 'object') {
+    const h = integrity[role] ?? integrity[name];
+    if (h) expected.sha256 = h;
+  } else if (typeof integrity === 'string' && url) {
+    const manifestUrl = integrity === 'manifest' ? undefined : resolve ? resolve(integrity) : new URL(integrity, url).href;
+    try {
+      expected = await manifestEntry(url, { manifestUrl, signal, cache });
+    } catch (e) {
+      if (optional && e.code === 'E_INTEGRITY') return undefined;
+      throw e;
+    }
+  }
+  if (bytes) {
+    if (expected.sha256 && (await sha256(bytes)) !== expected.sha256.toLowerCase()) {
+      throw new VeerError('E_INTEGRITY', `${name}: sha256 does not match the expected ${expected.sha256}`, { file: name });
+    }
+    return { bytes, cached: false, ms: 0 };
+  }
+  return fetchFile(url, { file: name, kind, sha256: expected.sha256, size: expected.size, cache, optional, onProgress, signal });
 }
 
 /** Remove every cached model file (or only those whose URL starts with `prefix`). */

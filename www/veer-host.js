@@ -2,7 +2,7 @@
 // (veer-worker.js) or, with `worker: false`, on the page; veer.js talks to it with the same requests
 // either way. Internal to the library.
 
-import { VeerError, toVeerError } from './veer-fetch.js';
+import { VeerError, toVeerError } from './veer-error.js';
 
 // Remember the WebGPU devices this realm creates (wgpu asks for them from inside the wasm module), so a
 // lost device is noticed before the next call and tests can simulate a loss with `destroy()`.
@@ -77,9 +77,21 @@ export class Host {
     return this.runtime.selfCheck();
   }
 
-  op_loadClassifier({ config, weights, tokenizer, options }) {
-    this.model = this.wasm.Classifier.create(this.runtime, config, weights, tokenizer, options ?? undefined);
-    return { labels: this.model.labels, device: this.model.device };
+  /** The files of a `load*` request (`[{role, name, bytes}]`) as the wasm module's bundle. */
+  modelFiles(files) {
+    const bundle = new this.wasm.ModelFiles();
+    for (const f of files) bundle.add(f.role, f.name, f.bytes);
+    return bundle;
+  }
+
+  op_loadClassifier({ files, options }) {
+    const bundle = this.modelFiles(files);
+    try {
+      this.model = this.wasm.Classifier.create(this.runtime, bundle, options ?? undefined);
+    } finally {
+      bundle.free();
+    }
+    return { labels: this.model.labels, device: this.model.device, maxLength: this.model.maxLength, pooling: this.model.pooling };
   }
 
   async op_classify({ texts }) {
@@ -96,8 +108,13 @@ export class Host {
     return { value: out, transfer: out.map((v) => v.buffer) };
   }
 
-  op_loadGenerator({ config, weights, tokenizer, tokenizerConfig, name }) {
-    this.model = this.wasm.Generator.create(this.runtime, config, weights, tokenizer, tokenizerConfig ?? undefined, name ?? undefined);
+  op_loadGenerator({ files, name }) {
+    const bundle = this.modelFiles(files);
+    try {
+      this.model = this.wasm.Generator.create(this.runtime, bundle, name ?? undefined);
+    } finally {
+      bundle.free();
+    }
     return { device: this.model.device };
   }
 
@@ -139,10 +156,15 @@ export class Host {
     return this.model.applyChatTemplate(messages, addGenerationPrompt);
   }
 
-  async op_start({ prompt, options, steer }) {
+  /** `vectors`: `[{id, bytes}]` this generator has not seen yet; the request names them by id. */
+  async op_start({ prompt, options, vectors }) {
     this.model.abort();
-    this.model.clearSteering();
-    for (const s of steer ?? []) this.model.steer(this.vector(s.id, s.bytes), s.strength);
+    for (const { id, bytes } of vectors ?? []) {
+      if (this.model.hasVector(id)) continue;
+      const v = this.wasm.Vector.fromBytes(bytes);
+      this.model.putVector(id, v);
+      v.free();
+    }
     const ids = await this.model.start(prompt, options ?? {});
     return ids.length;
   }
@@ -158,6 +180,7 @@ export class Host {
 
   async op_computeVector({ pairs, method, id }) {
     const v = await this.model.computeVector(pairs, method ?? undefined);
+    this.model.putVector(id, v);
     this.vectors.set(id, v);
     const bytes = v.toBytes();
     return { value: { ...Host.describe(v), bytes }, transfer: [bytes.buffer] };

@@ -3,7 +3,7 @@
 // Requests: {id, op, args}; replies: {id, ok: true, value} or {id, ok: false, error: {code, message}}.
 
 import { Host } from './veer-host.js';
-import { errorToData } from './veer-fetch.js';
+import { errorToData } from './veer-error.js';
 
 const host = new Host();
 

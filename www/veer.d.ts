@@ -40,7 +40,10 @@ export interface Progress {
 
 /** 'manifest': sha256 from a manifest.json ({files: {path: {size, sha256}}}) in the model folder or up to
  * two folders above; a string ending in .json: that manifest; an object: sha256 per role or file name. */
-export type Integrity = 'manifest' | string | Partial<Record<'config' | 'weights' | 'tokenizer' | 'tokenizerConfig' | string, string>>;
+export type Integrity = 'manifest' | string | Partial<Record<ModelRole | string, string>>;
+
+/** A model folder's files (crate/files.rs `ROLES`); the last three are optional. */
+export type ModelRole = 'config' | 'weights' | 'tokenizer' | 'tokenizerConfig' | 'pooling' | 'sentenceBert';
 
 export interface LoadOptions {
   /** The runtime to load on (default: the last `init()`, started with defaults if there was none). */
@@ -54,12 +57,20 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
-export interface ClassifierOptions extends LoadOptions {
+/** How an encoder embeds and classifies (crate/options.rs `EncoderOptions`; unknown names are errors). */
+export interface EncoderOptions {
+  /** Tokens per text including [CLS]/[SEP]. Default: the trained head's, else sentence_bert_config.json's
+   * max_seq_length, else min(512, max_position_embeddings). */
   maxLength?: number;
+  /** Default: 1_Pooling/config.json's, else 'mean'. */
   pooling?: 'mean' | 'cls';
+  /** L2-normalise embeddings (default true). */
   normalize?: boolean;
+  /** Texts per forward pass (default 16; bounds memory, results do not depend on it). */
   batchSize?: number;
 }
+
+export interface ClassifierOptions extends LoadOptions, EncoderOptions {}
 
 export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
@@ -68,11 +79,19 @@ export interface GeneratorOptions extends LoadOptions {
 
 type Bytes = ArrayBuffer | ArrayBufferView | Blob;
 /** A folder URL (page-relative or absolute) holding config.json, model.safetensors, tokenizer.json
- * (and tokenizer_config.json for generators), or each file as a URL, bytes, or (JSON files) an object. */
+ * (and, when present, tokenizer_config.json for generators, 1_Pooling/config.json and
+ * sentence_bert_config.json for encoders), or each file as a URL, bytes, or (JSON files) an object. */
 export type ModelSource =
   | string
   | URL
-  | { config: string | URL | Bytes | object; weights: string | URL | Bytes; tokenizer: string | URL | Bytes | object; tokenizerConfig?: string | URL | Bytes | object };
+  | {
+      config: string | URL | Bytes | object;
+      weights: string | URL | Bytes;
+      tokenizer: string | URL | Bytes | object;
+      tokenizerConfig?: string | URL | Bytes | object;
+      pooling?: string | URL | Bytes | object;
+      sentenceBert?: string | URL | Bytes | object;
+    };
 
 export interface FallbackEvent extends Event {
   from?: string;
@@ -131,6 +150,9 @@ export class Classifier extends EventTarget implements Model {
   readonly info: ModelInfo;
   /** Label names in the model's order (empty for a plain encoder). */
   readonly labels: string[];
+  /** Truncation length and embedding pooling in effect (options, else the folder's settings). */
+  readonly maxLength: number;
+  readonly pooling: 'mean' | 'cls';
   classify(texts: string[]): Promise<Classification[]>;
   classify(text: string): Promise<Classification>;
   embed(texts: string[]): Promise<Float32Array[]>;
@@ -146,20 +168,33 @@ export interface Steer {
   strength?: number;
 }
 
+/** One generation request (crate/options.rs `GenerateOptions`; unknown names are errors). */
 export interface GenerateOptions {
+  /** Tokens to generate at most (default 64). */
   maxTokens?: number;
+  /** 0 (default) = greedy. */
   temperature?: number;
+  /** Keep the k most likely tokens (0 = off). */
   topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (1 = off). */
   topP?: number;
+  /** Drop tokens less likely than minP × the most likely one (0 = off). */
+  minP?: number;
+  /** HF-style repetition penalty (1 = off). */
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
   stopIds?: number[];
   /** Wrap the prompt in the model's chat template as a user message. */
   chat?: boolean;
-  mode?: 'icv' | 'residual';
-  layers?: [number, number];
   steer?: Steer[];
+  /** Default: the vectors' own mode (they must agree). */
+  mode?: 'icv' | 'residual';
+  /** Blocks [start, end) the vectors act on (default all). */
+  layers?: [number, number];
+}
+
+export interface GenerateCallOptions extends GenerateOptions {
   /** Aborting ends the loop with an AbortError (code E_ABORTED). */
   signal?: AbortSignal;
 }
@@ -179,7 +214,7 @@ export class Generator extends EventTarget implements Model {
   /** Prompt length in tokens of the last generation. */
   readonly promptTokens?: number;
   /** Stream pieces of text; one generation at a time per Generator (later calls wait their turn). */
-  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
+  generate(prompt: string, options?: GenerateCallOptions): AsyncGenerator<Piece, void, undefined>;
   computeVector(pairs: { from: string; to: string }[], options?: { method?: 'pca' | 'mean' }): Promise<Vector>;
   encode(text: string): Promise<Uint32Array>;
   applyChatTemplate(messages: { role: string; content: string }[], addGenerationPrompt?: boolean): Promise<string>;

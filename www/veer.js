@@ -10,7 +10,8 @@
 // Page-relative URLs (models) resolve against the page; the library's own files (worker, wasm) against
 // this module's URL, so it works from any static host and sub-path. See veer.d.ts for every option.
 
-import { VeerError, toVeerError, errorFromData, fetchFile, manifestEntry, sha256, clearCache, DEFAULT_CACHE } from './veer-fetch.js';
+import { VeerError, toVeerError, errorFromData } from './veer-error.js';
+import { fetchFile, fetchVerified, clearCache, DEFAULT_CACHE } from './veer-fetch.js';
 
 export { VeerError, clearCache, fetchFile };
 
@@ -204,8 +205,7 @@ export class Runtime extends EventTarget {
  * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  const known = ['device', 'worker', 'cache', 'wasmUrl'];
-  for (const k of Object.keys(options)) if (!known.includes(k)) throw new VeerError('E_INVALID', `init: options.${k} is not an option (known: ${known.join(', ')})`);
+  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl']);
   const o = { device: options.device ?? 'auto', worker: options.worker ?? true, cache: options.cache ?? DEFAULT_CACHE, wasmUrl: options.wasmUrl ? resolve(options.wasmUrl) : urls.wasm };
   if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
   const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, name: 'veer runtime' });
@@ -219,12 +219,34 @@ async function runtimeFor(options) {
 
 // --- sources: a base URL, or explicit URLs / bytes per file -----------------------------------------
 
+// The roles of a model folder's files (the same table as `ROLES` in crate/files.rs; a test compares them).
 const FILES = {
   config: { name: 'config.json', kind: 'json' },
   weights: { name: 'model.safetensors', kind: 'safetensors' },
   tokenizer: { name: 'tokenizer.json', kind: 'json' },
   tokenizerConfig: { name: 'tokenizer_config.json', kind: 'json', optional: true },
+  pooling: { name: '1_Pooling/config.json', kind: 'json', optional: true },
+  sentenceBert: { name: 'sentence_bert_config.json', kind: 'json', optional: true },
 };
+
+// Options the library itself handles; the rest of a `load*`/`generate` options object is the model's
+// request (`EncoderOptions`, `GenerateOptions` in crate/options.rs), checked by the Rust types.
+const LOAD_OPTIONS = ['runtime', 'worker', 'integrity', 'onProgress', 'onFallback', 'signal'];
+
+/** Split `options` into the library's and the model's; `known` lists what the model side accepts when
+ * it has no Rust request type (anything else is then an error here). */
+function splitOptions(what, options, own, known) {
+  const mine = {};
+  const rest = {};
+  for (const [k, v] of Object.entries(options ?? {})) {
+    if (own.includes(k)) mine[k] = v;
+    else if (known && !known.includes(k)) throw new VeerError('E_INVALID', `${what}: options.${k} is not an option (known: ${[...own, ...known].join(', ')})`);
+    // A function cannot reach the model (structured clone): no model option takes one.
+    else if (typeof v === 'function') throw new VeerError('E_INVALID', `${what}: options.${k} is a function; no such callback option (the library's own: ${own.join(', ')})`);
+    else if (v !== undefined) rest[k] = v;
+  }
+  return [mine, rest];
+}
 
 function isBytes(x) {
   return x instanceof ArrayBuffer || ArrayBuffer.isView(x) || (typeof Blob === 'function' && x instanceof Blob);
@@ -266,7 +288,6 @@ async function toUint8(v) {
  * files: {name: {size, cached, ms}}}; `owned` bytes were downloaded here and may be transferred.
  */
 async function gather(sources, options, cacheName) {
-  const integrity = options.integrity;
   const files = {};
   const bytes = {};
   const owned = new Set();
@@ -275,35 +296,15 @@ async function gather(sources, options, cacheName) {
   const outer = options.signal;
   if (outer?.aborted) controller.abort();
   outer?.addEventListener('abort', () => controller.abort(), { once: true });
-  options = { ...options, signal: controller.signal };
   const all = Promise.all(
     Object.entries(sources).map(async ([role, s]) => {
-      let expected = {};
-      if (integrity && typeof integrity === 'object') {
-        const h = integrity[role] ?? integrity[s.name];
-        if (h) expected = { sha256: h };
-      }
-      if (s.url) {
-        if (integrity === 'manifest' || (typeof integrity === 'string' && integrity !== 'manifest')) {
-          try {
-            expected = await manifestEntry(s.url, { manifestUrl: integrity === 'manifest' ? undefined : resolve(integrity), signal: options.signal, cache: cacheName });
-          } catch (e) {
-            if (!(s.optional && e.code === 'E_INTEGRITY')) throw e;
-          }
-        }
-        const r = await fetchFile(s.url, { file: s.name, kind: s.kind, sha256: expected.sha256, size: expected.size, cache: cacheName, optional: s.optional, onProgress: options.onProgress, signal: options.signal });
-        if (!r) return;
-        bytes[role] = r.bytes;
-        owned.add(role);
-        files[s.name] = { size: r.bytes.length, cached: r.cached, ms: Math.round(r.ms), url: s.url };
-      } else {
-        const b = await toUint8(s.bytes);
-        if (expected.sha256 && (await sha256(b)) !== expected.sha256.toLowerCase()) {
-          throw new VeerError('E_INTEGRITY', `${s.name}: sha256 does not match the expected ${expected.sha256}`, { file: s.name });
-        }
-        bytes[role] = b;
-        files[s.name] = { size: b.length, cached: false, ms: 0 };
-      }
+      const r = s.url
+        ? await fetchVerified(s.url, { ...s, role, integrity: options.integrity, resolve, cache: cacheName, onProgress: options.onProgress, signal: controller.signal })
+        : await fetchVerified(undefined, { ...s, role, bytes: await toUint8(s.bytes), integrity: options.integrity });
+      if (!r) return;
+      bytes[role] = r.bytes;
+      if (s.url) owned.add(role);
+      files[s.name] = { size: r.bytes.length, cached: r.cached, ms: Math.round(r.ms), ...(s.url && { url: s.url }) };
     }),
   );
   try {
@@ -312,31 +313,31 @@ async function gather(sources, options, cacheName) {
     controller.abort(); // Promise.all rejected with the first failure; stop the rest
     throw e;
   }
-  return { bytes, owned, files };
+  return { bytes, owned, files, sources };
 }
 
-/** Arguments for a `load*` request, with the downloaded buffers listed for transfer. */
+/** Arguments for a `load*` request: the files as `[{role, name, bytes}]` (name: the URL they were
+ * fetched as, so errors name it), with the downloaded buffers listed for transfer. */
 function loadArgs(g, extra) {
-  const args = { ...extra };
+  const files = [];
   const transfer = [];
   for (const [role, b] of Object.entries(g.bytes)) {
-    args[role] = b;
+    files.push({ role, name: g.sources[role].url ?? g.sources[role].name, bytes: b });
     if (g.owned.has(role) && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) transfer.push(b.buffer);
   }
-  return { args, transfer };
+  return { args: { ...extra, files }, transfer };
 }
 
 // --- models -----------------------------------------------------------------------------------------
 
-const ENCODER_OPTIONS = ['maxLength', 'pooling', 'normalize', 'batchSize'];
-
 class Model extends EventTarget {
-  constructor(rt, kind, sources, options) {
+  constructor(rt, kind, sources, options, request) {
     super();
     this.runtime = rt;
     this.kind = kind;
     this._sources = sources;
     this._options = options;
+    this._request = request;
     this._disposed = false;
   }
 
@@ -352,6 +353,7 @@ class Model extends EventTarget {
       const info = await opened.channel.call(this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator', args, transfer);
       this._ch?.close();
       this._ch = opened.channel;
+      this._vectorsSent = new Set(); // vectors the new worker holds
       this.device = info.device;
       this.worker = opened.inWorker;
       if (opened.info.fallbackReason) this.fallbackReason = opened.info.fallbackReason;
@@ -424,9 +426,7 @@ class Model extends EventTarget {
 
 export class Classifier extends Model {
   _loadExtra() {
-    const options = {};
-    for (const k of ENCODER_OPTIONS) if (this._options[k] !== undefined) options[k] = this._options[k];
-    return { options };
+    return { options: this._request };
   }
 
   /** One result per text, `{label, score, scores: {label: score}}` in the model's label order. */
@@ -459,10 +459,14 @@ export class Classifier extends Model {
  * tokenizer.json) or `{config, weights, tokenizer}` as URLs or bytes.
  */
 export async function loadClassifier(source, options = {}) {
-  const rt = await runtimeFor(options);
-  const clf = new Classifier(rt, 'classifier', describeSources(source, ['config', 'weights', 'tokenizer']), options);
-  const info = await clf._open(rt._deviceForModels(), { signal: options.signal });
+  // Everything but the library's own options is an `EncoderOptions` request, checked by the model.
+  const [own, request] = splitOptions('loadClassifier', options, LOAD_OPTIONS);
+  const rt = await runtimeFor(own);
+  const clf = new Classifier(rt, 'classifier', describeSources(source, ['config', 'weights', 'tokenizer', 'pooling', 'sentenceBert']), own, request);
+  const info = await clf._open(rt._deviceForModels(), { signal: own.signal });
   clf.labels = info.labels;
+  clf.maxLength = info.maxLength;
+  clf.pooling = info.pooling;
   return clf;
 }
 
@@ -489,6 +493,7 @@ export class Generator extends Model {
   async computeVector(pairs, { method } = {}) {
     const id = `${this.runtime._vectors++}:computed`;
     const d = await this._call('computeVector', { pairs, method, id });
+    this._vectorsSent.add(id); // it stays in this generator's worker
     return new Vector(this.runtime, d, id);
   }
 
@@ -502,11 +507,11 @@ export class Generator extends Model {
 
   /**
    * Stream a generation: `for await (const {text, id} of gen.generate(prompt, options))`.
-   * Options: maxTokens, temperature, topK, topP, repetitionPenalty, seed, stop, stopIds, chat, mode,
-   * layers, steer: [{vector, strength}], signal. `gen.finish` then says why it ended.
+   * Options: the model's `GenerateOptions` (veer.d.ts), with `steer: [{vector, strength}]`, plus
+   * `signal`. `gen.finish` then says why it ended.
    */
   async *generate(prompt, options = {}) {
-    const { signal, steer, ...rest } = options;
+    const { signal, steer, ...request } = options ?? {};
     const release = await this._lock();
     const abortable = (p) => {
       if (!signal) return p;
@@ -521,11 +526,18 @@ export class Generator extends Model {
     this.finish = undefined;
     const n = ++generations;
     try {
-      const steerArgs = (steer ?? []).map((s, i) => {
+      if (steer !== undefined && !Array.isArray(steer)) throw new VeerError('E_INVALID', 'steer: expected an array of {vector, strength}');
+      // Vectors travel by id; each one's bytes go to this generator's worker once.
+      const vectors = [];
+      const terms = (steer ?? []).map((s, i) => {
         if (!(s?.vector instanceof Vector)) throw new VeerError('E_INVALID', `steer[${i}].vector: expected a Vector from loadVector or computeVector`);
-        return { id: s.vector.id, bytes: s.vector.bytes, strength: s.strength ?? s.vector.defaultStrength };
+        if (!this._vectorsSent.has(s.vector.id)) vectors.push({ id: s.vector.id, bytes: s.vector.bytes });
+        const { vector, ...rest } = s;
+        return { ...rest, vector: vector.id };
       });
-      this.promptTokens = await abortable(this._call('start', { prompt, options: rest, steer: steerArgs }));
+      if (steer !== undefined) request.steer = terms;
+      this.promptTokens = await abortable(this._call('start', { prompt, options: request, vectors }));
+      for (const v of vectors) this._vectorsSent.add(v.id);
       for (;;) {
         const piece = await abortable(this._call('next', undefined, { retry: false }));
         if (piece.done) {
@@ -550,9 +562,10 @@ export class Generator extends Model {
  * optional tokenizer_config.json for the chat template) or `{config, weights, tokenizer, tokenizerConfig}`.
  */
 export async function loadGenerator(source, options = {}) {
-  const rt = await runtimeFor(options);
-  const gen = new Generator(rt, 'generator', describeSources(source, ['config', 'weights', 'tokenizer', 'tokenizerConfig']), options);
-  await gen._open(rt._deviceForModels(), { signal: options.signal });
+  const [own] = splitOptions('loadGenerator', options, [...LOAD_OPTIONS, 'name'], []);
+  const rt = await runtimeFor(own);
+  const gen = new Generator(rt, 'generator', describeSources(source, ['config', 'weights', 'tokenizer', 'tokenizerConfig']), own);
+  await gen._open(rt._deviceForModels(), { signal: own.signal });
   return gen;
 }
 
@@ -601,16 +614,15 @@ export class Vector {
 
 /** Load a vector file (veer safetensors or a llama.cpp GGUF control vector) from a URL or bytes. */
 export async function loadVector(source, options = {}) {
-  const rt = await runtimeFor(options);
+  const [own] = splitOptions('loadVector', options, ['runtime', 'integrity', 'onProgress', 'signal'], []);
+  const rt = await runtimeFor(own);
   let bytes;
-  const name = typeof source === 'string' || source instanceof URL ? String(source).split('/').pop() : 'vector';
-  if (typeof source === 'string' || source instanceof URL) {
-    const url = resolve(source);
-    let expected = {};
-    if (options.integrity === 'manifest' || typeof options.integrity === 'string') {
-      expected = await manifestEntry(url, { manifestUrl: options.integrity === 'manifest' ? undefined : resolve(options.integrity), cache: rt.options.cache });
-    } else if (options.integrity?.sha256) expected = options.integrity;
-    bytes = (await fetchFile(url, { file: name, kind: 'binary', sha256: expected.sha256, size: expected.size, cache: rt.options.cache, onProgress: options.onProgress, signal: options.signal })).bytes;
+  const isUrl = typeof source === 'string' || source instanceof URL;
+  const name = isUrl ? String(source).split('/').pop() : 'vector';
+  if (isUrl) {
+    const integrity = own.integrity?.sha256 ? { vector: own.integrity.sha256 } : own.integrity;
+    const r = await fetchVerified(resolve(source), { role: 'vector', name, kind: 'binary', size: own.integrity?.size, integrity, resolve, cache: rt.options.cache, onProgress: own.onProgress, signal: own.signal });
+    bytes = r.bytes;
   } else if (isBytes(source)) {
     bytes = (await toUint8(source)).slice();
   } else {

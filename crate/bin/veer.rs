@@ -6,16 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use veer::backend::{self, DeviceChoice};
-use veer::bert::Pooling;
-use veer::convert::{self, OutDtype};
-use veer::encoder::{self, Encoder};
-use veer::generate::{self, GenerateParams, Generation, Message};
-use veer::icv;
-use veer::llama::{Plain, Steer};
-use veer::sample::SamplingParams;
-use veer::steer::{Injection, Steering, Vector};
-use veer::{Error, Result, gguf, tokenizer};
+use veer::backend::{self, Backend};
+use veer::encoder::Encoder;
+use veer::files::ModelFiles;
+use veer::generate::{self, Generation};
+use veer::options::{EncoderOptions, GenerateOptions};
+use veer::steer::{self, SteerTerm, SteeringSpec, Vector};
+use veer::weights::OutDtype;
+use veer::{Error, Result, convert, gguf, icv, tokenizer};
 
 #[derive(Parser)]
 #[command(name = "veer", version, about = "Language models in the browser, and natively")]
@@ -89,34 +87,8 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         prompt: String,
-        /// Wrap the prompt as one user message with the model's chat template.
-        #[arg(long)]
-        chat: bool,
-        #[arg(long, default_value_t = 64)]
-        max_tokens: usize,
-        /// 0 = greedy.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 1.0)]
-        top_p: f32,
-        #[arg(long, default_value_t = 0)]
-        top_k: usize,
-        #[arg(long, default_value_t = 1.0)]
-        repetition_penalty: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Stop strings (repeatable).
-        #[arg(long)]
-        stop: Vec<String>,
-        /// Steering vector file, optionally with a strength: FILE[:STRENGTH] (repeatable).
-        #[arg(long)]
-        vector: Vec<String>,
-        /// How vectors act: icv (at MLP outputs) or residual (added to block outputs).
-        #[arg(long)]
-        mode: Option<String>,
-        /// Layers that vectors act on, as START..END (default all).
-        #[arg(long)]
-        layers: Option<String>,
+        #[command(flatten)]
+        options: GenerateOptions,
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Print each piece to stderr as it is generated.
@@ -256,7 +228,7 @@ struct DistillArgs {
     no_chat: bool,
     /// LM teacher: steer it with a vector, FILE[:STRENGTH].
     #[arg(long)]
-    teacher_vector: Option<String>,
+    teacher_vector: Option<SteerTerm>,
     /// cpu, wgpu (native GPU, needs the `wgpu` feature) or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -282,76 +254,26 @@ struct EncoderArgs {
     model: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Tokens per text including special tokens (default min(512, max_position_embeddings)).
-    #[arg(long)]
-    max_len: Option<usize>,
-    /// Pooling for embed (default: the folder's 1_Pooling/config.json, else mean).
-    #[arg(long, value_enum)]
-    pooling: Option<PoolingArg>,
-    /// Skip L2 normalisation of embeddings.
-    #[arg(long)]
-    no_normalize: bool,
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
+    #[command(flatten)]
+    options: EncoderOptions,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum PoolingArg {
-    Mean,
-    Cls,
+fn device(name: &str) -> Result<Backend> {
+    backend::block_on(backend::select(name.parse()?))
 }
 
-/// Load an encoder folder; pooling defaults follow sentence-transformers' `1_Pooling/config.json`.
+/// Load an encoder folder as the browser does: the same files, the same defaults.
 fn encoder(args: &EncoderArgs) -> Result<Encoder> {
-    let dir = &args.model;
-    let pooling = match args.pooling {
-        Some(PoolingArg::Mean) => Pooling::Mean,
-        Some(PoolingArg::Cls) => Pooling::Cls,
-        None => match std::fs::read(dir.join("1_Pooling/config.json")) {
-            Ok(bytes) => {
-                let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::file("1_Pooling/config.json", e))?;
-                if v["pooling_mode_cls_token"] == true { Pooling::Cls } else { Pooling::Mean }
-            }
-            Err(_) => Pooling::Mean,
-        },
-    };
-    let options = encoder::Options { max_len: args.max_len, pooling, normalize: !args.no_normalize, batch_size: args.batch_size };
-    let backend = backend::block_on(backend::select(args.device.parse()?))?;
-    Encoder::load(
-        &read(&dir.join("config.json"))?,
-        &read(&dir.join("model.safetensors"))?,
-        &read(&dir.join("tokenizer.json"))?,
-        options,
-        &backend.device,
-    )
+    Encoder::load(&ModelFiles::from_dir(&args.model)?, &args.options, &device(&args.device)?.device)
 }
 
 fn decoder(dir: &Path, device: &burn::tensor::Device) -> Result<generate::Model> {
-    let tokenizer_config = std::fs::read(dir.join("tokenizer_config.json")).ok();
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    generate::Model::load(
-        &read(&dir.join("config.json"))?,
-        &read(&dir.join("model.safetensors"))?,
-        &read(&dir.join("tokenizer.json"))?,
-        tokenizer_config.as_deref(),
-        &name,
-        device,
-    )
+    generate::Model::load(&ModelFiles::from_dir(dir)?, &name, device)
 }
 
 fn read_vector(path: &Path) -> Result<Vector> {
     Vector::from_bytes(&read(path)?, &path.display().to_string())
-}
-
-fn parse_layers(spec: &str, n: usize) -> Result<std::ops::Range<usize>> {
-    let bad = || Error::Invalid(format!("--layers `{spec}`: expected START..END within 0..{n}"));
-    let (a, b) = spec.split_once("..").ok_or_else(bad)?;
-    let a: usize = if a.is_empty() { 0 } else { a.parse().map_err(|_| bad())? };
-    let b: usize = if b.is_empty() { n } else { b.parse().map_err(|_| bad())? };
-    if a >= b || b > n {
-        return Err(bad());
-    }
-    Ok(a..b)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -373,18 +295,7 @@ fn texts(args: Vec<String>) -> Result<Vec<String>> {
 
 fn run(command: Command) -> Result<serde_json::Value> {
     match command {
-        Command::ConvertGguf { input, out_dir, dtype } => {
-            let bytes = read(&input)?;
-            let file = gguf::Gguf::parse(&bytes, &input.display().to_string())?;
-            let dtype = dtype.into();
-            let folder = convert::convert(&file, dtype)?;
-            std::fs::create_dir_all(&out_dir).map_err(|e| Error::file(out_dir.display().to_string(), e))?;
-            write(&out_dir.join("config.json"), folder.config_json.as_bytes())?;
-            write(&out_dir.join("model.safetensors"), &folder.model_safetensors)?;
-            write(&out_dir.join("tokenizer.json"), folder.tokenizer_json.as_bytes())?;
-            write(&out_dir.join("tokenizer_config.json"), folder.tokenizer_config_json.as_bytes())?;
-            Ok(json!({"out_dir": out_dir, "tensors": file.tensors.len(), "safetensors_bytes": folder.model_safetensors.len()}))
-        }
+        Command::ConvertGguf { input, out_dir, dtype } => convert_gguf(&input, &out_dir, dtype.into()),
         Command::Tokenize { model, special, texts: args } => {
             let path = model.join("tokenizer.json");
             let tok = tokenizer::load(&read(&path)?, &path.display().to_string())?;
@@ -395,11 +306,10 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let model = encoder(&enc)?;
             let texts = texts(args)?;
             let embeddings = backend::block_on(model.embed(&texts))?;
-            Ok(json!({"embeddings": embeddings, "input_ids": model.tokenize(&texts)?}))
+            Ok(json!({"embeddings": embeddings, "input_ids": model.tokenize(&texts)?, "max_length": model.max_len(), "pooling": model.pooling()}))
         }
         Command::Classify { enc, texts: args } => {
-            let model = encoder(&enc)?;
-            let results = backend::block_on(model.classify(&texts(args)?))?;
+            let results = backend::block_on(encoder(&enc)?.classify(&texts(args)?))?;
             let results: Vec<_> = results
                 .into_iter()
                 .map(|r| json!({"label": r.label, "score": r.score, "scores": r.scores.into_iter().map(|(k, v)| (k, json!(v))).collect::<serde_json::Map<_, _>>()}))
@@ -416,91 +326,8 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
         }
-        Command::Generate {
-            model, prompt, chat, max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, vector, mode, layers, device, stream,
-        } => {
-            let backend = backend::block_on(backend::select(device.parse()?))?;
-            let m = decoder(&model, &backend.device)?;
-            let c = &m.llama.config;
-            let text = if chat {
-                m.apply_chat_template(&[Message { role: "user".into(), content: prompt }], true)?
-            } else {
-                prompt
-            };
-            let prompt_ids = m.encode(&text)?;
-            let mut vectors = Vec::new();
-            for spec in &vector {
-                let (file, strength) = match spec.rsplit_once(':') {
-                    Some((f, s)) if s.parse::<f32>().is_ok() => (f.to_string(), s.parse::<f32>().ok()),
-                    _ => (spec.clone(), None),
-                };
-                let mut v = read_vector(Path::new(&file))?;
-                v.fit(c.num_hidden_layers, c.hidden_size, &file)?;
-                let s = strength.unwrap_or(v.default_strength);
-                vectors.push((v, s));
-            }
-            let steering = match vectors.first() {
-                Some((first, _)) => {
-                    let injection: Injection = match &mode {
-                        Some(m) => m.parse()?,
-                        None => first.injection,
-                    };
-                    let range = match &layers {
-                        Some(spec) => parse_layers(spec, c.num_hidden_layers)?,
-                        None => 0..c.num_hidden_layers,
-                    };
-                    Some(Steering::new(&vectors, injection, range, &backend.device)?)
-                }
-                None => None,
-            };
-            let steer: &dyn Steer = match &steering {
-                Some(s) => s,
-                None => &Plain,
-            };
-            let params = GenerateParams {
-                max_tokens,
-                sampling: SamplingParams { temperature, top_k, top_p, repetition_penalty, seed },
-                stop,
-                stop_ids: Vec::new(),
-            };
-            let t0 = std::time::Instant::now();
-            let mut g = backend::block_on(Generation::start(&m, prompt_ids.clone(), params, steer))?;
-            let prefill_s = t0.elapsed().as_secs_f64();
-            let t1 = std::time::Instant::now();
-            while let Some(piece) = backend::block_on(g.next(&m, steer))? {
-                if stream {
-                    eprint!("{}", piece.text);
-                }
-            }
-            let decode_s = t1.elapsed().as_secs_f64();
-            if stream {
-                eprintln!();
-            }
-            // The first token comes from the prefill's logits; the rest are one forward each.
-            let steps = g.ids().len().saturating_sub(1).max(1);
-            Ok(json!({
-                "ids": g.ids(), "text": g.text(), "prompt_ids": prompt_ids, "finish": g.finish,
-                "prefill_tokens_per_s": prompt_ids.len() as f64 / prefill_s,
-                "tokens_per_s": steps as f64 / decode_s,
-            }))
-        }
-        Command::Vector { model, pairs, out, method, device } => {
-            let backend = backend::block_on(backend::select(device.parse()?))?;
-            let m = decoder(&model, &backend.device)?;
-            let text = String::from_utf8(read(&pairs)?).map_err(|e| Error::file(pairs.display().to_string(), e))?;
-            let mut ids = Vec::new();
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::file(pairs.display().to_string(), format!("line {}: {e}", n + 1)))?;
-                let field = |k: &str| {
-                    v[k].as_str().map(str::to_string).ok_or_else(|| Error::file(pairs.display().to_string(), format!("line {}: needs string field `{k}`", n + 1)))
-                };
-                ids.push((m.encode(&field("from")?)?, m.encode(&field("to")?)?));
-            }
-            let vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
-            write(&out, &vector.to_safetensors()?)?;
-            let norms: Vec<f32> = vector.layers.iter().map(|l| l.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-            Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
-        }
+        Command::Generate { model, prompt, options, device, stream } => generate(&model, &prompt, &options, &device, stream),
+        Command::Vector { model, pairs, out, method, device } => vector(&model, &pairs, &out, &method, &device),
         Command::VectorOp { op, a, b, out } => {
             let va = read_vector(&a)?;
             let need = || b.clone().ok_or_else(|| Error::Invalid(format!("`{op}` needs a second argument")));
@@ -513,99 +340,136 @@ fn run(command: Command) -> Result<serde_json::Value> {
             write(&out, &result.to_safetensors()?)?;
             Ok(json!({"out": out, "method": result.method}))
         }
-        Command::Distill(a) => {
-            let rename = a
-                .rename
-                .iter()
-                .map(|r| r.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Error::Invalid(format!("--rename `{r}`: expected OLD=NEW"))))
-                .collect::<Result<_>>()?;
-            let vector = match &a.teacher_vector {
-                Some(spec) => Some(match spec.rsplit_once(':') {
-                    Some((f, s)) if s.parse::<f32>().is_ok() => (PathBuf::from(f), s.parse().unwrap_or(0.1)),
-                    _ => {
-                        let v = read_vector(Path::new(spec))?;
-                        (PathBuf::from(spec), v.default_strength)
-                    }
-                }),
-                None => None,
-            };
-            let labels_for_verbalisers = a.labels.clone();
-            let prompt = veer::distill::teacher::LlmPrompt {
-                template: a.prompt.clone(),
-                verbalisers: a.verbalisers.clone().or(labels_for_verbalisers).unwrap_or_default(),
-                max_chars: a.prompt_chars,
-                chat: !a.no_chat,
-                vector,
-            };
-            if a.teacher.starts_with("llm:") && prompt.verbalisers.is_empty() {
-                return Err(Error::Invalid("--teacher llm:… needs --labels (or --verbalisers) so the prompt can name them".into()));
-            }
-            let options = veer::distill::Options {
-                data: a.data,
-                test: a.test,
-                text_col: a.text_col,
-                label_col: a.label_col,
-                rename,
-                labels: a.labels,
-                teacher: veer::distill::teacher::Teacher::parse(&a.teacher, prompt)?,
-                select: a.select.parse()?,
-                budget: a.budget,
-                rounds: a.rounds,
-                encoder: a.encoder,
-                max_len: a.max_len,
-                layers: a.layers,
-                out: a.out,
-                cache: a.cache,
-                dtype: a.dtype.into(),
-                train: veer::distill::train::TrainOptions {
-                    hidden: a.hidden,
-                    lr: a.lr,
-                    weight_decay: a.weight_decay,
-                    batch: a.batch_size,
-                    epochs: a.epochs,
-                    patience: a.patience,
-                    seed: a.seed,
-                    ..Default::default()
-                },
-                seed: a.seed,
-                test_fraction: a.test_fraction,
-                val_fraction: a.val_fraction,
-                limit: a.limit,
-                test_limit: a.test_limit,
-                compare: a.compare,
-                seeds: a.seeds,
-                finetune: (a.finetune_layers > 0).then(|| veer::distill::finetune::FineTuneOptions {
-                    layers: a.finetune_layers,
-                    lr: a.finetune_lr,
-                    head_lr: a.finetune_head_lr,
-                    weight_decay: 0.01,
-                    epochs: a.finetune_epochs,
-                    batch: 16,
-                    seed: a.seed,
-                    rank: a.finetune_rank,
-                }),
-                device: {
-                    let b = backend::block_on(backend::select(a.device.parse()?))?;
-                    if let Some(why) = &b.fallback_reason {
-                        eprintln!("distill: on the CPU ({why})");
-                    }
-                    b.device
-                },
-            };
-            veer::distill::run(&options)
-        }
+        Command::Distill(a) => distill(*a),
         Command::Pack { encoder, head, out, dtype } => {
-            let dtype = dtype.into();
-            let packed = veer::distill::export::pack(&encoder, &head, &out, dtype)?;
+            let packed = veer::distill::export::pack(&encoder, &head, &out, dtype.into())?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
-        Command::Device { device } => {
-            let choice: DeviceChoice = device.parse()?;
-            let b = backend::block_on(backend::select(choice))?;
+        Command::Device { device: name } => {
+            let b = device(&name)?;
             let max_diff = backend::block_on(backend::self_check(&b))?;
             Ok(json!({"device": b.kind.name(), "fallback_reason": b.fallback_reason, "self_check_max_abs_diff": max_diff}))
         }
     }
+}
+
+fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_json::Value> {
+    let bytes = read(input)?;
+    let file = gguf::Gguf::parse(&bytes, &input.display().to_string())?;
+    let folder = convert::convert(&file, dtype)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::file(out_dir.display().to_string(), e))?;
+    write(&out_dir.join("config.json"), folder.config_json.as_bytes())?;
+    write(&out_dir.join("model.safetensors"), &folder.model_safetensors)?;
+    write(&out_dir.join("tokenizer.json"), folder.tokenizer_json.as_bytes())?;
+    write(&out_dir.join("tokenizer_config.json"), folder.tokenizer_config_json.as_bytes())?;
+    Ok(json!({"out_dir": out_dir, "tensors": file.tensors.len(), "safetensors_bytes": folder.model_safetensors.len()}))
+}
+
+fn generate(model: &Path, prompt: &str, options: &GenerateOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
+    let backend = device(device_name)?;
+    let m = decoder(model, &backend.device)?;
+    let c = &m.llama.config;
+    let spec = SteeringSpec::resolve(&options.steer, options.mode, options.layers, |file| read_vector(Path::new(file)))?;
+    let steering = spec.build(c.num_hidden_layers, c.hidden_size, &backend.device)?;
+    let hook = steer::hook(steering.as_ref());
+    let t0 = std::time::Instant::now();
+    let mut g = backend::block_on(Generation::start(&m, prompt, options, hook))?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    while let Some(piece) = backend::block_on(g.next(&m, hook))? {
+        if stream {
+            eprint!("{}", piece.text);
+        }
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    if stream {
+        eprintln!();
+    }
+    // The first token comes from the prefill's logits; the rest are one forward each.
+    let steps = g.ids().len().saturating_sub(1).max(1);
+    Ok(json!({
+        "ids": g.ids(), "text": g.text(), "prompt_ids": g.prompt(), "finish": g.finish,
+        "prefill_tokens_per_s": g.prompt().len() as f64 / prefill_s,
+        "tokens_per_s": steps as f64 / decode_s,
+    }))
+}
+
+fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, device_name: &str) -> Result<serde_json::Value> {
+    let backend = device(device_name)?;
+    let m = decoder(model, &backend.device)?;
+    let file = pairs.display().to_string();
+    let text = String::from_utf8(read(pairs)?).map_err(|e| Error::file(&file, e))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let pair: icv::Pair = serde_json::from_str(line).map_err(|e| Error::file(&file, format!("line {}: expected {{\"from\": …, \"to\": …}}: {e}", n + 1)))?;
+        ids.push((m.encode(&pair.from)?, m.encode(&pair.to)?));
+    }
+    let vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
+    write(out, &vector.to_safetensors()?)?;
+    let norms: Vec<f32> = vector.layers.iter().map(|l| l.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+    Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
+}
+
+fn distill(a: DistillArgs) -> Result<serde_json::Value> {
+    use veer::distill::{self, finetune::FineTuneOptions, teacher, train::TrainOptions};
+    let rename = a
+        .rename
+        .iter()
+        .map(|r| r.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Error::Invalid(format!("--rename `{r}`: expected OLD=NEW"))))
+        .collect::<Result<_>>()?;
+    let prompt = teacher::LlmPrompt {
+        template: a.prompt.clone(),
+        verbalisers: a.verbalisers.clone().or(a.labels.clone()).unwrap_or_default(),
+        max_chars: a.prompt_chars,
+        chat: !a.no_chat,
+        vector: a.teacher_vector.clone(),
+    };
+    if a.teacher.starts_with("llm:") && prompt.verbalisers.is_empty() {
+        return Err(Error::Invalid("--teacher llm:… needs --labels (or --verbalisers) so the prompt can name them".into()));
+    }
+    let backend = device(&a.device)?;
+    if let Some(why) = &backend.fallback_reason {
+        eprintln!("distill: on the CPU ({why})");
+    }
+    let train = TrainOptions { hidden: a.hidden, lr: a.lr, weight_decay: a.weight_decay, batch: a.batch_size, epochs: a.epochs, patience: a.patience, seed: a.seed, ..Default::default() };
+    let finetune = (a.finetune_layers > 0).then(|| FineTuneOptions {
+        layers: a.finetune_layers,
+        lr: a.finetune_lr,
+        head_lr: a.finetune_head_lr,
+        epochs: a.finetune_epochs,
+        seed: a.seed,
+        rank: a.finetune_rank,
+        ..Default::default()
+    });
+    let options = distill::Options {
+        teacher: teacher::Teacher::parse(&a.teacher, prompt)?,
+        select: a.select.parse()?,
+        data: a.data,
+        test: a.test,
+        text_col: a.text_col,
+        label_col: a.label_col,
+        rename,
+        labels: a.labels,
+        budget: a.budget,
+        rounds: a.rounds,
+        encoder: a.encoder,
+        max_len: a.max_len,
+        layers: a.layers,
+        out: a.out,
+        cache: a.cache,
+        dtype: a.dtype.into(),
+        train,
+        seed: a.seed,
+        test_fraction: a.test_fraction,
+        val_fraction: a.val_fraction,
+        limit: a.limit,
+        test_limit: a.test_limit,
+        compare: a.compare,
+        seeds: a.seeds,
+        finetune,
+        device: backend.device,
+    };
+    distill::run(&options)
 }
 
 fn main() -> ExitCode {

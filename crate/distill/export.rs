@@ -7,37 +7,33 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value as Json, json};
 
 use crate::backend::{block_on, read_f32};
-use crate::bert::PooledHead;
-use crate::convert::OutDtype;
+use crate::bert::{NamedParam, PooledHead};
 use crate::distill::train::Head;
 use crate::error::{Error, Result};
-use crate::weights::floats;
+use crate::weights::{OutDtype, Stored, floats};
 
 pub const HEAD_FORMAT: &str = "veer-head/1";
 
 /// The head in HF layout ([out, in] weights): `pre_classifier.*` (when there is a hidden layer) and
 /// `classifier.*`, F32; plus any fine-tuned encoder layers under their HF names, in `dtype` (they
 /// replace the base encoder's tensors when packed).
-pub fn head_safetensors(head: &Head, layers: &[(String, Tensor<2>, bool)], dtype: OutDtype, spec: &PooledHead, labels: &[String], encoder: &str) -> Result<Vec<u8>> {
+pub fn head_safetensors(head: &Head, layers: &[NamedParam], dtype: OutDtype, spec: &PooledHead, labels: &[String], encoder: &str) -> Result<Vec<u8>> {
     let names: &[&str] = if head.has_hidden() { &["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"] } else { &["classifier.weight", "classifier.bias"] };
     // HF layout: linear weights [out, in]; biases and norm parameters flat.
-    let hf = |p: &Tensor<2>, transposed: bool, dtype: OutDtype| -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
+    let hf = |name: &str, p: &Tensor<2>, transposed: bool, dtype: OutDtype| -> Result<Stored> {
         let [i, o] = p.dims();
         let (value, shape) = if transposed { (p.clone().transpose(), vec![o, i]) } else { (p.clone(), vec![i * o]) };
-        Ok((dtype.safetensors(), shape, dtype.encode(&block_on(read_f32(value))?)))
+        Ok(Stored::floats(name, shape, &block_on(read_f32(value))?, dtype))
     };
     let mut tensors = Vec::new();
     for (name, p) in names.iter().zip(&head.params) {
-        let (dt, shape, bytes) = hf(p, name.ends_with(".weight"), OutDtype::F32)?;
-        tensors.push((name.to_string(), dt, shape, bytes));
+        tensors.push(hf(name, p, name.ends_with(".weight"), OutDtype::F32)?);
     }
-    for (name, p, transposed) in layers {
-        let (dt, shape, bytes) = hf(p, *transposed, dtype)?;
-        tensors.push((name.clone(), dt, shape, bytes));
+    for p in layers {
+        tensors.push(hf(&p.name, &p.value, p.transposed, dtype)?);
     }
     let json = |v: serde_json::Result<String>| v.map_err(|e| Error::file("head.safetensors", format!("metadata: {e}")));
     let meta: HashMap<String, String> = [
@@ -47,19 +43,7 @@ pub fn head_safetensors(head: &Head, layers: &[(String, Tensor<2>, bool)], dtype
         ("encoder".to_string(), encoder.to_string()),
     ]
     .into();
-    serialize(&tensors, meta, "head.safetensors")
-}
-
-type Named = (String, Dtype, Vec<usize>, Vec<u8>);
-
-fn serialize(tensors: &[Named], meta: HashMap<String, String>, file: &str) -> Result<Vec<u8>> {
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| Error::tensor(name, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(file, e))
+    crate::weights::write(&tensors, meta, "head.safetensors")
 }
 
 /// A tensor's shape and its values as f32, row-major.
@@ -141,7 +125,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
     obj.insert("id2label".into(), json!(id2label));
     obj.insert("label2id".into(), json!(label2id));
     obj.insert("veer_head".into(), json!(spec));
-    obj.insert("torch_dtype".into(), json!(if dtype == OutDtype::F16 { "float16" } else { "float32" }));
+    obj.insert("torch_dtype".into(), json!(dtype.torch_name()));
 
     let weights_path = encoder_dir.join("model.safetensors");
     let weights = read(&weights_path)?;
@@ -171,7 +155,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
             }
             values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
         }
-        tensors.push((name.to_string(), dtype.safetensors(), t.shape().to_vec(), dtype.encode(&values)));
+        tensors.push(Stored::floats(name, t.shape().to_vec(), &values, dtype));
     }
     if let Some(name) = adapters.keys().next() {
         return Err(Error::tensor(name, format!("{head_name} has a LoRA update for it, but {} has no such tensor", weights_path.display())));
@@ -183,17 +167,22 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
         if name.ends_with(".lora_A") || name.ends_with(".lora_B") {
             continue; // merged above
         }
-        tensors.push((name.to_string(), t.dtype(), t.shape().to_vec(), t.data().to_vec()));
+        tensors.push(Stored { name: name.to_string(), dtype: t.dtype(), shape: t.shape().to_vec(), bytes: t.data().to_vec() });
     }
-    let model = serialize(&tensors, [("format".to_string(), "pt".to_string())].into(), "model.safetensors")?;
+    let model = crate::weights::write(&tensors, [("format".to_string(), "pt".to_string())].into(), "model.safetensors")?;
 
     std::fs::create_dir_all(out).map_err(|e| Error::file(out.display().to_string(), e))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(out.join(name), bytes).map_err(|e| Error::file(out.join(name).display().to_string(), e));
     let config = serde_json::to_string_pretty(&config).map_err(|e| Error::file("config.json", e))?;
     write("config.json", config.as_bytes())?;
     write("model.safetensors", &model)?;
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"] {
+    // The tokenizer, and sentence-transformers' settings for embeddings (truncation, pooling), which
+    // the packed folder shares with its encoder.
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "sentence_bert_config.json", "1_Pooling/config.json"] {
         if let Ok(bytes) = std::fs::read(encoder_dir.join(f)) {
+            if let Some(parent) = out.join(f).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::file(parent.display().to_string(), e))?;
+            }
             write(f, &bytes)?;
         }
     }

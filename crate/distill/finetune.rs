@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::backend::{block_on, read_f32};
-use crate::bert::{self, PooledHead};
+use crate::bert::{self, NamedParam, PooledHead};
 use crate::distill::cache;
 use crate::distill::train::{AdamW, Head, loss, read_loss, targets};
 use crate::encoder::Encoder;
@@ -34,6 +34,12 @@ pub struct FineTuneOptions {
     pub rank: usize,
 }
 
+impl Default for FineTuneOptions {
+    fn default() -> Self {
+        FineTuneOptions { layers: 1, lr: 5e-5, head_lr: 1e-3, weight_decay: 0.01, epochs: 3, batch: 16, seed: 0, rank: 0 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FineTuneStats {
     pub epochs: usize,
@@ -43,16 +49,13 @@ pub struct FineTuneStats {
     pub seconds: f64,
 }
 
-/// (HF name, value as a matrix, whether HF stores it transposed).
-pub type Named = (String, Tensor<2>, bool);
-
 /// The trained student.
 pub struct Tuned {
     /// The top layers' effective parameters (adapters merged), in `layer_params` order.
-    pub layers: Vec<Named>,
+    pub layers: Vec<NamedParam>,
     /// What the head file keeps of the layers: the same tensors, or with LoRA the factors
     /// (`….lora_A` [in, r] and `….lora_B` [r, out], stored transposed like PEFT's) and the vectors.
-    pub stored: Vec<Named>,
+    pub stored: Vec<NamedParam>,
     pub head: Head,
 }
 
@@ -132,16 +135,16 @@ impl Params {
     }
 
     /// The tensors the head file keeps for the layers (see `Tuned::stored`).
-    fn stored(&self, values: &[Tensor<2>], names: &[Vec<(String, bool)>]) -> Vec<Named> {
+    fn stored(&self, values: &[Tensor<2>], names: &[Vec<(String, bool)>]) -> Vec<NamedParam> {
         let mut out = Vec::new();
         for (row, names) in self.slots.iter().zip(names) {
             for (slot, (name, m)) in row.iter().zip(names) {
                 match *slot {
-                    Slot::Direct(j) => out.push((name.clone(), values[j].clone(), *m)),
+                    Slot::Direct(j) => out.push(NamedParam { name: name.clone(), value: values[j].clone(), transposed: *m }),
                     Slot::Lora(a, b) => {
                         let stem = name.strip_suffix(".weight").unwrap_or(name);
-                        out.push((format!("{stem}.lora_A"), values[a].clone(), true));
-                        out.push((format!("{stem}.lora_B"), values[b].clone(), true));
+                        out.push(NamedParam { name: format!("{stem}.lora_A"), value: values[a].clone(), transposed: true });
+                        out.push(NamedParam { name: format!("{stem}.lora_B"), value: values[b].clone(), transposed: true });
                     }
                 }
             }
@@ -239,7 +242,7 @@ pub fn finetune(
     // Per layer: (HF name, is a matrix) and the current value of each parameter.
     type Layers = (Vec<Vec<(String, bool)>>, Vec<Vec<Tensor<2>>>);
     let (names, base): Layers =
-        (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|(n, t, tr)| ((n, tr), t)).unzip()).unzip();
+        (from..n_layers).map(|i| enc.model().layer_params(i).into_iter().map(|p| ((p.name, p.transposed), p.value)).unzip()).unzip();
     let matrix: Vec<Vec<bool>> = names.iter().map(|r| r.iter().map(|(_, m)| *m).collect()).collect();
     let device = enc.model().device().clone();
     let ad = device.clone().autodiff();
@@ -299,7 +302,7 @@ pub fn finetune(
         }
     }
     let (val_loss, best_epoch, values) = best;
-    let layers = names.iter().flatten().zip(params.layers(&values, false).into_iter().flatten()).map(|((n, m), p)| (n.clone(), p, *m)).collect();
+    let layers = names.iter().flatten().zip(params.layers(&values, false).into_iter().flatten()).map(|((name, transposed), value)| NamedParam { name: name.clone(), value, transposed: *transposed }).collect();
     let tuned = Tuned { layers, stored: params.stored(&values, &names), head: params.head(&values, activation) };
     Ok((tuned, FineTuneStats { epochs: opts.epochs, best_epoch, val_loss, trainable, seconds: clock.elapsed().as_secs_f64() }))
 }
@@ -312,7 +315,7 @@ pub fn predict(enc: &Encoder, spec: &PooledHead, tuned: &Tuned, texts: &[String]
     let ins = inputs(enc, texts, pooled_all, from, &spec.layers, "states test")?;
     let model = Model { enc, spec, from, hidden: enc.config().hidden_size };
     let per_layer = enc.model().layer_params(0).len();
-    let layers: Vec<Vec<Tensor<2>>> = tuned.layers.chunks(per_layer).map(|c| c.iter().map(|(_, t, _)| t.clone()).collect()).collect();
+    let layers: Vec<Vec<Tensor<2>>> = tuned.layers.chunks(per_layer).map(|c| c.iter().map(|p| p.value.clone()).collect()).collect();
     let device = enc.model().device().clone();
     let mut out = Vec::with_capacity(ins.len());
     for chunk in ins.chunks(32) {

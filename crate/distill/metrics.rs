@@ -26,10 +26,6 @@ pub fn score(pred: &[usize], gold: &[usize], classes: usize) -> Scores {
     Scores { accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 }, macro_f1: f1, n }
 }
 
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
-}
-
 /// The most frequent gold class: the majority-class baseline predicts it everywhere.
 pub fn majority(gold: &[usize], classes: usize) -> usize {
     let mut counts = vec![0usize; classes];

@@ -25,12 +25,15 @@ use serde_json::json;
 use burn::tensor::Device;
 
 use crate::bert::{PooledHead, Pooling};
-use crate::convert::OutDtype;
-use crate::encoder::{self, Encoder};
+use crate::encoder::Encoder;
+use crate::files::ModelFiles;
+use crate::options::EncoderOptions;
+use crate::weights::OutDtype;
 use crate::error::{Error, Result};
 use cache::Hash;
 use data::{Columns, Dataset};
-use metrics::{Scores, argmax};
+use crate::sample::argmax;
+use metrics::Scores;
 use select::Method;
 use teacher::Teacher;
 use train::{Split, TrainOptions, Trainer};
@@ -130,12 +133,11 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     eprintln!("distill: {} labels {:?}; pool {}, val {}, test {}", classes, labels, pool.len(), val.len(), test.len());
 
     // Student encoder and features.
-    let read = |f: &str| std::fs::read(o.encoder.join(f)).map_err(|e| Error::file(o.encoder.join(f).display().to_string(), e));
-    let (config, weights, tok) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
+    let files = ModelFiles::from_dir(&o.encoder)?;
     let spec = PooledHead { pooling: Pooling::Mean, normalize: true, activation: (o.train.hidden > 0).then_some(o.train.activation), layers: o.layers.clone(), max_length: Some(o.max_len) };
-    let enc_options = encoder::Options { max_len: Some(o.max_len), pooling: spec.pooling, normalize: spec.normalize, batch_size: 16 };
-    let enc = Encoder::load(&config, &weights, &tok, enc_options, &o.device)?;
-    let enc_id = Hash::default().bytes(&config).bytes(&weights).bytes(&tok);
+    let enc_options = EncoderOptions { max_length: Some(o.max_len), pooling: Some(spec.pooling), normalize: spec.normalize, ..Default::default() };
+    let enc = Encoder::load(&files, &enc_options, &o.device)?;
+    let enc_id = Hash::default().bytes(&files.config.bytes).bytes(&files.weights.bytes).bytes(&files.tokenizer.bytes);
     let t0 = Instant::now();
     let (hidden, states) = (enc.config().hidden_size, enc.config().num_hidden_layers + 1);
     if let Some(&l) = o.layers.iter().find(|&&l| l >= states) {
@@ -281,7 +283,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
             "encoder": encoder_name,
             "head": {"hidden": o.train.hidden, "activation": spec.activation, "params": head.num_params(), "bytes": head_bytes_len},
             "finetune": tuned_report,
-            "encoder_params": encoder_params(&weights),
+            "encoder_params": encoder_params(&files.weights.bytes),
             "model_bytes": packed.model_bytes,
             "dtype": if o.dtype == OutDtype::F16 { "f16" } else { "f32" },
             "select": o.select, "budget": o.budget, "samples": samples,

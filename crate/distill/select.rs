@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::distill::data::shuffled;
-use crate::distill::metrics::argmax;
+use crate::sample::argmax;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{block_on, read_f32};
 use crate::distill::cache::{self, Hash, JsonLines};
 use crate::distill::data::Dataset;
-use crate::encoder::{self, Encoder};
+use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::generate::{Message, Model};
-use crate::llama::{Cache, Plain, Steer};
-use crate::steer::{Steering, Vector};
+use crate::files::ModelFiles;
+use crate::generate::Model;
+use crate::llama::Cache;
+use crate::options::EncoderOptions;
+use crate::steer::{self, SteerTerm, Steering, SteeringSpec, Vector};
 
 /// How the decoder LM is asked.
 #[derive(Debug, Clone)]
@@ -30,8 +32,8 @@ pub struct LlmPrompt {
     pub max_chars: usize,
     /// Wrap the prompt in the model's chat template (when it has one).
     pub chat: bool,
-    /// Steering vector file and strength.
-    pub vector: Option<(PathBuf, f32)>,
+    /// Steering vector file and strength (default: the file's).
+    pub vector: Option<SteerTerm>,
 }
 
 pub const DEFAULT_TEMPLATE: &str = "Classify the text below into exactly one of these categories: {labels}.\n\nText: {text}\n\nAnswer with the category only.";
@@ -84,9 +86,7 @@ impl Teacher {
                 })
                 .collect(),
             Teacher::Classifier(dir) => {
-                let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
-                let options = encoder::Options { batch_size: 16, ..Default::default() };
-                let enc = Encoder::load(&read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?, options, device)?;
+                let enc = Encoder::load(&ModelFiles::from_dir(dir)?, &EncoderOptions::default(), device)?;
                 sets.iter()
                     .map(|d| {
                         // The teacher's labels, reordered to ours by name.
@@ -186,12 +186,10 @@ struct LlmLabeller {
 
 impl LlmLabeller {
     fn load(dir: &Path, prompt: &LlmPrompt, labels: &[String], device: &Device) -> Result<Self> {
-        let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| Error::file(dir.join(f).display().to_string(), e));
-        let device = device.clone();
-        let weights = read("model.safetensors")?;
-        let weights_id = Hash::default().bytes(&read("config.json")?).bytes(&(weights.len() as u64).to_le_bytes()).bytes(&weights[..weights.len().min(1 << 20)]);
-        let tc = std::fs::read(dir.join("tokenizer_config.json")).ok();
-        let model = Model::load(&read("config.json")?, &weights, &read("tokenizer.json")?, tc.as_deref(), "teacher", &device)?;
+        let files = ModelFiles::from_dir(dir)?;
+        let weights = &files.weights.bytes;
+        let mut weights_id = Hash::default().bytes(&files.config.bytes).bytes(&(weights.len() as u64).to_le_bytes()).bytes(&weights[..weights.len().min(1 << 20)]);
+        let model = Model::load(&files, "teacher", device)?;
         if prompt.verbalisers.len() != labels.len() {
             return Err(Error::Invalid(format!("{} verbalisers for {} labels {labels:?}", prompt.verbalisers.len(), labels.len())));
         }
@@ -204,20 +202,17 @@ impl LlmLabeller {
                 if ids.is_empty() { Err(Error::Invalid(format!("verbaliser `{v}` encodes to no tokens"))) } else { Ok(ids) }
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut weights_id = weights_id;
-        let steering = match &prompt.vector {
-            Some((file, strength)) => {
-                let c = &model.llama.config;
-                let bytes = std::fs::read(file).map_err(|e| Error::file(file.display().to_string(), e))?;
-                // The cached labels depend on the vector too.
-                weights_id = weights_id.bytes(&bytes).bytes(&strength.to_le_bytes());
-                let mut v = Vector::from_bytes(&bytes, &file.display().to_string())?;
-                v.fit(c.num_hidden_layers, c.hidden_size, &file.display().to_string())?;
-                let injection = v.injection;
-                Some(Steering::new(&[(v, *strength)], injection, 0..c.num_hidden_layers, &device)?)
-            }
-            None => None,
-        };
+        let c = &model.llama.config;
+        let terms: Vec<SteerTerm> = prompt.vector.iter().cloned().collect();
+        let spec = SteeringSpec::resolve(&terms, None, None, |file| {
+            let bytes = std::fs::read(file).map_err(|e| Error::file(file, e))?;
+            let v = Vector::from_bytes(&bytes, file)?;
+            // The cached labels depend on the vector and its strength too.
+            let strength = terms[0].strength.unwrap_or(v.default_strength);
+            weights_id = weights_id.bytes(&bytes).bytes(&strength.to_le_bytes());
+            Ok(v)
+        })?;
+        let steering = spec.build(c.num_hidden_layers, c.hidden_size, device)?;
         Ok(LlmLabeller { model, prompt: prompt.clone(), labels: labels.to_vec(), verbaliser_ids, steering, weights_id })
     }
 
@@ -227,23 +222,16 @@ impl LlmLabeller {
         self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8])
     }
 
-    fn render(&self, text: &str) -> Result<String> {
+    /// The prompt's text for one input (before any chat template).
+    fn render(&self, text: &str) -> String {
         let text = truncate_words(text.trim(), self.prompt.max_chars);
-        let body = self.prompt.template.replace("{labels}", &self.labels.join(", ")).replace("{text}", &text);
-        if self.prompt.chat {
-            self.model.apply_chat_template(&[Message { role: "user".into(), content: body }], true)
-        } else {
-            Ok(body)
-        }
+        self.prompt.template.replace("{labels}", &self.labels.join(", ")).replace("{text}", &text)
     }
 
     /// Softmax over labels of each verbaliser's total log-probability after the prompt.
     fn score(&self, text: &str) -> Result<Vec<f32>> {
-        let ids = self.model.encode(&self.render(text)?)?;
-        let steer: &dyn Steer = match &self.steering {
-            Some(s) => s,
-            None => &Plain,
-        };
+        let ids = self.model.prompt_ids(&self.render(text), self.prompt.chat)?;
+        let steer = steer::hook(self.steering.as_ref());
         let llama = &self.model.llama;
         let mut cache = Cache::default();
         let first = read_f32(log_softmax(llama.forward(&ids, &mut cache, steer, false)?.logits, 0));

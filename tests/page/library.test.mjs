@@ -3,7 +3,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, basename } from 'node:path';
-import { serve, launchPersistent, blankPage, watch, nativeScores, maxDiff, www as wwwDir } from './helpers.mjs';
+import { readFileSync } from 'node:fs';
+import { serve, launchPersistent, blankPage, watch, nativeScores, maxDiff, www as wwwDir, models, root } from './helpers.mjs';
+
+/** The reference's long text (truncated at 256 tokens in tests/fixtures/bert.json). */
+function readLongText() {
+  const cases = JSON.parse(readFileSync(`${root}tests/fixtures/bert.json`, 'utf8')).cases;
+  return cases.find((c) => c.input_ids.length === 256).text;
+}
 
 let server;
 let context;
@@ -80,20 +87,52 @@ test('classifiers match the native CLI on the CPU within 1e-4, in a worker and i
   assert.deepEqual(got.topic.labels.slice().sort(), ['business', 'entertainment', 'politics', 'sport', 'tech']);
 });
 
-test('embed: unit-length Float32Arrays from a sentence encoder', async () => {
-  const got = await inPage(async (veer) => {
-    await veer.init({ device: 'cpu' });
-    const enc = await veer.loadClassifier('models/all-minilm-l6-v2/', { integrity: 'manifest' });
-    const [a, b] = await enc.embed(['A cat sits on the mat.', 'Stock markets fell sharply.']);
-    const norm = Math.hypot(...a);
-    const classify = await enc.classify('x').catch((e) => e.code);
-    enc.dispose();
-    return { type: a.constructor.name, dims: [a.length, b.length], norm, classify };
-  });
+test('embed: unit-length Float32Arrays; every encoder folder embeds a long text as the native CLI does', async () => {
+  const names = ['all-minilm-l6-v2', 'sentiment', 'topic'];
+  const refs = Object.fromEntries(names.map((n) => [n, JSON.parse(readFileSync(`${models}${n}/native-embedding.json`, 'utf8'))]));
+  const long = readLongText();
+  const got = await inPage(
+    async (veer, { names, long }) => {
+      await veer.init({ device: 'cpu' });
+      const enc = await veer.loadClassifier('models/all-minilm-l6-v2/', { integrity: 'manifest' });
+      const [a, b] = await enc.embed(['A cat sits on the mat.', 'Stock markets fell sharply.']);
+      const norm = Math.hypot(...a);
+      const classify = await enc.classify('x').catch((e) => e.code);
+      enc.dispose();
+      // Truncation and pooling come from each folder's files, without options, as on the CLI.
+      const folders = {};
+      for (const name of names) {
+        const m = await veer.loadClassifier(`models/${name}/`, { integrity: 'manifest' });
+        folders[name] = { maxLength: m.maxLength, pooling: m.pooling, embedding: Array.from(await m.embed(long)), ids: Array.from(await m.tokenize(long)) };
+        m.dispose();
+      }
+      // Options the model does not know are errors that name them, whichever layer checks them.
+      const bad = {};
+      for (const [k, v] of [['maxLenght', 12], ['device', 'cpu'], ['pooling', 'max'], ['progress_callback', () => {}]]) {
+        bad[k] = await veer.loadClassifier('models/all-minilm-l6-v2/', { [k]: v }).then(() => 'loaded', (e) => `${e.code} ${e.message}`);
+      }
+      bad.generator = await veer.loadGenerator('models/smollm2-135m-instruct/', { dtype: 'q8' }).then(() => 'loaded', (e) => `${e.code} ${e.message}`);
+      return { type: a.constructor.name, dims: [a.length, b.length], norm, classify, folders, bad };
+    },
+    { names, long },
+  );
   assert.equal(got.type, 'Float32Array');
   assert.deepEqual(got.dims, [384, 384]);
   assert.ok(Math.abs(got.norm - 1) < 1e-4, String(got.norm));
   assert.equal(got.classify, 'E_CONFIG');
+  for (const name of names) {
+    const [g, r] = [got.folders[name], refs[name]];
+    assert.deepEqual([g.maxLength, g.pooling], [r.max_length, r.pooling], name);
+    assert.equal(g.maxLength, 256, `${name}: sentence-transformers' 256 tokens`);
+    assert.deepEqual(g.ids, r.input_ids[0], `${name}: token ids`);
+    const diff = Math.max(...g.embedding.map((x, i) => Math.abs(x - r.embeddings[0][i])));
+    assert.ok(diff <= 1e-4, `${name}: browser vs CLI embedding max |Δ| ${diff}`);
+  }
+  for (const [k, message] of Object.entries(got.bad)) {
+    assert.match(message, /^E_INVALID /, `${k}: ${message}`);
+    assert.ok(message.includes(k === 'generator' ? 'dtype' : k === 'pooling' ? 'max' : k), `${k}: ${message}`);
+  }
+  assert.ok(got.bad.maxLenght.includes('maxLength'), `the known names are listed: ${got.bad.maxLenght}`);
 });
 
 test('a second load comes from the Cache API: no network fetch of the weights', async () => {
@@ -175,6 +214,9 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     };
     const plain = await run({});
     const steered = await run({ steer: [{ vector: positive, strength: positive.defaultStrength }] });
+    // The strength defaults to the vector's own; minP 1 keeps only the top token: greedy at any temperature.
+    const steeredDefault = await run({ steer: [{ vector: positive }] });
+    const minP = await run({ temperature: 1, seed: 7, minP: 1 });
     // Abort after two pieces: the loop throws an AbortError with code E_ABORTED.
     const controller = new AbortController();
     let seen = 0;
@@ -192,6 +234,8 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       { from: 'What a dull day.', to: 'What a wonderful day.' },
     ]);
     const scaled = await positive.scale(2);
+    const withComputed = await run({ steer: [{ vector: computed, strength: 0.1 }] });
+    const badStrength = await gen.generate(prompt, { steer: [{ vector: positive, strength: {} }] }).next().catch((e) => e.code);
     const wrong = await gen.generate(prompt, { steer: [{ vector: 'positive' }] }).next().catch((e) => e.code);
     const unknownOption = await gen.generate(prompt, { maxTokenz: 3 }).next().catch((e) => e.code);
     gen.dispose();
@@ -199,6 +243,10 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       device: gen.device,
       plain,
       steered,
+      steeredDefault,
+      minP,
+      withComputed,
+      badStrength,
       aborted,
       seen,
       again,
@@ -213,6 +261,10 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
   assert.ok(got.plain.n >= 4 && got.plain.n <= 12, JSON.stringify(got.plain));
   assert.equal(got.plain.text.length > 0, true);
   assert.notEqual(got.steered.text, got.plain.text, `steered output equals plain: ${got.plain.text}`);
+  assert.deepEqual(got.steeredDefault.ids, got.steered.ids, 'strength defaults to the vector file');
+  assert.deepEqual(got.minP.ids, got.plain.ids, 'minP 1 samples the greedy token');
+  assert.notEqual(got.withComputed.text, got.plain.text, 'a vector computed in the generator steers it');
+  assert.equal(got.badStrength, 'E_INVALID');
   assert.deepEqual(got.aborted, { name: 'AbortError', code: 'E_ABORTED', finish: 'abort' });
   assert.equal(got.seen, 2);
   assert.deepEqual(got.again, got.plain, 'greedy generation after an abort is the same as before');
