@@ -437,11 +437,7 @@ pub enum Pooling {
 impl std::str::FromStr for Pooling {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mean" => Ok(Pooling::Mean),
-            "cls" => Ok(Pooling::Cls),
-            other => Err(Error::Invalid(format!("pooling `{other}`: expected `mean` or `cls`"))),
-        }
+        crate::error::parse_name(s, "pooling")
     }
 }
 

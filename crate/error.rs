@@ -63,3 +63,9 @@ pub fn reject_html(bytes: &[u8], file: &str, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A name (`"mean"`, `"icv"`, …) as one of the unit variants of a lowercase serde enum; the error says
+/// which names are accepted. The `FromStr` of veer's small enums (CLI flags, JS strings) is this.
+pub fn parse_name<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| Error::Invalid(format!("{what}: {e}")))
+}

@@ -16,7 +16,8 @@ pub struct Pair {
     pub to: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     /// First principal component of the differences + their mean (the paper).
     Pca,
@@ -27,11 +28,7 @@ pub enum Method {
 impl std::str::FromStr for Method {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "pca" => Ok(Method::Pca),
-            "mean" => Ok(Method::Mean),
-            other => Err(Error::Invalid(format!("method `{other}`: expected `pca` or `mean`"))),
-        }
+        crate::error::parse_name(s, "vector method")
     }
 }
 

@@ -19,7 +19,8 @@ pub struct EncoderOptions {
     /// min(512, max_position_embeddings).
     #[cfg_attr(feature = "cli", arg(long = "max-len", alias = "max-length"))]
     pub max_length: Option<usize>,
-    /// `mean` or `cls`. Default: the `veer_head`'s, else 1_Pooling/config.json, else mean.
+    /// Embedding pooling, `mean` or `cls`. Default: 1_Pooling/config.json's, else mean. (A trained
+    /// `veer_head` pools as it was trained, whatever this says.)
     #[cfg_attr(feature = "cli", arg(long))]
     pub pooling: Option<Pooling>,
     /// L2-normalise embeddings (`--no-normalize` turns it off).
@@ -74,14 +75,14 @@ pub struct GenerateOptions {
     pub chat: bool,
     /// Steering vectors with strengths (default: each vector's `default_strength`). In JS
     /// `{vector, strength}`; on the CLI `--vector FILE[:STRENGTH]`, repeatable.
-    #[cfg_attr(feature = "cli", arg(long = "vector"))]
+    #[cfg_attr(feature = "cli", arg(long = "vector", value_name = "FILE[:STRENGTH]"))]
     pub steer: Vec<SteerTerm>,
     /// How the vectors act: `icv` (at MLP outputs) or `residual` (added to block outputs). Default:
     /// the vectors' own mode, which must then agree.
     #[cfg_attr(feature = "cli", arg(long))]
     pub mode: Option<Injection>,
     /// Blocks the vectors act on, `[start, end)` (CLI: `START..END`). Default: all.
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "START..END"))]
     pub layers: Option<LayerRange>,
 }
 

@@ -28,11 +28,7 @@ pub enum Injection {
 impl std::str::FromStr for Injection {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "icv" => Ok(Injection::Icv),
-            "residual" => Ok(Injection::Residual),
-            other => Err(Error::Invalid(format!("injection mode `{other}`: expected `icv` or `residual`"))),
-        }
+        crate::error::parse_name(s, "injection mode")
     }
 }
 

@@ -77,20 +77,19 @@ export class Host {
     return this.runtime.selfCheck();
   }
 
-  /** The files of a `load*` request (`[{role, name, bytes}]`) as the wasm module's bundle. */
-  modelFiles(files) {
+  /** `create(bundle)` with the files of a `load*` request (`[{role, name, bytes}]`) as the wasm bundle. */
+  withFiles(files, create) {
     const bundle = new this.wasm.ModelFiles();
-    for (const f of files) bundle.add(f.role, f.name, f.bytes);
-    return bundle;
-  }
-
-  op_loadClassifier({ files, options }) {
-    const bundle = this.modelFiles(files);
     try {
-      this.model = this.wasm.Classifier.create(this.runtime, bundle, options ?? undefined);
+      for (const f of files) bundle.add(f.role, f.name, f.bytes);
+      return create(bundle);
     } finally {
       bundle.free();
     }
+  }
+
+  op_loadClassifier({ files, options }) {
+    this.model = this.withFiles(files, (bundle) => this.wasm.Classifier.create(this.runtime, bundle, options ?? undefined));
     return { labels: this.model.labels, device: this.model.device, maxLength: this.model.maxLength, pooling: this.model.pooling };
   }
 
@@ -109,12 +108,7 @@ export class Host {
   }
 
   op_loadGenerator({ files, name }) {
-    const bundle = this.modelFiles(files);
-    try {
-      this.model = this.wasm.Generator.create(this.runtime, bundle, name ?? undefined);
-    } finally {
-      bundle.free();
-    }
+    this.model = this.withFiles(files, (bundle) => this.wasm.Generator.create(this.runtime, bundle, name ?? undefined));
     return { device: this.model.device };
   }
 

@@ -29,7 +29,7 @@ pub fn head_safetensors(head: &Head, layers: &[NamedParam], dtype: OutDtype, spe
         Ok(Stored::floats(name, shape, &block_on(read_f32(value))?, dtype))
     };
     let mut tensors = Vec::new();
-    for (name, p) in names.iter().zip(&head.params) {
+    for (name, p) in names.iter().zip(&head.params()) {
         tensors.push(hf(name, p, name.ends_with(".weight"), OutDtype::F32)?);
     }
     for p in layers {

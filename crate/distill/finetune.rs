@@ -107,8 +107,9 @@ impl Params {
             slots.push(row);
         }
         let n_layer = values.len();
-        values.extend(head.params.iter().cloned());
-        decays.extend((0..head.params.len()).map(|i| i % 2 == 0)); // the head's weights, not its biases
+        let head_params = head.params();
+        decays.extend((0..head_params.len()).map(|i| i % 2 == 0)); // the head's weights, not its biases
+        values.extend(head_params);
         let base_ad = base.iter().map(|l| l.iter().map(|t| t.clone().to_device(ad)).collect()).collect();
         (Params { base, base_ad, slots, decays, n_layer }, values)
     }
@@ -130,8 +131,8 @@ impl Params {
             .collect()
     }
 
-    fn head(&self, values: &[Tensor<2>], activation: crate::bert::Activation) -> Head {
-        Head { params: values[self.n_layer..].to_vec(), activation }
+    fn head(&self, values: &[Tensor<2>], shape: &Head) -> Head {
+        shape.with_params(&values[self.n_layer..])
     }
 
     /// The tensors the head file keeps for the layers (see `Tuned::stored`).
@@ -246,11 +247,10 @@ pub fn finetune(
     let matrix: Vec<Vec<bool>> = names.iter().map(|r| r.iter().map(|(_, m)| *m).collect()).collect();
     let device = enc.model().device().clone();
     let ad = device.clone().autodiff();
-    let activation = head.activation;
     let (params, mut values) = Params::new(base, &matrix, head, opts.rank, opts.seed, &ad);
 
     let val_loss = |values: &[Tensor<2>]| -> Result<f32> {
-        let (layers, head) = (params.layers(values, false), params.head(values, activation));
+        let (layers, head) = (params.layers(values, false), params.head(values, head));
         let mut total = 0.0;
         for (xs, ys) in val_in.chunks(32).zip(val.2.chunks(32)) {
             let batch: Vec<&Input> = xs.iter().collect();
@@ -287,7 +287,7 @@ pub fn finetune(
             let scale = 1.0 - (step - 1) as f64 / total_steps;
             let tracked: Vec<Tensor<2>> = values.iter().map(|p| p.clone().autodiff().require_grad()).collect();
             let batch: Vec<&Input> = idx.iter().map(|&i| &train_in[i]).collect();
-            let logits = model.logits(&batch, &params.layers(&tracked, true), &params.head(&tracked, activation), &ad);
+            let logits = model.logits(&batch, &params.layers(&tracked, true), &params.head(&tracked, head), &ad);
             let grads = loss(logits, targets(idx.iter().map(|&i| &train.2[i]), &ad)).backward();
             let lr = |k: usize| scale * if k < params.n_layer { opts.lr } else { opts.head_lr };
             let decays = &params.decays;
@@ -303,7 +303,7 @@ pub fn finetune(
     }
     let (val_loss, best_epoch, values) = best;
     let layers = names.iter().flatten().zip(params.layers(&values, false).into_iter().flatten()).map(|((name, transposed), value)| NamedParam { name: name.clone(), value, transposed: *transposed }).collect();
-    let tuned = Tuned { layers, stored: params.stored(&values, &names), head: params.head(&values, activation) };
+    let tuned = Tuned { layers, stored: params.stored(&values, &names), head: params.head(&values, head) };
     Ok((tuned, FineTuneStats { epochs: opts.epochs, best_epoch, val_loss, trainable, seconds: clock.elapsed().as_secs_f64() }))
 }
 
@@ -321,7 +321,7 @@ pub fn predict(enc: &Encoder, spec: &PooledHead, tuned: &Tuned, texts: &[String]
     for chunk in ins.chunks(32) {
         let batch: Vec<&Input> = chunk.iter().collect();
         let p = burn::tensor::activation::softmax(model.logits(&batch, &layers, &tuned.head, &device), 1);
-        let c = tuned.head.params.last().map_or(0, |b| b.dims()[1]);
+        let c = tuned.head.classes();
         out.extend(block_on(read_f32(p))?.chunks_exact(c).map(<[f32]>::to_vec));
     }
     Ok(out)

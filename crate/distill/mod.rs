@@ -174,7 +174,8 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
 
     // The exported student.
     let t0 = Instant::now();
-    let (student, chosen) = train_student(o.select, o.budget, o.rounds, &pool.split(), &val.split(), dim, classes, &o.train, o.seed, &o.device)?;
+    let students = Students { dim, classes, rounds: o.rounds, opts: &o.train, device: &o.device };
+    let (student, chosen) = students.train(o.select, o.budget, o.seed, &pool.split(), &val.split())?;
     let samples = chosen.len();
     let train_seconds = t0.elapsed().as_secs_f64();
     let frozen_test = eval(&student)?;
@@ -234,7 +235,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
                 let mut accs = Vec::new();
                 let mut last = None;
                 for s in 0..seeds {
-                    let (t, chosen) = train_student(method, budget, o.rounds, part, valp, dim, classes, &o.train, o.seed + s, &o.device)?;
+                    let (t, chosen) = students.train(method, budget, o.seed + s, part, valp)?;
                     if let Some(sc) = eval(&t)? {
                         accs.push(sc);
                         last = Some(chosen.len());
@@ -303,38 +304,49 @@ fn encoder_params(weights: &[u8]) -> usize {
     safetensors::SafeTensors::deserialize(weights).map(|st| st.tensors().iter().map(|(_, t)| t.shape().iter().product::<usize>()).sum()).unwrap_or(0)
 }
 
-/// Train a student with one selection method at one budget; returns it and the samples it saw.
-#[allow(clippy::too_many_arguments)]
-fn train_student(method: Method, budget: f64, rounds: usize, train: &Split, valid: &Split, dim: usize, classes: usize, opts: &TrainOptions, seed: u64, device: &Device) -> Result<(Trainer, Vec<usize>)> {
-    let opts = TrainOptions { seed, ..opts.clone() };
-    let mut trainer = Trainer::new(dim, classes, opts, device);
-    let n = train.y.len();
-    let k = select::budget_count(n, budget);
-    match method {
-        Method::All => {
-            let idx: Vec<usize> = (0..n).collect();
-            trainer.fit(train, &idx, valid)?;
-            Ok((trainer, idx))
-        }
-        Method::Random => {
-            let idx = select::random(n, k, seed);
-            trainer.fit(train, &idx, valid)?;
-            Ok((trainer, idx))
-        }
-        Method::Llkd => {
-            let rounds = rounds.max(1);
-            let mut taken = vec![false; n];
-            let mut chosen = Vec::with_capacity(k);
-            for r in 0..rounds {
-                let quota = k * (r + 1) / rounds - chosen.len();
-                let student = trainer.predict(train.x)?;
-                for i in select::llkd_round(train.y, &student, &taken, quota) {
-                    taken[i] = true;
-                    chosen.push(i);
-                }
-                trainer.fit(train, &chosen, valid)?;
+/// What every student of one run shares: feature width, classes, LLKD rounds, training options, device.
+struct Students<'a> {
+    dim: usize,
+    classes: usize,
+    rounds: usize,
+    opts: &'a TrainOptions,
+    device: &'a Device,
+}
+
+impl Students<'_> {
+    /// Train a student with one selection method at one budget; returns it and the samples it saw.
+    fn train(&self, method: Method, budget: f64, seed: u64, train: &Split, valid: &Split) -> Result<(Trainer, Vec<usize>)> {
+        let (dim, classes, rounds, device) = (self.dim, self.classes, self.rounds, self.device);
+        let opts = TrainOptions { seed, ..self.opts.clone() };
+        let mut trainer = Trainer::new(dim, classes, opts, device);
+        let n = train.y.len();
+        let k = select::budget_count(n, budget);
+        match method {
+            Method::All => {
+                let idx: Vec<usize> = (0..n).collect();
+                trainer.fit(train, &idx, valid)?;
+                Ok((trainer, idx))
             }
-            Ok((trainer, chosen))
+            Method::Random => {
+                let idx = select::random(n, k, seed);
+                trainer.fit(train, &idx, valid)?;
+                Ok((trainer, idx))
+            }
+            Method::Llkd => {
+                let rounds = rounds.max(1);
+                let mut taken = vec![false; n];
+                let mut chosen = Vec::with_capacity(k);
+                for r in 0..rounds {
+                    let quota = k * (r + 1) / rounds - chosen.len();
+                    let student = trainer.predict(train.x)?;
+                    for i in select::llkd_round(train.y, &student, &taken, quota) {
+                        taken[i] = true;
+                        chosen.push(i);
+                    }
+                    trainer.fit(train, &chosen, valid)?;
+                }
+                Ok((trainer, chosen))
+            }
         }
     }
 }

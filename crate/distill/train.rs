@@ -54,30 +54,62 @@ pub struct FitStats {
     pub val_loss: f32,
 }
 
-/// The head's parameters: weights [in, out] (HF stores the transpose) and biases [1, out], so every
-/// parameter is a matrix and one optimiser loop serves them all.
+/// One affine layer of a head: weight [in, out] (HF stores the transpose) and bias [1, out], both
+/// matrices so that one optimiser loop serves every parameter.
+#[derive(Clone)]
+pub struct Dense {
+    pub weight: Tensor<2>,
+    pub bias: Tensor<2>,
+}
+
+impl Dense {
+    /// [n, in] → [n, out]
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.clone()) + self.bias.clone()
+    }
+}
+
+/// A classifier head: an optional hidden layer with its activation (HF `pre_classifier`), then the
+/// output layer (`classifier`).
 #[derive(Clone)]
 pub struct Head {
-    /// hidden layer (weight, bias), then output layer (weight, bias).
-    pub params: Vec<Tensor<2>>,
+    pub hidden: Option<Dense>,
+    pub out: Dense,
     pub activation: Activation,
 }
 
 impl Head {
     pub fn has_hidden(&self) -> bool {
-        self.params.len() == 4
+        self.hidden.is_some()
     }
 
     /// [n, dim] → logits [n, classes]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let p = &self.params;
-        let x = if self.has_hidden() { self.activation.apply(x.matmul(p[0].clone()) + p[1].clone()) } else { x };
-        let (w, b) = (&p[p.len() - 2], &p[p.len() - 1]);
-        x.matmul(w.clone()) + b.clone()
+        let x = match &self.hidden {
+            Some(h) => self.activation.apply(h.forward(x)),
+            None => x,
+        };
+        self.out.forward(x)
+    }
+
+    pub fn classes(&self) -> usize {
+        self.out.bias.dims()[1]
+    }
+
+    /// The parameters as the optimiser sees them: weight, bias per layer, the hidden layer first.
+    pub fn params(&self) -> Vec<Tensor<2>> {
+        self.hidden.iter().chain([&self.out]).flat_map(|d| [d.weight.clone(), d.bias.clone()]).collect()
+    }
+
+    /// The inverse of `params`: a head of this shape from new values (same order and count).
+    pub fn with_params(&self, values: &[Tensor<2>]) -> Head {
+        let dense = |k: usize| Dense { weight: values[2 * k].clone(), bias: values[2 * k + 1].clone() };
+        let hidden = self.hidden.as_ref().map(|_| dense(0));
+        Head { out: dense(hidden.is_some() as usize), hidden, activation: self.activation }
     }
 
     pub fn num_params(&self) -> usize {
-        self.params.iter().map(|t| t.dims().iter().product::<usize>()).sum()
+        self.params().iter().map(|t| t.dims().iter().product::<usize>()).sum()
     }
 }
 
@@ -162,14 +194,10 @@ impl Trainer {
             let values: Vec<f32> = (0..i * o).map(|_| rng.random_range(-bound..bound)).collect();
             Tensor::<2>::from_data(TensorData::new(values, [i, o]), &device)
         };
-        let mut params = Vec::new();
-        let mut width = dim;
-        if opts.hidden > 0 {
-            params.extend([init(dim, opts.hidden), Tensor::zeros([1, opts.hidden], &device)]);
-            width = opts.hidden;
-        }
-        params.extend([init(width, classes), Tensor::zeros([1, classes], &device)]);
-        let head = Head { params, activation: opts.activation };
+        let hidden = (opts.hidden > 0).then(|| Dense { weight: init(dim, opts.hidden), bias: Tensor::zeros([1, opts.hidden], &device) });
+        let width = if opts.hidden > 0 { opts.hidden } else { dim };
+        let out = Dense { weight: init(width, classes), bias: Tensor::zeros([1, classes], &device) };
+        let head = Head { hidden, out, activation: opts.activation };
         Trainer { head, opts, device, dim, classes, rng }
     }
 
@@ -197,7 +225,7 @@ impl Trainer {
     /// Train on `train` (rows `idx`), early-stopping on `val`; leaves the best head in place.
     pub fn fit(&mut self, train: &Split, idx: &[usize], val: &Split) -> Result<FitStats> {
         let ad = self.device.clone().autodiff();
-        let mut adam = AdamW::new(&self.head.params);
+        let mut adam = AdamW::new(&self.head.params());
         let mut best = (self.val_loss(val)?, 0usize, self.head.clone());
         let mut order = idx.to_vec();
         let mut epoch = 0;
@@ -205,11 +233,12 @@ impl Trainer {
             epoch += 1;
             order.shuffle(&mut self.rng);
             for batch in order.chunks(self.opts.batch.max(1)) {
-                let tracked = Head { params: self.head.params.iter().map(|p| p.clone().autodiff().require_grad()).collect(), activation: self.head.activation };
-                let grads = loss(tracked.forward(rows(train.x, self.dim, batch, &ad)), targets(batch.iter().map(|&i| &train.y[i]), &ad)).backward();
-                // Decoupled weight decay on weights (even indices), not biases.
-                let params = std::mem::take(&mut self.head.params);
-                self.head.params = adam.step(params, &tracked.params, &grads, |_| self.opts.lr, |k| if k % 2 == 0 { self.opts.weight_decay } else { 0.0 });
+                let tracked: Vec<Tensor<2>> = self.head.params().into_iter().map(|p| p.autodiff().require_grad()).collect();
+                let logits = self.head.with_params(&tracked).forward(rows(train.x, self.dim, batch, &ad));
+                let grads = loss(logits, targets(batch.iter().map(|&i| &train.y[i]), &ad)).backward();
+                // Decoupled weight decay on weights (even indices of `params`), not biases.
+                let values = adam.step(self.head.params(), &tracked, &grads, |_| self.opts.lr, |k| if k % 2 == 0 { self.opts.weight_decay } else { 0.0 });
+                self.head = self.head.with_params(&values);
             }
             let vl = self.val_loss(val)?;
             if vl < best.0 - 1e-5 {

@@ -1,0 +1,454 @@
+//! The core runtimes on tiny random checkpoints that this file makes (a few KB; no `make assets`),
+//! checked against a plain f64 implementation of the HF modelling code written out below — loops over
+//! arrays, independent of burn and of veer's own layers.
+//!
+//! BERT: word + position + token-type embeddings, LayerNorm, post-LN blocks (attention with padding
+//! mask, exact GELU FFN), mean or [CLS] pooling. Llama: RMSNorm, rotate-half RoPE, grouped-query causal
+//! attention, SwiGLU, tied embeddings; greedy decoding through the KV cache; ICV and residual steering.
+
+use std::collections::HashMap;
+
+use veer::backend::{self, block_on, read_f32};
+use veer::bert::Pooling;
+use veer::encoder::Encoder;
+use veer::files::ModelFiles;
+use veer::generate::{Generation, Model};
+use veer::llama::{Cache, Plain};
+use veer::options::{EncoderOptions, GenerateOptions};
+use veer::steer::{Injection, LayerRange, SteeringSpec, Vector};
+use veer::weights::{OutDtype, Stored};
+
+// --- a seeded source of weights ----------------------------------------------------------------------
+
+/// SplitMix64: reproducible weights without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// `n` values uniform in [-scale, scale], rounded to f32 (what the file stores).
+    fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| ((self.next() * 2.0 - 1.0) * scale) as f32 as f64).collect()
+    }
+}
+
+/// Named tensors (HF layout, row-major) kept in f64 for the reference and written as F32.
+#[derive(Default)]
+struct Weights(HashMap<String, (Vec<usize>, Vec<f64>)>);
+
+impl Weights {
+    fn add(&mut self, rng: &mut Rng, name: &str, shape: &[usize], scale: f64, offset: f64) {
+        let v = rng.values(shape.iter().product(), scale).into_iter().map(|x| x + offset).collect();
+        self.0.insert(name.to_string(), (shape.to_vec(), v));
+    }
+
+    fn get(&self, name: &str) -> &[f64] {
+        &self.0.get(name).unwrap_or_else(|| panic!("{name}")).1
+    }
+
+    fn safetensors(&self) -> Vec<u8> {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        let tensors: Vec<Stored> = names
+            .iter()
+            .map(|n| {
+                let (shape, v) = &self.0[*n];
+                Stored::floats(n.as_str(), shape.clone(), &v.iter().map(|&x| x as f32).collect::<Vec<_>>(), OutDtype::F32)
+            })
+            .collect();
+        veer::weights::write(&tensors, HashMap::new(), "model.safetensors").unwrap()
+    }
+}
+
+// --- f64 building blocks ------------------------------------------------------------------------------
+
+/// y = W x + b, W [out, in] row-major.
+fn linear(w: &[f64], b: Option<&[f64]>, x: &[f64]) -> Vec<f64> {
+    let inp = x.len();
+    (0..w.len() / inp).map(|o| b.map_or(0.0, |b| b[o]) + (0..inp).map(|i| w[o * inp + i] * x[i]).sum::<f64>()).collect()
+}
+
+fn layer_norm(x: &[f64], g: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    x.iter().zip(g).zip(b).map(|((v, g), b)| (v - mean) / (var + eps).sqrt() * g + b).collect()
+}
+
+fn rms_norm(x: &[f64], g: &[f64], eps: f64) -> Vec<f64> {
+    let rms = (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps).sqrt();
+    x.iter().zip(g).map(|(v, g)| v / rms * g).collect()
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): exact GELU to well within the tolerances.
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-x * x).exp();
+    y.copysign(x)
+}
+
+fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+fn softmax(v: &mut [f64]) {
+    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    v.iter_mut().for_each(|x| *x = (*x - max).exp());
+    let s: f64 = v.iter().sum();
+    v.iter_mut().for_each(|x| *x /= s);
+}
+
+fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+fn max_abs(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max)
+}
+
+// --- tiny BERT ---------------------------------------------------------------------------------------
+
+const BERT_WORDS: [&str; 16] = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "big", "red", "sun", "is", "hot", "##s", "."];
+const BH: usize = 8; // hidden
+const BHEADS: usize = 2;
+const BFFN: usize = 16;
+const BLAYERS: usize = 2;
+const BPOS: usize = 16;
+
+fn bert_vocab() -> Vec<&'static str> {
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].into_iter().chain(BERT_WORDS).collect()
+}
+
+fn tiny_bert() -> (Weights, ModelFiles) {
+    let mut rng = Rng(7);
+    let mut w = Weights::default();
+    let v = bert_vocab().len();
+    w.add(&mut rng, "embeddings.word_embeddings.weight", &[v, BH], 1.0, 0.0);
+    w.add(&mut rng, "embeddings.position_embeddings.weight", &[BPOS, BH], 0.5, 0.0);
+    w.add(&mut rng, "embeddings.token_type_embeddings.weight", &[2, BH], 0.5, 0.0);
+    w.add(&mut rng, "embeddings.LayerNorm.weight", &[BH], 0.2, 1.0);
+    w.add(&mut rng, "embeddings.LayerNorm.bias", &[BH], 0.1, 0.0);
+    for l in 0..BLAYERS {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        for (name, out, inp) in [("attention.self.query", BH, BH), ("attention.self.key", BH, BH), ("attention.self.value", BH, BH), ("attention.output.dense", BH, BH), ("intermediate.dense", BFFN, BH), ("output.dense", BH, BFFN)] {
+            w.add(&mut rng, &p(&format!("{name}.weight")), &[out, inp], 0.6, 0.0);
+            w.add(&mut rng, &p(&format!("{name}.bias")), &[out], 0.1, 0.0);
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            w.add(&mut rng, &p(&format!("{name}.weight")), &[BH], 0.2, 1.0);
+            w.add(&mut rng, &p(&format!("{name}.bias")), &[BH], 0.1, 0.0);
+        }
+    }
+    let config = serde_json::json!({
+        "model_type": "bert", "architectures": ["BertModel"], "vocab_size": v, "hidden_size": BH,
+        "num_hidden_layers": BLAYERS, "num_attention_heads": BHEADS, "intermediate_size": BFFN,
+        "max_position_embeddings": BPOS, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
+    });
+    let vocab: serde_json::Map<String, serde_json::Value> = bert_vocab().iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "decoder": null,
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab},
+    });
+    let files = ModelFiles::new(serde_json::to_vec(&config).unwrap(), w.safetensors(), serde_json::to_vec(&tokenizer).unwrap());
+    (w, files)
+}
+
+/// HF `BertModel` on one sequence: the last hidden state, [seq][hidden].
+fn bert_reference(w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
+    let g = |n: &str| w.get(n);
+    let row = |n: &str, i: usize| g(n)[i * BH..(i + 1) * BH].to_vec();
+    let mut x: Vec<Vec<f64>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &id)| {
+            let e = add(&add(&row("embeddings.word_embeddings.weight", id as usize), &row("embeddings.position_embeddings.weight", p)), &row("embeddings.token_type_embeddings.weight", 0));
+            layer_norm(&e, g("embeddings.LayerNorm.weight"), g("embeddings.LayerNorm.bias"), 1e-12)
+        })
+        .collect();
+    let dh = BH / BHEADS;
+    for l in 0..BLAYERS {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let lin = |name: &str, x: &[f64]| linear(g(&p(&format!("{name}.weight"))), Some(g(&p(&format!("{name}.bias")))), x);
+        let (q, k, v): (Vec<_>, Vec<_>, Vec<_>) = (
+            x.iter().map(|t| lin("attention.self.query", t)).collect(),
+            x.iter().map(|t| lin("attention.self.key", t)).collect(),
+            x.iter().map(|t| lin("attention.self.value", t)).collect(),
+        );
+        let mut ctx = vec![vec![0.0; BH]; x.len()];
+        for h in 0..BHEADS {
+            for i in 0..x.len() {
+                let mut scores: Vec<f64> = (0..x.len()).map(|j| (0..dh).map(|d| q[i][h * dh + d] * k[j][h * dh + d]).sum::<f64>() / (dh as f64).sqrt()).collect();
+                softmax(&mut scores);
+                for d in 0..dh {
+                    ctx[i][h * dh + d] = (0..x.len()).map(|j| scores[j] * v[j][h * dh + d]).sum();
+                }
+            }
+        }
+        x = x
+            .iter()
+            .zip(&ctx)
+            .map(|(t, c)| {
+                let a = layer_norm(&add(t, &lin("attention.output.dense", c)), g(&p("attention.output.LayerNorm.weight")), g(&p("attention.output.LayerNorm.bias")), 1e-12);
+                let f: Vec<f64> = lin("intermediate.dense", &a).into_iter().map(gelu).collect();
+                layer_norm(&add(&a, &lin("output.dense", &f)), g(&p("output.LayerNorm.weight")), g(&p("output.LayerNorm.bias")), 1e-12)
+            })
+            .collect();
+    }
+    x
+}
+
+#[test]
+fn tiny_bert_embeddings_match_the_f64_reference_in_padded_batches() {
+    let (w, files) = tiny_bert();
+    let texts = ["The cat sat on the mat.", "dogs ran", "", "a big red sun is hot . the dog ran on a mat ."];
+    let vocab = bert_vocab();
+    let ids = |t: &str| -> Vec<u32> {
+        // The reference tokenisation, written out: lower-case, split off punctuation, `##s` for plurals.
+        let mut out = vec![2];
+        for word in t.to_lowercase().replace('.', " . ").split_whitespace() {
+            match vocab.iter().position(|v| *v == word) {
+                Some(i) => out.push(i as u32),
+                None => {
+                    let stem = word.strip_suffix('s').expect("test words are known or plurals");
+                    out.push(vocab.iter().position(|v| *v == stem).unwrap() as u32);
+                    out.push(vocab.iter().position(|v| *v == "##s").unwrap() as u32);
+                }
+            }
+        }
+        out.push(3);
+        out
+    };
+    let device = backend::cpu().device;
+    for (pooling, normalize) in [(Pooling::Mean, true), (Pooling::Cls, false)] {
+        let enc = Encoder::load(&files, &EncoderOptions { pooling: Some(pooling), normalize, batch_size: 3, ..Default::default() }, &device).unwrap();
+        assert_eq!(enc.max_len(), BPOS, "no setting anywhere: the model's positions");
+        let got_ids = enc.tokenize(&texts).unwrap();
+        let got = block_on(enc.embed(&texts)).unwrap();
+        for ((text, got_ids), got) in texts.iter().zip(&got_ids).zip(&got) {
+            assert_eq!(got_ids, &ids(text), "{text:?}");
+            let hidden = bert_reference(&w, got_ids);
+            let mut want: Vec<f64> = match pooling {
+                Pooling::Cls => hidden[0].clone(),
+                Pooling::Mean => (0..BH).map(|d| hidden.iter().map(|t| t[d]).sum::<f64>() / hidden.len() as f64).collect(),
+            };
+            if normalize {
+                let n = want.iter().map(|x| x * x).sum::<f64>().sqrt();
+                want.iter_mut().for_each(|x| *x /= n);
+            }
+            let diff = max_abs(got, &want);
+            assert!(diff <= 1e-5, "{pooling:?} {text:?}: max |Δ| {diff}");
+        }
+    }
+    // Truncation keeps [CLS] … [SEP] within max_length.
+    let enc = Encoder::load(&files, &EncoderOptions { max_length: Some(4), ..Default::default() }, &device).unwrap();
+    assert_eq!(enc.tokenize(&["the cat sat on the mat"]).unwrap()[0], [2, 4, 5, 3]);
+}
+
+// --- tiny Llama --------------------------------------------------------------------------------------
+
+const LV: usize = 24; // vocab
+const LH: usize = 8; // hidden
+const LHEADS: usize = 2;
+const LKV: usize = 1;
+const LDH: usize = 4; // head_dim
+const LFFN: usize = 12;
+const LLAYERS: usize = 3;
+const THETA: f64 = 10000.0;
+const EPS: f64 = 1e-5;
+const EOS: u32 = 1;
+
+fn tiny_llama() -> (Weights, ModelFiles) {
+    let mut rng = Rng(11);
+    let mut w = Weights::default();
+    w.add(&mut rng, "model.embed_tokens.weight", &[LV, LH], 1.0, 0.0);
+    w.add(&mut rng, "model.norm.weight", &[LH], 0.2, 1.0);
+    for l in 0..LLAYERS {
+        let p = |s: &str| format!("model.layers.{l}.{s}.weight");
+        for (name, out, inp) in [
+            ("self_attn.q_proj", LHEADS * LDH, LH),
+            ("self_attn.k_proj", LKV * LDH, LH),
+            ("self_attn.v_proj", LKV * LDH, LH),
+            ("self_attn.o_proj", LH, LHEADS * LDH),
+            ("mlp.gate_proj", LFFN, LH),
+            ("mlp.up_proj", LFFN, LH),
+            ("mlp.down_proj", LH, LFFN),
+        ] {
+            w.add(&mut rng, &p(name), &[out, inp], 0.7, 0.0);
+        }
+        w.add(&mut rng, &p("input_layernorm"), &[LH], 0.2, 1.0);
+        w.add(&mut rng, &p("post_attention_layernorm"), &[LH], 0.2, 1.0);
+    }
+    let config = serde_json::json!({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": LV, "hidden_size": LH,
+        "intermediate_size": LFFN, "num_hidden_layers": LLAYERS, "num_attention_heads": LHEADS,
+        "num_key_value_heads": LKV, "head_dim": LDH, "rms_norm_eps": EPS, "rope_theta": THETA,
+        "tie_word_embeddings": true, "max_position_embeddings": 64, "hidden_act": "silu",
+        "bos_token_id": 0, "eos_token_id": EOS,
+    });
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..LV).map(|i| (format!("w{i}"), i.into())).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"},
+    });
+    let files = ModelFiles::new(serde_json::to_vec(&config).unwrap(), w.safetensors(), serde_json::to_vec(&tokenizer).unwrap());
+    (w, files)
+}
+
+/// Steering the reference applies: ICV rows (unit directions are taken here) at the MLP output, or
+/// residual rows added to the block output; with their strength.
+enum RefSteer<'a> {
+    None,
+    Icv(&'a [Vec<f64>], f64),
+    Residual(&'a [Vec<f64>], f64),
+}
+
+/// HF `LlamaForCausalLM` on a whole sequence: logits at the last position.
+fn llama_reference(w: &Weights, ids: &[u32], steer: &RefSteer) -> Vec<f64> {
+    let g = |n: &str| w.get(n);
+    let embed = g("model.embed_tokens.weight");
+    let mut x: Vec<Vec<f64>> = ids.iter().map(|&i| embed[i as usize * LH..(i as usize + 1) * LH].to_vec()).collect();
+    // Rotate-half RoPE: pairs (d, d + dh/2) rotated by pos·θ^(−2d/dh).
+    let rope = |v: &mut [f64], pos: usize| {
+        let half = LDH / 2;
+        for d in 0..half {
+            let angle = pos as f64 * THETA.powf(-2.0 * d as f64 / LDH as f64);
+            let (a, b) = (v[d], v[d + half]);
+            v[d] = a * angle.cos() - b * angle.sin();
+            v[d + half] = b * angle.cos() + a * angle.sin();
+        }
+    };
+    for l in 0..LLAYERS {
+        let p = |s: &str| format!("model.layers.{l}.{s}.weight");
+        let normed: Vec<Vec<f64>> = x.iter().map(|t| rms_norm(t, g(&p("input_layernorm")), EPS)).collect();
+        let mut q: Vec<Vec<f64>> = normed.iter().map(|t| linear(g(&p("self_attn.q_proj")), None, t)).collect();
+        let mut k: Vec<Vec<f64>> = normed.iter().map(|t| linear(g(&p("self_attn.k_proj")), None, t)).collect();
+        let v: Vec<Vec<f64>> = normed.iter().map(|t| linear(g(&p("self_attn.v_proj")), None, t)).collect();
+        for (pos, (qt, kt)) in q.iter_mut().zip(k.iter_mut()).enumerate() {
+            qt.chunks_mut(LDH).for_each(|h| rope(h, pos));
+            kt.chunks_mut(LDH).for_each(|h| rope(h, pos));
+        }
+        let mut out = Vec::with_capacity(x.len());
+        for i in 0..x.len() {
+            let mut ctx = vec![0.0; LHEADS * LDH];
+            for h in 0..LHEADS {
+                let kvh = h / (LHEADS / LKV);
+                let mut scores: Vec<f64> = (0..=i).map(|j| (0..LDH).map(|d| q[i][h * LDH + d] * k[j][kvh * LDH + d]).sum::<f64>() / (LDH as f64).sqrt()).collect();
+                softmax(&mut scores);
+                for d in 0..LDH {
+                    ctx[h * LDH + d] = (0..=i).map(|j| scores[j] * v[j][kvh * LDH + d]).sum();
+                }
+            }
+            let a = add(&x[i], &linear(g(&p("self_attn.o_proj")), None, &ctx));
+            let n = rms_norm(&a, g(&p("post_attention_layernorm")), EPS);
+            let (gate, up) = (linear(g(&p("mlp.gate_proj")), None, &n), linear(g(&p("mlp.up_proj")), None, &n));
+            let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let mut m = linear(g(&p("mlp.down_proj")), None, &act);
+            if let RefSteer::Icv(rows, lambda) = steer {
+                // y = λ(1 + max(0, cos(m, −v)))·v/‖v‖; m′ = ‖m‖·normalize(m/‖m‖ + y)
+                let norm = |z: &[f64]| z.iter().map(|a| a * a).sum::<f64>().sqrt();
+                let (vn, mn) = (norm(&rows[l]), norm(&m));
+                let unit: Vec<f64> = rows[l].iter().map(|a| a / vn).collect();
+                let cos_neg = -m.iter().zip(&unit).map(|(a, b)| a * b).sum::<f64>() / mn;
+                let u: Vec<f64> = m.iter().zip(&unit).map(|(a, b)| a / mn + lambda * (1.0 + cos_neg.max(0.0)) * b).collect();
+                let un = norm(&u);
+                m = u.iter().map(|a| a / un * mn).collect();
+            }
+            let mut y = add(&a, &m);
+            if let RefSteer::Residual(rows, lambda) = steer {
+                y = y.iter().zip(&rows[l]).map(|(a, b)| a + lambda * b).collect();
+            }
+            out.push(y);
+        }
+        x = out;
+    }
+    let last = rms_norm(x.last().unwrap(), g("model.norm.weight"), EPS);
+    (0..LV).map(|t| (0..LH).map(|d| embed[t * LH + d] * last[d]).sum()).collect()
+}
+
+fn argmax(v: &[f64]) -> u32 {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32
+}
+
+/// Greedy continuation by the reference: the whole sequence rerun for every token (no cache).
+fn reference_greedy(w: &Weights, prompt: &[u32], n: usize, steer: &RefSteer) -> Vec<u32> {
+    let mut seq = prompt.to_vec();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let id = argmax(&llama_reference(w, &seq, steer));
+        out.push(id);
+        seq.push(id);
+        if id == EOS {
+            break;
+        }
+    }
+    out
+}
+
+fn steering_vector(rows: &[Vec<f64>], injection: Injection) -> Vector {
+    Vector { layers: rows.iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect(), model: "tiny".into(), method: "test".into(), injection, default_strength: 0.5, pairs: 0 }
+}
+
+#[test]
+fn tiny_llama_logits_and_greedy_decoding_match_the_f64_reference() {
+    let (w, files) = tiny_llama();
+    let device = backend::cpu().device;
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    let prompt = "w5 w9 w3 w17 w2 w11";
+    let ids = m.encode(prompt).unwrap();
+    assert_eq!(ids, [5, 9, 3, 17, 2, 11]);
+    let got = block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &Plain, false).unwrap().logits)).unwrap();
+    let want = llama_reference(&w, &ids, &RefSteer::None);
+    assert!(max_abs(&got, &want) <= 1e-4, "prefill logits: max |Δ| {}", max_abs(&got, &want));
+
+    let options = GenerateOptions { max_tokens: 12, ..Default::default() };
+    let mut g = block_on(Generation::start(&m, prompt, &options, &Plain)).unwrap();
+    while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
+    assert_eq!(g.ids(), reference_greedy(&w, &ids, 12, &RefSteer::None).as_slice(), "greedy through the KV cache");
+}
+
+#[test]
+fn tiny_llama_steering_matches_the_f64_reference() {
+    let (w, files) = tiny_llama();
+    let device = backend::cpu().device;
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    let ids = m.encode("w4 w8 w15 w16 w23").unwrap();
+    let mut rng = Rng(3);
+    let rows: Vec<Vec<f64>> = (0..LLAYERS).map(|_| rng.values(LH, 1.0)).collect();
+    for (injection, lambda) in [(Injection::Icv, 0.7), (Injection::Residual, 2.0)] {
+        let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, injection), Some(lambda as f32))], mode: None, layers: None };
+        let steering = spec.build(LLAYERS, LH, &device).unwrap().unwrap();
+        let got = block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
+        let reference = match injection {
+            Injection::Icv => RefSteer::Icv(&rows, lambda),
+            Injection::Residual => RefSteer::Residual(&rows, lambda),
+        };
+        let want = llama_reference(&w, &ids, &reference);
+        assert!(max_abs(&got, &want) <= 1e-4, "{injection:?}: max |Δ| {}", max_abs(&got, &want));
+        let plain = llama_reference(&w, &ids, &RefSteer::None);
+        assert!(want.iter().zip(&plain).any(|(a, b)| (a - b).abs() > 1e-2), "{injection:?} must change the logits");
+        // Steered greedy decoding, token by token through the cache, as the reference reruns it.
+        let options = GenerateOptions { max_tokens: 8, ..Default::default() };
+        let mut g = block_on(Generation::start(&m, "w4 w8 w15 w16 w23", &options, &steering)).unwrap();
+        while block_on(g.next(&m, &steering)).unwrap().is_some() {}
+        assert_eq!(g.ids(), reference_greedy(&w, &ids, 8, &reference).as_slice(), "{injection:?} greedy");
+    }
+    // A layer range leaves the other blocks alone: residual steering on the last block only.
+    let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, Injection::Residual), Some(2.0))], mode: None, layers: Some(LayerRange([LLAYERS - 1, LLAYERS])) };
+    let steering = spec.build(LLAYERS, LH, &device).unwrap().unwrap();
+    let got = block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
+    let only_last: Vec<Vec<f64>> = (0..LLAYERS).map(|l| if l == LLAYERS - 1 { rows[l].clone() } else { vec![0.0; LH] }).collect();
+    let want = llama_reference(&w, &ids, &RefSteer::Residual(&only_last, 2.0));
+    assert!(max_abs(&got, &want) <= 1e-4, "layer range: max |Δ| {}", max_abs(&got, &want));
+}
