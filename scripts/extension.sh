@@ -22,4 +22,11 @@ cp www/veer.js www/veer-error.js www/veer-fetch.js www/veer-host.js www/veer-wor
 cp pkg/veer.js pkg/veer_bg.wasm "$out/veer/pkg/"
 # The extension loads models/sentiment/ by default, whichever model is packaged there.
 cp $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json "$out/models/sentiment/"
+# sentence-transformers' settings, where the folder has them (the library reads them as the CLI does).
+for f in sentence_bert_config.json 1_Pooling/config.json; do
+  if [[ -f $models/$model/$f ]]; then
+    mkdir -p "$(dirname "$out/models/sentiment/$f")"
+    cp "$models/$model/$f" "$out/models/sentiment/$f"
+  fi
+done
 echo "extension: $out ($(du -sh "$out" | cut -f1)), load it unpacked from chrome://extensions"

@@ -146,6 +146,8 @@ export async function fetchFile(url, o = {}) {
     response = await fetch(url, { signal: o.signal, cache: 'no-cache' });
   } catch (e) {
     if (o.signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
+    // Packaged files (chrome-extension:, file:) have no 404: a missing one fails to fetch.
+    if (o.optional && !/^https?:/.test(url)) return undefined;
     throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
   }
   if (!response.ok) {
