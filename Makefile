@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg demo serve extension test test-native test-browser test-page bench bench-browser clean
+.PHONY: setup veer assets distill pkg demo serve extension test test-native test-browser test-page bench bench-browser bench-compare clean
 
 setup:
 	@scripts/setup.sh
@@ -32,13 +32,22 @@ distill: assets
 	@scripts/distill.sh $(VEER) $(WHICH)
 
 # wasm build -> pkg/ (ES module for `--target web`), optimised with npm binaryen's wasm-opt.
+# wasm-bindgen and wasm-opt (≈ 4 min) run only when the module cargo built changed: pkg/.source holds
+# the sha256 of the module they were last run on, so a second `make demo` serves within seconds.
 pkg: setup
 	@echo "==> building the wasm module (release)"
 	cargo build --release $(WASM) --lib
-	wasm-bindgen --target web --out-dir pkg $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm
-	@echo "==> wasm-opt -Oz"
-	node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-	  --enable-mutable-globals --enable-reference-types --enable-multivalue pkg/veer_bg.wasm -o pkg/veer_bg.wasm
+	@raw=$(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm; stamp=$$(sha256sum $$raw | cut -c1-64); \
+	if [ -f pkg/veer_bg.wasm ] && [ -f pkg/veer.js ] && [ "$$(cat pkg/.source 2>/dev/null)" = "$$stamp" ]; then \
+	  echo "==> pkg/ is up to date with $$raw"; \
+	else \
+	  rm -f pkg/.source; \
+	  wasm-bindgen --target web --out-dir pkg $$raw; \
+	  echo "==> wasm-opt -Oz"; \
+	  node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	    --enable-mutable-globals --enable-reference-types --enable-multivalue pkg/veer_bg.wasm -o pkg/veer_bg.wasm; \
+	  echo "$$stamp" > pkg/.source; \
+	fi
 	@ls -l pkg/veer_bg.wasm
 	@ln -sfn ../pkg www/pkg
 
@@ -80,6 +89,14 @@ bench: assets
 bench-browser: setup assets
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench -- --nocapture
+
+# The JS library in one headless Chromium session, configurations interleaved, a fresh page per run:
+# the classifier in one worker vs a pool ('auto'), cold start, throughput, latency, SmolLM2 decoding.
+# OTHER=DIR adds another copy of the library + pkg/ (e.g. another build) as a contender. Prints a table,
+# writes bench/results/compare.json; asserts nothing.
+RUNS ?= 5
+bench-compare: setup assets pkg
+	node bench/compare.mjs --runs $(RUNS) --decoder --name compare one-worker=www $(if $(OTHER),other=$(OTHER)) pool=www@auto
 
 clean:
 	rm -rf pkg www/pkg www/models

@@ -91,11 +91,49 @@ pub async fn select(choice: DeviceChoice) -> Result<Backend> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
         DeviceChoice::Gpu => gpu().await,
-        DeviceChoice::Auto => match gpu().await {
-            Ok(backend) => Ok(backend),
-            Err(e) => Ok(Backend { fallback_reason: Some(e.to_string()), ..cpu() }),
-        },
+        DeviceChoice::Auto => {
+            if let Some(why) = software_adapter().await {
+                return Ok(Backend { fallback_reason: Some(why), ..cpu() });
+            }
+            match gpu().await {
+                Ok(backend) => Ok(backend),
+                Err(e) => Ok(Backend { fallback_reason: Some(e.to_string()), ..cpu() }),
+            }
+        }
     }
+}
+
+/// Why `auto` must not take the browser's WebGPU adapter: it is a software fallback (SwiftShader on a
+/// machine without a usable GPU, `isFallbackAdapter`), which runs veer's models 50–100× slower than the
+/// wasm CPU path. `None` when the adapter is real hardware, or when the browser has none (the GPU path
+/// then reports its own error). Asked through JS reflection: it works in workers and needs no web-sys
+/// feature.
+#[cfg(target_arch = "wasm32")]
+async fn software_adapter() -> Option<String> {
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let gpu = get(&get(&js_sys::global(), "navigator")?, "gpu")?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
+    // `info.isFallbackAdapter` (Chrome 136+), formerly `adapter.isFallbackAdapter`.
+    let info = get(&adapter, "info");
+    let flag = |o: &JsValue| get(o, "isFallbackAdapter").and_then(|v| v.as_bool());
+    if !info.as_ref().and_then(flag).or_else(|| flag(&adapter)).unwrap_or(false) {
+        return None;
+    }
+    let describe = |k: &str| info.as_ref().and_then(|i| get(i, k)).and_then(|v| v.as_string()).filter(|s| !s.is_empty());
+    let name = [describe("vendor"), describe("architecture"), describe("description")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    Some(format!(
+        "the browser's WebGPU adapter{} is a software fallback (isFallbackAdapter), far slower than the CPU path; ask for device \"webgpu\" to use it anyway",
+        if name.is_empty() { String::new() } else { format!(" ({name})") }
+    ))
+}
+
+/// Natively a wgpu adapter is what the machine has (lavapipe is chosen knowingly with `--device wgpu`).
+#[cfg(not(target_arch = "wasm32"))]
+async fn software_adapter() -> Option<String> {
+    None
 }
 
 /// Read a float tensor back to the host. Always async: browsers cannot block on GPU readback.

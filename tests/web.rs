@@ -19,10 +19,31 @@ async fn webgpu_adapter_is_found_and_matches_cpu() {
     assert!(diff <= 1e-5, "WebGPU vs CPU max |diff| = {diff}");
 }
 
+/// `navigator.gpu.requestAdapter()`'s `isFallbackAdapter`, asked by the test itself.
+async fn adapter_is_software() -> bool {
+    use wasm_bindgen::JsCast;
+    let get = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap();
+    let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
+    let request: js_sys::Function = get(&gpu, "requestAdapter").dyn_into().unwrap();
+    let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(request.call0(&gpu).unwrap())).await.unwrap();
+    let info = get(&adapter, "info");
+    get(&info, "isFallbackAdapter").as_bool().or_else(|| get(&adapter, "isFallbackAdapter").as_bool()).unwrap_or(false)
+}
+
 #[wasm_bindgen_test]
-async fn auto_picks_webgpu_and_runtime_reports_it() {
+async fn auto_takes_webgpu_only_on_a_hardware_adapter_and_says_why_not() {
     let rt = veer::wasm::Runtime::create("auto".into()).await.map_err(|_| "create").unwrap();
-    assert_eq!(rt.device(), "webgpu", "fallback: {:?}", rt.fallback_reason());
+    if adapter_is_software().await {
+        // Headless Chromium without a GPU: SwiftShader. The CPU path is 50–100× faster.
+        assert_eq!(rt.device(), "cpu");
+        let why = rt.fallback_reason().unwrap_or_default();
+        assert!(why.contains("software fallback") && why.contains("webgpu"), "{why}");
+    } else {
+        assert_eq!(rt.device(), "webgpu", "fallback: {:?}", rt.fallback_reason());
+    }
+    // Asked for explicitly, the software adapter is still used.
+    let gpu = veer::wasm::Runtime::create("webgpu".into()).await.map_err(|_| "create").unwrap();
+    assert_eq!(gpu.device(), "webgpu");
     let cpu = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "create").unwrap();
     assert_eq!(cpu.device(), "cpu");
     assert_eq!(cpu.self_check().await.map_err(|_| "check").unwrap(), 0.0);

@@ -70,7 +70,13 @@ export interface EncoderOptions {
   batchSize?: number;
 }
 
-export interface ClassifierOptions extends LoadOptions, EncoderOptions {}
+export interface ClassifierOptions extends LoadOptions, EncoderOptions {
+  /** Workers holding the model on the CPU, each its own wasm instance: a call's texts are split among
+   * them, so batch throughput scales with cores without cross-origin isolation. 'auto': the cores the
+   * browser reports (at most 4), fewer when the copies would pass ~1 GB. Default 1; always 1 on WebGPU
+   * and with `worker: false`. */
+  workers?: number | 'auto';
+}
 
 export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
@@ -150,6 +156,8 @@ export class Classifier extends EventTarget implements Model {
   readonly info: ModelInfo;
   /** Label names in the model's order (empty for a plain encoder). */
   readonly labels: string[];
+  /** Workers this classifier runs in (see `ClassifierOptions.workers`). */
+  readonly workers: number;
   /** Truncation length and embedding pooling in effect (options, else the folder's settings). */
   readonly maxLength: number;
   readonly pooling: 'mean' | 'cls';

@@ -348,9 +348,14 @@ class Model extends EventTarget {
     const tFetched = performance.now();
     const worker = this._options.worker ?? this.runtime.options.worker;
     const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, isolated, name: `veer ${this.kind}` });
+    const op = this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator';
     try {
       const { args, transfer } = loadArgs(g, this._loadExtra());
-      const info = await opened.channel.call(this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator', args, transfer);
+      const helpers = opened.inWorker ? this._helpers(g) : 0;
+      // With helpers to load, the bytes are copied to each worker rather than moved to the first.
+      const info = await opened.channel.call(op, args, helpers > 0 ? [] : transfer);
+      this._closePool();
+      if (helpers > 0 && info.device === 'cpu') this._pool = await this._openPool(helpers, device, op, args, transfer);
       this._ch?.close();
       this._ch = opened.channel;
       this._vectorsSent = new Set(); // vectors the new worker holds
@@ -415,12 +420,51 @@ class Model extends EventTarget {
     return this._ch.call('loseDevice');
   }
 
-  /** Free the model's memory and stop its worker. Later calls reject with E_DISPOSED. */
+  /** How many more workers to load the model into (a `Classifier`'s pool; none for other models). */
+  _helpers() {
+    return 0;
+  }
+
+  /** `n` more workers holding the same model on the CPU; the last one takes the downloaded buffers. */
+  async _openPool(n, device, op, args, transfer) {
+    const pool = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const opened = await openChannel({ worker: true, device, wasmUrl: this.runtime.options.wasmUrl, name: `veer ${this.kind} ${i + 2}` });
+        pool.push(opened.channel);
+        await opened.channel.call(op, args, i === n - 1 ? transfer : []);
+      }
+      return pool;
+    } catch (e) {
+      for (const ch of pool) ch.close();
+      throw toVeerError(e);
+    }
+  }
+
+  _closePool() {
+    for (const ch of this._pool ?? []) ch.close();
+    this._pool = [];
+  }
+
+  /** `op` over `list` split into contiguous parts, one per worker of the pool, in parallel; the
+   * results concatenated in order. Without a pool, or for one text, the model's own worker. */
+  async _spread(op, list) {
+    const workers = 1 + (this._pool?.length ?? 0);
+    if (workers === 1 || list.length < 2) return this._call(op, { texts: list });
+    const parts = Math.min(workers, list.length);
+    const size = Math.ceil(list.length / parts);
+    const chunks = Array.from({ length: parts }, (_, i) => list.slice(i * size, (i + 1) * size)).filter((c) => c.length);
+    const results = await Promise.all(chunks.map((texts, i) => (i === 0 ? this._call(op, { texts }) : this._pool[i - 1].call(op, { texts }))));
+    return results.flat();
+  }
+
+  /** Free the model's memory and stop its worker(s). Later calls reject with E_DISPOSED. */
   dispose() {
     if (this._disposed) return;
     this._disposed = true;
     this._ch?.call('dispose').catch(() => {});
     this._ch?.close();
+    this._closePool();
   }
 }
 
@@ -429,12 +473,30 @@ export class Classifier extends Model {
     return { options: this._request };
   }
 
+  /** Extra CPU workers for the `workers` option: a number, or 'auto' — the cores the browser reports
+   * (at most 4), fewer if the copies would pass ~1 GB (weights live as f32: about 2.5× an F16 file). */
+  _helpers(g) {
+    const want = this._options.workers ?? 1;
+    if (want === 'auto') {
+      const bytes = g.bytes.weights?.length ?? 0;
+      const cores = Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 4);
+      return Math.max(1, Math.min(cores, Math.floor(1e9 / Math.max(1, 2.5 * bytes)))) - 1;
+    }
+    if (!Number.isInteger(want) || want < 1 || want > 64) throw new VeerError('E_INVALID', `loadClassifier: options.workers ${want}: expected 'auto' or a whole number from 1 to 64`);
+    return want - 1;
+  }
+
+  /** Workers this classifier runs in (the `workers` option; 1 on WebGPU or inline). */
+  get workers() {
+    return 1 + (this._pool?.length ?? 0);
+  }
+
   /** One result per text, `{label, score, scores: {label: score}}` in the model's label order. */
   async classify(texts) {
     const single = typeof texts === 'string';
     const list = single ? [texts] : Array.from(texts);
     if (this.labels.length === 0) throw new VeerError('E_CONFIG', 'config `id2label`: this model has no classification head (use embed)');
-    const raw = await this._call('classify', { texts: list });
+    const raw = await this._spread('classify', list);
     const out = raw.map((r) => ({ label: r.label, score: r.score, scores: Object.fromEntries(this.labels.map((l) => [l, r.scores[l]])) }));
     return single ? out[0] : out;
   }
@@ -442,14 +504,14 @@ export class Classifier extends Model {
   /** One Float32Array per text (pooled, normalised unless `normalize: false`). */
   async embed(texts) {
     const single = typeof texts === 'string';
-    const out = await this._call('embed', { texts: single ? [texts] : Array.from(texts) });
+    const out = await this._spread('embed', single ? [texts] : Array.from(texts));
     return single ? out[0] : out;
   }
 
   /** Token ids per text, as the model sees them. */
   async tokenize(texts) {
     const single = typeof texts === 'string';
-    const out = await this._call('tokenize', { texts: single ? [texts] : Array.from(texts) });
+    const out = await this._spread('tokenize', single ? [texts] : Array.from(texts));
     return single ? out[0] : out;
   }
 }
@@ -460,7 +522,7 @@ export class Classifier extends Model {
  */
 export async function loadClassifier(source, options = {}) {
   // Everything but the library's own options is an `EncoderOptions` request, checked by the model.
-  const [own, request] = splitOptions('loadClassifier', options, LOAD_OPTIONS);
+  const [own, request] = splitOptions('loadClassifier', options, [...LOAD_OPTIONS, 'workers']);
   const rt = await runtimeFor(own);
   const clf = new Classifier(rt, 'classifier', describeSources(source, ['config', 'weights', 'tokenizer', 'pooling', 'sentenceBert']), own, request);
   const info = await clf._open(rt._deviceForModels(), { signal: own.signal });

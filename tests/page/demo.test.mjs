@@ -1,6 +1,7 @@
 // The demo page end to end, served as `make demo` serves it (www/ at the root), in headless Chromium
 // (Debian's, driven by playwright-core; no browser download). Screenshots go to test-results/.
-// WebGPU here is Chromium's software renderer: it classifies (slowly) but generation runs with ?device=cpu.
+// WebGPU here is Chromium's software renderer: `auto` leaves it for the CPU; ?device=webgpu takes it
+// (classification, slowly); generation runs with ?device=cpu.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve, launch, chromeArgs, noWebGpuArgs, watch, nativeScores, maxDiff, results, www } from './helpers.mjs';
@@ -39,7 +40,8 @@ async function waitClassifiers(page) {
 }
 
 test('WebGPU: badge, self-check, model table, live classification, a lost GPU falls back to the CPU', async () => {
-  const { browser, page, rows, errors, state } = await openDemo(chromeArgs);
+  // `auto` does not take this machine's software adapter (see the next test): ask for WebGPU.
+  const { browser, page, rows, errors, state } = await openDemo(chromeArgs, '?device=webgpu');
   try {
     assert.equal(state, 'webgpu', JSON.stringify(rows));
     assert.equal(rows.device, 'webgpu');

@@ -135,6 +135,53 @@ test('embed: unit-length Float32Arrays; every encoder folder embeds a long text 
   assert.ok(got.bad.maxLenght.includes('maxLength'), `the known names are listed: ${got.bad.maxLenght}`);
 });
 
+test("auto leaves a software WebGPU adapter for the CPU and says why; 'webgpu' still takes it", async () => {
+  const got = await inPage(async (veer) => {
+    const adapter = await navigator.gpu?.requestAdapter();
+    const software = Boolean(adapter?.info?.isFallbackAdapter ?? adapter?.isFallbackAdapter);
+    const auto = await veer.init();
+    const out = { software, auto: { device: auto.device, reason: auto.fallbackReason } };
+    auto.dispose();
+    const gpu = await veer.init({ device: 'webgpu' });
+    out.webgpu = gpu.device;
+    gpu.dispose();
+    return out;
+  });
+  assert.equal(got.webgpu, 'webgpu');
+  if (got.software) {
+    assert.equal(got.auto.device, 'cpu');
+    assert.match(got.auto.reason, /software fallback/);
+  } else {
+    assert.equal(got.auto.device, 'webgpu', JSON.stringify(got));
+  }
+});
+
+test('a pool of workers splits a batch and gives the scores of one worker', async () => {
+  const ref = nativeScores('sentiment');
+  const got = await inPage(
+    async (veer, texts) => {
+      await veer.init({ device: 'cpu' });
+      const pool = await veer.loadClassifier('models/sentiment/', { workers: 2 });
+      const auto = await veer.loadClassifier('models/sentiment/', { workers: 'auto' });
+      const out = { workers: pool.workers, auto: auto.workers, cores: navigator.hardwareConcurrency, results: await pool.classify(texts), embedded: (await pool.embed(texts)).length, ids: (await pool.tokenize(texts)).length };
+      out.bad = await veer.loadClassifier('models/sentiment/', { workers: 0 }).catch((e) => e.code);
+      pool.dispose();
+      auto.dispose();
+      out.afterDispose = await pool.classify(texts).catch((e) => e.code);
+      return out;
+    },
+    ref.texts,
+  );
+  assert.equal(got.workers, 2);
+  assert.equal(got.auto, Math.min(got.cores, 4));
+  assert.equal(got.embedded, ref.texts.length);
+  assert.equal(got.ids, ref.texts.length);
+  assert.deepEqual(got.results.map((r) => r.label), ref.results.map((r) => r.label));
+  assert.ok(maxDiff(got.results, ref.results) <= 1e-4, `pool vs native: max |Δ| ${maxDiff(got.results, ref.results)}`);
+  assert.equal(got.bad, 'E_INVALID');
+  assert.equal(got.afterDispose, 'E_DISPOSED');
+});
+
 test('a second load comes from the Cache API: no network fetch of the weights', async () => {
   const requests = [];
   const onRequest = (r) => requests.push(r.url());
