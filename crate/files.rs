@@ -15,6 +15,14 @@ pub struct File {
     pub bytes: Vec<u8>,
 }
 
+impl File {
+    /// The file as JSON of type `T`; `what` says what was expected (an HTML error page is named as such).
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+        crate::error::reject_html(&self.bytes, &self.name, what)?;
+        serde_json::from_slice(&self.bytes).map_err(|e| Error::file(&self.name, e))
+    }
+}
+
 /// The roles a folder's files play, with their path inside the folder and whether a model needs them.
 /// veer.js fetches by this table (a test checks that its copy agrees).
 pub const ROLES: [(&str, &str, bool); 6] = [
@@ -100,8 +108,7 @@ impl ModelFiles {
     /// Pooling that sentence-transformers applies for this folder, if it says.
     pub fn pooling(&self) -> Result<Option<Pooling>> {
         let Some(f) = &self.pooling else { return Ok(None) };
-        crate::error::reject_html(&f.bytes, &f.name, "a pooling config")?;
-        let c: PoolingConfig = serde_json::from_slice(&f.bytes).map_err(|e| Error::file(&f.name, e))?;
+        let c: PoolingConfig = f.json("a pooling config")?;
         Ok(match (c.pooling_mode_cls_token, c.pooling_mode_mean_tokens) {
             (true, _) => Some(Pooling::Cls),
             (false, true) => Some(Pooling::Mean),
@@ -112,8 +119,6 @@ impl ModelFiles {
     /// sentence-transformers' truncation length for this folder, if it says.
     pub fn max_seq_length(&self) -> Result<Option<usize>> {
         let Some(f) = &self.sentence_bert else { return Ok(None) };
-        crate::error::reject_html(&f.bytes, &f.name, "sentence_bert_config.json")?;
-        let c: SentenceBertConfig = serde_json::from_slice(&f.bytes).map_err(|e| Error::file(&f.name, e))?;
-        Ok(c.max_seq_length)
+        Ok(f.json::<SentenceBertConfig>("sentence_bert_config.json")?.max_seq_length)
     }
 }

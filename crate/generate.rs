@@ -53,10 +53,7 @@ impl Model {
         let config = Config::parse(&files.config.bytes, &files.config.name)?;
         let tokenizer = crate::tokenizer::load(&files.tokenizer.bytes, &files.tokenizer.name)?;
         let tc: TokenizerConfig = match &files.tokenizer_config {
-            Some(f) => {
-                crate::error::reject_html(&f.bytes, &f.name, "tokenizer_config.json")?;
-                serde_json::from_slice(&f.bytes).map_err(|e| Error::file(&f.name, e))?
-            }
+            Some(f) => f.json("tokenizer_config.json")?,
             None => TokenizerConfig::default(),
         };
         let chat_template = match tc.chat_template {
