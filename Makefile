@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg demo serve extension test test-native test-browser test-page bench bench-browser bench-compare clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare clean
 
 setup:
 	@scripts/setup.sh
@@ -51,6 +51,10 @@ pkg: setup
 	@ls -l pkg/veer_bg.wasm
 	@ln -sfn ../pkg www/pkg
 
+# The npm package: dist/veer-VERSION.tgz (npm pack of the library, the glue and the wasm; not published).
+package: pkg
+	@scripts/package.sh
+
 demo: assets pkg serve
 
 # www/ as any static host would serve it: the page, the JS library (veer.js + worker), pkg/, models/.
@@ -75,8 +79,9 @@ test-browser: setup
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
 
 # The demo page, the JS library and the extension end to end in headless Chromium (playwright-core,
-# Debian's chromium), on the optimised pkg/. Screenshots in test-results/.
-test-page: assets pkg
+# Debian's chromium), on the optimised pkg/; the npm tarball in a Vite production build and a plain page.
+# Screenshots in test-results/.
+test-page: assets pkg package
 	@echo "==> page tests (playwright-core + Debian chromium)"
 	node --test --test-concurrency=1 tests/page/
 

@@ -21,18 +21,22 @@ if (globalThis.GPUAdapter && !GPUAdapter.prototype.__veerPatched) {
   GPUAdapter.prototype.__veerPatched = true;
 }
 
+// The wasm-bindgen glue (self-contained, no imports). A literal `new URL` so that bundlers copy it as a
+// file beside the worker; it is imported by URL, not bundled, because each import of a distinct URL is
+// a fresh module with its own wasm instance, which the CPU reload after a GPU failure needs inline.
+const GLUE = new URL('./pkg/veer.js', import.meta.url).href;
 let instances = 0;
 
-/** Load a fresh copy of the wasm-bindgen glue (a new module instance each time `fresh` is set). */
-async function loadWasm(pkgUrl, module, fresh) {
-  const url = fresh && instances > 0 ? `${pkgUrl}?instance=${instances}` : pkgUrl;
+/** Load the wasm-bindgen glue around the compiled module (a new instance each time `fresh` is set). */
+async function loadWasm(module, fresh) {
+  const url = fresh && instances > 0 ? `${GLUE}?instance=${instances}` : GLUE;
   instances++;
-  const wasm = await import(url);
-  await wasm.default({ module_or_path: module ?? new URL('veer_bg.wasm', pkgUrl) });
+  const wasm = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
+  await wasm.default({ module_or_path: module });
   return wasm;
 }
 
-const inline = new Map(); // pkgUrl -> Promise<wasm> shared by the hosts of one page (worker: false)
+let inline; // Promise<wasm> shared by the inline hosts of one page (worker: false)
 
 export class Host {
   constructor() {
@@ -60,13 +64,13 @@ export class Host {
     }
   }
 
-  async op_init({ pkgUrl, module, device, isolated }) {
+  async op_init({ module, device, isolated }) {
     // In a worker the module is ours alone; inline hosts share one instance unless told otherwise.
     if (isolated) {
-      this.wasm = await loadWasm(pkgUrl, module, true);
+      this.wasm = await loadWasm(module, true);
     } else {
-      if (!inline.has(pkgUrl)) inline.set(pkgUrl, loadWasm(pkgUrl, module, false));
-      this.wasm = await inline.get(pkgUrl);
+      inline ??= loadWasm(module, false);
+      this.wasm = await inline;
     }
     this.runtime = await this.wasm.Runtime.create(device);
     this.device = this.runtime.device;

@@ -24,8 +24,10 @@ export interface InitOptions {
   worker?: boolean;
   /** Cache API name for model files (default 'veer-models-v1'); false: never cache. */
   cache?: string | false;
-  /** Where veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js). */
+  /** Where veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js, or where a bundler put it). */
   wasmUrl?: string;
+  /** Where veer-worker.js is (default: next to veer.js, or the worker chunk a bundler emitted). */
+  workerUrl?: string;
 }
 
 export interface Progress {

@@ -8,7 +8,9 @@
 //   await clf.classify(['great stuff', 'awful']);             // [{label, score, scores}]
 //
 // Page-relative URLs (models) resolve against the page; the library's own files (worker, wasm) against
-// this module's URL, so it works from any static host and sub-path. See veer.d.ts for every option.
+// this module's URL, so it works from any static host and sub-path. The worker and the wasm are named
+// by literal `new URL('./…', import.meta.url)` expressions so that bundlers (Vite, webpack 5, Rollup,
+// esbuild with a plugin) find and copy them; `workerUrl`/`wasmUrl` override both. See veer.d.ts.
 
 import { VeerError, toVeerError, errorFromData } from './veer-error.js';
 import { fetchFile, fetchVerified, clearCache, DEFAULT_CACHE } from './veer-fetch.js';
@@ -16,11 +18,14 @@ import { fetchFile, fetchVerified, clearCache, DEFAULT_CACHE } from './veer-fetc
 export { VeerError, clearCache, fetchFile };
 
 const here = import.meta.url;
-const urls = {
-  pkg: new URL('./pkg/veer.js', here).href,
-  wasm: new URL('./pkg/veer_bg.wasm', here).href,
-  worker: new URL('./veer-worker.js', here).href,
-};
+// Literal, for bundlers: they copy the file and rewrite the URL (do not factor `import.meta.url` out).
+const DEFAULT_WASM = new URL('./pkg/veer_bg.wasm', import.meta.url).href;
+
+/** The library's module worker: the literal form bundlers recognise, unless the page gave its own URL. */
+function startWorker(workerUrl, name) {
+  if (workerUrl) return new Worker(workerUrl, { type: 'module', name });
+  return new Worker(new URL('./veer-worker.js', import.meta.url), { type: 'module', name });
+}
 
 /** Where page-relative URLs resolve: the document, else the worker/extension script. */
 function pageBase() {
@@ -66,14 +71,15 @@ function compileWasm(url) {
 // --- channels: the same requests to a worker or to an inline host ----------------------------------
 
 class WorkerChannel {
-  constructor(name) {
+  constructor(name, workerUrl) {
     this.pending = new Map();
     this.next = 1;
     this.dead = null;
+    const where = workerUrl ?? 'veer-worker.js';
     try {
-      this.worker = new Worker(urls.worker, { type: 'module', name });
+      this.worker = startWorker(workerUrl, name);
     } catch (e) {
-      throw new VeerError('E_WORKER', `could not start ${urls.worker}: ${e.message ?? e}`);
+      throw new VeerError('E_WORKER', `could not start ${where}: ${e.message ?? e}`);
     }
     this.worker.onmessage = ({ data }) => {
       const p = this.pending.get(data.id);
@@ -89,7 +95,7 @@ class WorkerChannel {
     };
     this.worker.onerror = (e) => {
       e.preventDefault?.();
-      fail(`veer worker failed (${urls.worker}): ${e.message || 'script error (check that the file is served as JavaScript)'}`);
+      fail(`veer worker failed (${where}): ${e.message || 'script error (check that the file is served as JavaScript)'}`);
     };
     this.worker.onmessageerror = () => fail('veer worker: a message could not be deserialised');
   }
@@ -133,12 +139,12 @@ class InlineChannel {
 }
 
 /** A channel with the wasm module initialised on `device`; resolves to {channel, info}. */
-async function openChannel({ worker, device, wasmUrl, isolated, name }) {
+async function openChannel({ worker, device, wasmUrl, workerUrl, isolated, name }) {
   const module = await compileWasm(wasmUrl);
   const useWorker = worker && typeof Worker === 'function';
-  const channel = useWorker ? new WorkerChannel(name) : await new InlineChannel().open();
+  const channel = useWorker ? new WorkerChannel(name, workerUrl) : await new InlineChannel().open();
   try {
-    const info = await channel.call('init', { pkgUrl: urls.pkg, module, device, isolated: useWorker || isolated });
+    const info = await channel.call('init', { module, device, isolated: useWorker || isolated });
     return { channel, info, inWorker: useWorker };
   } catch (e) {
     channel.close();
@@ -202,13 +208,19 @@ export class Runtime extends EventTarget {
 
 /**
  * Start veer: compile the wasm module and choose a device.
- * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string}} [options]
+ * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string, workerUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl']);
-  const o = { device: options.device ?? 'auto', worker: options.worker ?? true, cache: options.cache ?? DEFAULT_CACHE, wasmUrl: options.wasmUrl ? resolve(options.wasmUrl) : urls.wasm };
+  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl', 'workerUrl']);
+  const o = {
+    device: options.device ?? 'auto',
+    worker: options.worker ?? true,
+    cache: options.cache ?? DEFAULT_CACHE,
+    wasmUrl: options.wasmUrl ? resolve(options.wasmUrl) : DEFAULT_WASM,
+    workerUrl: options.workerUrl ? resolve(options.workerUrl) : undefined,
+  };
   if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
-  const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, name: 'veer runtime' });
+  const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, workerUrl: o.workerUrl, name: 'veer runtime' });
   defaultRuntime = new Runtime(o, opened);
   return defaultRuntime;
 }
@@ -347,7 +359,7 @@ class Model extends EventTarget {
     const g = await gather(this._sources, { ...this._options, signal }, this.runtime.options.cache);
     const tFetched = performance.now();
     const worker = this._options.worker ?? this.runtime.options.worker;
-    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, isolated, name: `veer ${this.kind}` });
+    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, isolated, name: `veer ${this.kind}` });
     const op = this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator';
     try {
       const { args, transfer } = loadArgs(g, this._loadExtra());
@@ -430,7 +442,7 @@ class Model extends EventTarget {
     const pool = [];
     try {
       for (let i = 0; i < n; i++) {
-        const opened = await openChannel({ worker: true, device, wasmUrl: this.runtime.options.wasmUrl, name: `veer ${this.kind} ${i + 2}` });
+        const opened = await openChannel({ worker: true, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, name: `veer ${this.kind} ${i + 2}` });
         pool.push(opened.channel);
         await opened.channel.call(op, args, i === n - 1 ? transfer : []);
       }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make package`: the npm package `veer` as a tarball, dist/veer-VERSION.tgz (`npm pack`; not published
+# from here). The library's ES modules from www/, the wasm-bindgen glue and module from pkg/ (or PKG=dir),
+# npm/README.md, the licences, and npm/package.json with the version of Cargo.toml.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+pkg=${PKG:-pkg}
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+stage=target/npm/veer
+rm -rf "$stage" && mkdir -p "$stage/pkg" dist
+cp www/veer.js www/veer.d.ts www/veer-error.js www/veer-fetch.js www/veer-host.js www/veer-worker.js "$stage/"
+cp "$pkg/veer.js" "$pkg/veer_bg.wasm" "$stage/pkg/"
+cp npm/README.md LICENSE-MIT LICENSE-APACHE "$stage/"
+node -e 'const fs = require("fs"); const p = JSON.parse(fs.readFileSync("npm/package.json", "utf8")); p.version = process.argv[1]; fs.writeFileSync(process.argv[2], JSON.stringify(p, null, 2) + "\n");' "$version" "$stage/package.json"
+rm -f "dist/veer-$version.tgz"
+(cd "$stage" && npm pack --pack-destination "$root/dist" --loglevel=error >/dev/null)
+tgz=dist/veer-$version.tgz
+wasm=$stage/pkg/veer_bg.wasm
+# Sizes as a server would send the module: raw, gzip -9 and brotli quality 11 (node's zlib).
+node -e 'const fs = require("fs"), z = require("zlib"); const b = fs.readFileSync(process.argv[2]);
+const br = z.brotliCompressSync(b, { params: { [z.constants.BROTLI_PARAM_QUALITY]: 11, [z.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }).length;
+console.log(`==> ${process.argv[1]}: ${fs.statSync(process.argv[1]).size} bytes; veer_bg.wasm ${b.length} raw, ${z.gzipSync(b, { level: 9 }).length} gzip -9, ${br} brotli 11`);' "$tgz" "$wasm"
