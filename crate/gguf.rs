@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// Metadata arrays of arrays of arrays at most.
+const MAX_ARRAY_DEPTH: usize = 3;
 
 /// A metadata value. Arrays keep their element values (token lists are arrays of strings).
 #[derive(Debug, Clone, PartialEq)]
@@ -96,19 +98,19 @@ pub struct TensorInfo {
     pub ty: GgmlType,
     /// Absolute byte offset in the file.
     pub offset: usize,
+    /// Elements and bytes, computed with checked arithmetic when the file was parsed: `offset + bytes`
+    /// lies inside the file, so everything sized from these fits what is actually there.
+    elements: usize,
+    bytes: usize,
 }
 
 impl TensorInfo {
     pub fn num_elements(&self) -> usize {
-        self.dims.iter().product::<u64>() as usize
+        self.elements
     }
     /// Shape in PyTorch/HF order.
     pub fn hf_shape(&self) -> Vec<usize> {
         self.dims.iter().rev().map(|&d| d as usize).collect()
-    }
-    fn byte_len(&self) -> usize {
-        let (per_block, bytes) = self.ty.block();
-        self.num_elements() / per_block * bytes
     }
 }
 
@@ -158,7 +160,7 @@ impl<'a> Cursor<'a> {
         let raw = self.take(n)?;
         String::from_utf8(raw.to_vec()).map_err(|_| Error::file(self.file, format!("invalid UTF-8 string at offset {}", self.pos - n)))
     }
-    fn value(&mut self, ty: u32) -> Result<Value> {
+    fn value(&mut self, ty: u32, depth: usize) -> Result<Value> {
         Ok(match ty {
             0 => Value::U64(self.array::<1>()?[0] as u64),
             1 => Value::I64(self.array::<1>()?[0] as i8 as i64),
@@ -170,11 +172,16 @@ impl<'a> Cursor<'a> {
             7 => Value::Bool(self.array::<1>()?[0] != 0),
             8 => Value::Str(self.string()?),
             9 => {
+                // Arrays of arrays exist (token merges are strings); deeper nesting is only a way to
+                // exhaust the stack.
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(Error::file(self.file, format!("metadata arrays nested more than {MAX_ARRAY_DEPTH} deep at offset {}", self.pos)));
+                }
                 let elem = self.u32()?;
                 let n = self.len()?;
                 let mut items = Vec::with_capacity(n.min(1 << 20));
                 for _ in 0..n {
-                    items.push(self.value(elem)?);
+                    items.push(self.value(elem, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -203,10 +210,11 @@ impl<'a> Gguf<'a> {
         for _ in 0..n_kv {
             let key = c.string()?;
             let ty = c.u32()?;
-            let value = c.value(ty)?;
+            let value = c.value(ty, 0)?;
             metadata.insert(key, value);
         }
-        let mut raw = Vec::with_capacity(n_tensors);
+        // Each tensor entry takes at least 24 bytes of header, so no more can be there than that allows.
+        let mut raw = Vec::with_capacity(n_tensors.min((bytes.len() - c.pos) / 24));
         for _ in 0..n_tensors {
             let name = c.string()?;
             let n_dims = c.u32()? as usize;
@@ -221,18 +229,31 @@ impl<'a> Gguf<'a> {
             let rel = c.u64()?;
             raw.push((name, dims, ty, rel));
         }
-        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(DEFAULT_ALIGNMENT).max(1);
+        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(DEFAULT_ALIGNMENT);
+        if alignment == 0 || alignment > 1 << 20 {
+            return Err(Error::file(file, format!("general.alignment {alignment}: expected 1..=1048576")));
+        }
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ty, rel) in raw {
-            let info = TensorInfo { offset: (data_start + rel) as usize, name, dims, ty };
-            let (per_block, _) = ty.block();
-            if info.num_elements() % per_block != 0 {
-                return Err(Error::tensor(&info.name, format!("{} elements is not a multiple of the {ty:?} block size {per_block}", info.num_elements())));
+            let (per_block, block_bytes) = ty.block();
+            if let Some(d) = dims.iter().position(|&d| d == 0) {
+                return Err(Error::tensor(&name, format!("dimension {d} is 0")));
             }
-            if info.offset + info.byte_len() > bytes.len() {
-                return Err(Error::tensor(&info.name, format!("data runs past the end of {file} (truncated download?)")));
+            // Checked: a product or offset that wraps would otherwise size an allocation or a slice.
+            let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+            let Some(elements) = elements.filter(|&n| n <= bytes.len() as u64 * 2) else {
+                return Err(Error::tensor(&name, format!("dims {dims:?} hold more elements than {file} has bytes for")));
+            };
+            if elements % per_block as u64 != 0 {
+                return Err(Error::tensor(&name, format!("{elements} elements is not a multiple of the {ty:?} block size {per_block}")));
             }
+            let n_bytes = elements / per_block as u64 * block_bytes as u64;
+            let end = data_start.checked_add(rel).and_then(|o| o.checked_add(n_bytes));
+            if end.is_none_or(|e| e > bytes.len() as u64) {
+                return Err(Error::tensor(&name, format!("data at offset {rel} (+{n_bytes} bytes) runs past the end of {file} (truncated download?)")));
+            }
+            let info = TensorInfo { offset: (data_start + rel) as usize, name, dims, ty, elements: elements as usize, bytes: n_bytes as usize };
             tensors.push(info);
         }
         Ok(Gguf { bytes, metadata, tensors, file: file.to_string() })
@@ -248,7 +269,7 @@ impl<'a> Gguf<'a> {
 
     /// The tensor's raw bytes (still quantised).
     pub fn raw(&self, info: &TensorInfo) -> &'a [u8] {
-        &self.bytes[info.offset..info.offset + info.byte_len()]
+        &self.bytes[info.offset..info.offset + info.bytes]
     }
 
     /// All elements as f32, in ggml order (which is row-major for the HF shape).

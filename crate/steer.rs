@@ -41,6 +41,17 @@ impl Injection {
     }
 }
 
+/// Blocks a vector file may address (SmolLM2-135M has 30; the largest Llama-family models ~128).
+pub const MAX_LAYERS: usize = 1024;
+
+/// Vector values must be finite: one NaN would turn every steered activation, then every logit, to NaN.
+fn check_finite(row: &[f32], tensor: &str, file: &str) -> Result<()> {
+    match row.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::Invalid(format!("{file}: tensor `{tensor}`: value {} at index {i}; vector values must be finite", row[i]))),
+        None => Ok(()),
+    }
+}
+
 /// A steering vector on the host: one row per decoder layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vector {
@@ -97,19 +108,25 @@ impl Vector {
             if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
                 return Err(Error::tensor(&name, format!("{:?} {:?}; expected F32 [hidden]", t.dtype(), t.shape())));
             }
-            layers.push(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>());
+            let row = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>();
+            check_finite(&row, &name, file)?;
+            layers.push(row);
         }
         let hidden = layers[0].len();
         if layers.iter().any(|l| l.len() != hidden) {
             return Err(Error::file(file, "layer vectors differ in length"));
         }
         let get = |k: &str| meta.get(k).cloned();
+        let default_strength = match get("default_strength") {
+            None => 0.1,
+            Some(s) => s.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| Error::Invalid(format!("{file}: metadata `default_strength` {s:?} is not a finite number")))?,
+        };
         Ok(Vector {
             layers,
             model: get("model").unwrap_or_default(),
             method: get("method").unwrap_or_else(|| "unknown".into()),
             injection: get("injection").map(|s| s.parse()).transpose()?.unwrap_or(Injection::Icv),
-            default_strength: get("default_strength").and_then(|s| s.parse().ok()).unwrap_or(0.1),
+            default_strength,
             pairs: get("pairs").and_then(|s| s.parse().ok()).unwrap_or(0),
         })
     }
@@ -131,7 +148,16 @@ impl Vector {
             if t.dims.len() != 1 {
                 return Err(Error::tensor(&t.name, format!("shape {:?}; a direction is one vector", t.hf_shape())));
             }
-            rows.push((n, g.dequantize(t)));
+            // The block index sizes the vector: bound it before anything is allocated from it.
+            if n >= MAX_LAYERS {
+                return Err(Error::tensor(&t.name, format!("block {n}: veer steers models of at most {MAX_LAYERS} blocks")));
+            }
+            if rows.iter().any(|(m, _)| *m == n) {
+                return Err(Error::tensor(&t.name, format!("appears twice in {file}")));
+            }
+            let row = g.dequantize(t);
+            check_finite(&row, &t.name, file)?;
+            rows.push((n, row));
         }
         if rows.is_empty() {
             return Err(Error::file(file, "no `direction.{N}` tensors: not a control vector"));

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf .gpu && mkdir -p .gpu/models
-strip -o .gpu/veer "$1"
+strip -o .gpu/veer "$1" && xz -T2 -6 .gpu/veer   # ~60 MB stripped: compressed to travel
 for m in all-minilm-l6-v2 smollm2-135m-instruct; do
   src=www/models/$m; dst=.gpu/models/$m; mkdir -p $dst
   find $src -maxdepth 2 -type f ! -name 'model.safetensors' ! -name 'native-*' | while read -r f; do

@@ -14,18 +14,20 @@ header = json.load(open(f"{folder}/shapes.json"))
 header.pop("__metadata__", None)
 eos = {int(i) for i in sys.argv[2].split(",")} if len(sys.argv) > 2 else set()
 rng = np.random.default_rng(0)
-dtypes = {"F32": np.float32, "F16": np.float16, "BF16": None}
+dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 out, offset, blobs = {}, 0, []
 for name in sorted(header):
     info = header[name]
     shape = info["shape"]
-    if "norm" in name.lower() and name.endswith("weight"):
+    if info["dtype"] == "I64":  # buffers such as BERT's position_ids: 0, 1, 2, …
+        a = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    elif "norm" in name.lower() and name.endswith("weight"):
         a = np.ones(shape, np.float32)
     elif "norm" in name.lower() and name.endswith("bias"):
         a = np.zeros(shape, np.float32)
     else:
         a = rng.normal(0, 0.02, size=shape).astype(np.float32)
-    if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
+    if a.dtype.kind == "f" and (name.endswith("embed_tokens.weight") or name == "lm_head.weight"):
         for i in eos:
             a[i] = 0
     b = a.astype(dtypes[info["dtype"]]).tobytes()
