@@ -5,7 +5,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VEER := $(TARGET_DIR)/release/veer
-WASM := --target wasm32-unknown-unknown --no-default-features
+WASM := --target wasm32-unknown-unknown --no-default-features --features wgpu
 PORT ?= 8080
 TEST_PORT ?= 8787
 

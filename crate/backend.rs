@@ -62,7 +62,7 @@ pub fn cpu() -> Backend {
 }
 
 /// Acquire the GPU once per process/page; later calls reuse the same runtime.
-#[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+#[cfg(feature = "wgpu")]
 pub async fn gpu() -> Result<Backend> {
     use std::sync::Mutex;
     // burn refuses to initialise the same wgpu runtime twice, so keep the first device.
@@ -82,9 +82,10 @@ pub async fn gpu() -> Result<Backend> {
     Ok(Backend { device, kind: BackendKind::Gpu, fallback_reason: None })
 }
 
-#[cfg(not(any(target_arch = "wasm32", feature = "wgpu")))]
+#[cfg(not(feature = "wgpu"))]
 pub async fn gpu() -> Result<Backend> {
-    Err(Error::Device("this build of veer has no GPU support: rebuild with `--features wgpu`".into()))
+    let why = if cfg!(target_arch = "wasm32") { "this is veer's CPU-only wasm build (no WebGPU)" } else { "this build of veer has no GPU support: rebuild with `--features wgpu`" };
+    Err(Error::Device(why.into()))
 }
 
 pub async fn select(choice: DeviceChoice) -> Result<Backend> {

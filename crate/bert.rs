@@ -9,7 +9,7 @@ use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_positive, check_size};
 use crate::nn::{LayerNorm, Linear};
 use crate::weights::Loader;
 
@@ -103,7 +103,21 @@ impl Config {
         if let Some(p) = c.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Err(Error::config("position_embedding_type", format!("`{p}`: only `absolute` is supported")));
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        for (field, value, max) in [
+            ("vocab_size", c.vocab_size, 1 << 22),
+            ("hidden_size", c.hidden_size, 1 << 14),
+            ("num_hidden_layers", c.num_hidden_layers, 256),
+            ("num_attention_heads", c.num_attention_heads, 256),
+            ("intermediate_size", c.intermediate_size, 1 << 16),
+            ("max_position_embeddings", c.max_position_embeddings, 1 << 16),
+        ] {
+            check_size(field, value, max)?;
+        }
+        if c.type_vocab_size > 1 << 10 {
+            return Err(Error::config("type_vocab_size", format!("{}: expected 0..=1024", c.type_vocab_size)));
+        }
+        check_positive("layer_norm_eps", c.layer_norm_eps)?;
+        if c.hidden_size % c.num_attention_heads != 0 {
             return Err(Error::config("num_attention_heads", format!("{} does not divide hidden_size {}", c.num_attention_heads, c.hidden_size)));
         }
         Ok(c)
@@ -266,7 +280,7 @@ fn pooled_head(w: &Loader, spec: &PooledHead, c: &Config, n_labels: usize) -> Re
     }
     let pooled_width = c.hidden_size * spec.layers.len().max(1);
     let (hidden, width) = match (w.shape("/pre_classifier.weight"), spec.activation) {
-        (Some(s), Some(_)) if s.len() == 2 && s[0] > 0 => (Some(Linear::load(w, "/pre_classifier", pooled_width, s[0], true)), s[0]),
+        (Some(s), Some(_)) if s.len() == 2 && s[0] > 0 && s[0] <= 1 << 16 => (Some(Linear::load(w, "/pre_classifier", pooled_width, s[0], true)), s[0]),
         (Some(_), None) => return Err(Error::config("veer_head.activation", "missing, but the head has a pre_classifier layer")),
         (Some(s), _) => return Err(Error::tensor("pre_classifier.weight", format!("shape {s:?}: expected [units, {pooled_width}]"))),
         (None, _) => (None, pooled_width),
@@ -276,6 +290,9 @@ fn pooled_head(w: &Loader, spec: &PooledHead, c: &Config, n_labels: usize) -> Re
 }
 
 // --- model -------------------------------------------------------------------------------------------
+
+/// Labels a classifier head may have (the size of its label list comes from the weights file).
+pub const MAX_LABELS: usize = 1 << 16;
 
 pub struct Bert {
     pub config: Config,
@@ -305,9 +322,10 @@ impl Bert {
 
         let mut labels = Vec::new();
         let head = if let Some(shape) = w.shape("/classifier.weight") {
-            let n_labels = if shape.len() == 2 { shape[0] } else { 0 };
-            if n_labels == 0 {
-                return Err(Error::tensor("classifier.weight", format!("shape {shape:?}: expected [labels ≥ 1, hidden]")));
+            // The label count sizes the label list: bound it (and reject an empty [n, 0]) before use.
+            let n_labels = if shape.len() == 2 && shape[1] > 0 { shape[0] } else { 0 };
+            if n_labels == 0 || n_labels > MAX_LABELS {
+                return Err(Error::tensor("classifier.weight", format!("shape {shape:?}: expected [labels 1..={MAX_LABELS}, hidden]")));
             }
             if !c.id2label.is_empty() && c.id2label.len() != n_labels {
                 return Err(Error::config("id2label", format!("{} labels, but classifier.weight has {n_labels} rows", c.id2label.len())));

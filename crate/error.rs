@@ -69,3 +69,20 @@ pub fn reject_html(bytes: &[u8], file: &str, what: &str) -> Result<()> {
 pub fn parse_name<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
+
+/// A size read from a config file: at least 1 and at most `max`. The caps sit far above any model veer
+/// runs; they exist so that a hostile file cannot size an allocation or a loop.
+pub fn check_size(field: &str, value: usize, max: usize) -> Result<()> {
+    if value == 0 || value > max {
+        return Err(Error::config(field, format!("{value}: expected 1..={max}")));
+    }
+    Ok(())
+}
+
+/// A constant such as an epsilon or a RoPE base: finite and positive.
+pub fn check_positive(field: &str, value: f64) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(Error::config(field, format!("{value}: expected a finite number above 0")));
+    }
+    Ok(())
+}

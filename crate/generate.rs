@@ -80,21 +80,7 @@ impl Model {
     /// Render messages with the model's chat template (minijinja, as `apply_chat_template`).
     pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or_else(|| Error::file("tokenizer_config.json", "has no chat_template"))?;
-        let mut env = minijinja::Environment::new();
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template("chat", template).map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
-        let tmpl = env.get_template("chat").map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
-        tmpl.render(minijinja::context! {
-            messages => minijinja::value::Serde(messages),
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token.as_str(),
-            eos_token => self.eos_token.as_str(),
-        })
-        .map_err(|e| Error::Invalid(format!("chat template: {e}")))
+        render_chat_template(template, messages, add_generation_prompt, &self.bos_token, &self.eos_token)
     }
 
     /// Token ids of `text` as the model continues it (no special tokens added: templates carry them).
@@ -225,5 +211,67 @@ impl Generation {
     /// Generated text so far (stop string excluded).
     pub fn text(&self) -> &str {
         &self.text
+    }
+}
+
+/// Template instructions one rendering may execute: SmolLM2's template spends a few thousand on a short
+/// conversation; a template that loops for longer is stopped with an error instead of hanging the tab.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// The longest prompt text a template may render (bytes).
+pub const TEMPLATE_OUTPUT_MAX: usize = 1 << 20;
+
+/// A chat template (from a model's tokenizer_config.json, so untrusted) rendered with fuel and an
+/// output cap. minijinja itself caps `range` at 100 000 items and repeated strings at 100 MB.
+pub fn render_chat_template(template: &str, messages: &[Message], add_generation_prompt: bool, bos_token: &str, eos_token: &str) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    });
+    env.add_template("chat", template).map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
+    let tmpl = env.get_template("chat").map_err(|e| Error::file("tokenizer_config.json", format!("chat_template: {e}")))?;
+    let text = tmpl
+        .render(minijinja::context! {
+            messages => minijinja::value::Serde(messages),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        })
+        .map_err(|e| match e.kind() {
+            minijinja::ErrorKind::OutOfFuel => Error::file("tokenizer_config.json", format!("chat_template ran more than {TEMPLATE_FUEL} instructions")),
+            _ => Error::Invalid(format!("chat template: {e}")),
+        })?;
+    if text.len() > TEMPLATE_OUTPUT_MAX {
+        return Err(Error::file("tokenizer_config.json", format!("chat_template rendered {} bytes; at most {TEMPLATE_OUTPUT_MAX}", text.len())));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages() -> Vec<Message> {
+        vec![Message { role: "user".into(), content: "hi".into() }]
+    }
+
+    #[test]
+    fn chat_templates_render_and_hostile_ones_stop_with_an_error() {
+        let plain = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+        assert_eq!(render_chat_template(plain, &messages(), true, "<s>", "</s>").unwrap(), "<|user|>hi<|assistant|>");
+        // 10^10 iterations: stopped by fuel, quickly (it ran for minutes before).
+        let t0 = std::time::Instant::now();
+        let loops = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}";
+        let e = render_chat_template(loops, &messages(), true, "", "").unwrap_err();
+        assert_eq!(e.code(), "E_FILE");
+        assert!(e.to_string().contains("tokenizer_config.json") && e.to_string().contains("instructions"), "{e}");
+        assert!(t0.elapsed().as_secs() < 20, "fuel took {:?}", t0.elapsed());
+        // Few instructions, a large output: the output cap.
+        let e = render_chat_template("{{ 'x' * 5000000 }}", &messages(), true, "", "").unwrap_err();
+        assert!(e.to_string().contains("rendered 5000000 bytes"), "{e}");
+        // The template error does not end the ability to render.
+        assert!(render_chat_template(plain, &messages(), false, "", "").is_ok());
     }
 }

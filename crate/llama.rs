@@ -8,7 +8,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_positive, check_size};
 use crate::nn::Linear;
 use crate::weights::Loader;
 
@@ -32,8 +32,9 @@ pub struct Config {
     pub rope_theta: f64,
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// Absent: tied when the file has no `lm_head.weight`. `false` requires `lm_head.weight`.
     #[serde(default)]
-    pub tie_word_embeddings: bool,
+    pub tie_word_embeddings: Option<bool>,
     #[serde(default = "default_positions")]
     pub max_position_embeddings: usize,
     #[serde(default)]
@@ -48,6 +49,9 @@ pub struct Config {
     #[serde(default)]
     pub eos_token_id: Option<serde_json::Value>,
 }
+
+/// The longest sequence veer runs, whatever `max_position_embeddings` says (see `Config::context`).
+pub const MAX_CONTEXT: usize = 32768;
 
 fn default_eps() -> f64 {
     1e-6
@@ -72,14 +76,37 @@ impl Config {
         if let Some(act) = c.hidden_act.as_deref().filter(|a| *a != "silu") {
             return Err(Error::config("hidden_act", format!("`{act}`: only `silu` (SwiGLU) is supported")));
         }
+        for (field, value, max) in [
+            ("vocab_size", c.vocab_size, 1 << 22),
+            ("hidden_size", c.hidden_size, 1 << 15),
+            ("intermediate_size", c.intermediate_size, 1 << 17),
+            ("num_hidden_layers", c.num_hidden_layers, crate::steer::MAX_LAYERS),
+            ("num_attention_heads", c.num_attention_heads, 1024),
+            ("num_key_value_heads", c.kv_heads(), 1024),
+            ("head_dim", c.head_dim(), 1024),
+            ("max_position_embeddings", c.max_position_embeddings, 1 << 24),
+        ] {
+            check_size(field, value, max)?;
+        }
+        check_positive("rms_norm_eps", c.rms_norm_eps)?;
+        check_positive("rope_theta", c.rope_theta)?;
+        if let Some(&bad) = c.eos_ids().iter().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(Error::config("eos_token_id", format!("{bad} is outside the vocabulary ({} ids)", c.vocab_size)));
+        }
         let heads = c.num_attention_heads;
-        if heads == 0 || c.kv_heads() == 0 || heads % c.kv_heads() != 0 {
+        if heads % c.kv_heads() != 0 {
             return Err(Error::config("num_key_value_heads", format!("{} does not divide num_attention_heads {heads}", c.kv_heads())));
         }
         if c.head_dim() % 2 != 0 {
             return Err(Error::config("head_dim", format!("{} is odd; rotary embeddings need an even head size", c.head_dim())));
         }
         Ok(c)
+    }
+
+    /// Positions veer runs: `max_position_embeddings`, capped at `MAX_CONTEXT` (the RoPE tables are
+    /// precomputed for every position, and a browser tab could not hold the KV cache of more).
+    pub fn context(&self) -> usize {
+        self.max_position_embeddings.min(MAX_CONTEXT)
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -239,7 +266,11 @@ impl Llama {
         let embed = w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size]);
         let blocks = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias)).collect();
         let norm = RmsNorm::load(&w, "model.norm", c.hidden_size, c.rms_norm_eps);
-        let tied = c.tie_word_embeddings || w.shape("lm_head.weight").is_none();
+        let has_head = w.shape("lm_head.weight").is_some();
+        if c.tie_word_embeddings == Some(false) && !has_head {
+            return Err(Error::config("tie_word_embeddings", format!("false, but {file} has no `lm_head.weight`")));
+        }
+        let tied = c.tie_word_embeddings == Some(true) || !has_head;
         let lm_head_t = (!tied).then(|| w.linear_t("lm_head.weight", c.vocab_size, c.hidden_size));
         w.finish()?;
         let (rope_cos, rope_sin) = rope_tables(c, device);
@@ -258,8 +289,8 @@ impl Llama {
         if s == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
         }
-        if past + s > c.max_position_embeddings {
-            return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", past + s, c.max_position_embeddings)));
+        if past + s > c.context() {
+            return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", past + s, c.context())));
         }
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
             return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary ({} ids)", c.vocab_size)));
@@ -324,7 +355,7 @@ impl Llama {
 
 /// cos/sin tables for rotate-half RoPE: [max_positions, head_dim], frequencies repeated twice.
 fn rope_tables(c: &Config, device: &Device) -> (Tensor<2>, Tensor<2>) {
-    let (dh, n) = (c.head_dim(), c.max_position_embeddings);
+    let (dh, n) = (c.head_dim(), c.context());
     let inv: Vec<f64> = (0..dh / 2).map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / dh as f64)).collect();
     let (mut cos, mut sin) = (Vec::with_capacity(n * dh), Vec::with_capacity(n * dh));
     for p in 0..n {

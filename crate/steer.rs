@@ -505,3 +505,106 @@ mod tests {
         assert_eq!(term("C:\\v.gguf"), SteerTerm { vector: "C:\\v.gguf".into(), strength: None });
     }
 }
+
+/// Hostile vector files: each gets a clean error naming the tensor or field, before any allocation
+/// sized by the file (run under a 4 GiB address-space limit these cases used to abort or panic).
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// A GGUF file: `tensors` as (name, ggml dims, type id, offset relative to the data section),
+    /// `arrays` levels of nested metadata arrays, then `data` as the data section.
+    fn gguf(tensors: &[(&str, Vec<u64>, u32, u64)], arrays: usize, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        let s = |b: &mut Vec<u8>, t: &str| {
+            b.extend((t.len() as u64).to_le_bytes());
+            b.extend(t.as_bytes());
+        };
+        b.extend(b"GGUF");
+        b.extend(3u32.to_le_bytes());
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        s(&mut b, "nested");
+        b.extend(9u32.to_le_bytes());
+        for _ in 1..arrays.max(1) {
+            b.extend(9u32.to_le_bytes());
+            b.extend(1u64.to_le_bytes());
+        }
+        b.extend(4u32.to_le_bytes()); // innermost: one u32
+        b.extend(1u64.to_le_bytes());
+        b.extend(7u32.to_le_bytes());
+        for (name, dims, ty, offset) in tensors {
+            s(&mut b, name);
+            b.extend((dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+            b.extend(ty.to_le_bytes());
+            b.extend(offset.to_le_bytes());
+        }
+        while b.len() % 32 != 0 {
+            b.push(0);
+        }
+        b.extend(data);
+        b
+    }
+
+    fn floats(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The error's code and message.
+    fn err(bytes: &[u8]) -> (&'static str, String) {
+        let e = Vector::from_bytes(bytes, "cv.gguf").expect_err("a hostile file must be rejected");
+        (e.code(), e.to_string())
+    }
+
+    #[test]
+    fn a_well_formed_control_vector_loads() {
+        let v = Vector::from_bytes(&gguf(&[("direction.2", vec![4], 0, 0)], 2, &floats(&[1.0, 2.0, 3.0, 4.0])), "cv.gguf").unwrap();
+        assert_eq!((v.layers.len(), v.hidden(), v.layers[2][3]), (3, 4, 4.0));
+    }
+
+    #[test]
+    fn sizes_from_the_file_are_checked_before_they_are_used() {
+        let data = floats(&[1.0; 4]);
+        // Element count that wraps u64 (2^33 × 2^33 × 4 bytes).
+        let (code, msg) = err(&gguf(&[("direction.1", vec![1 << 33, 1 << 33], 0, 0)], 1, &data));
+        assert_eq!(code, "E_TENSOR");
+        assert!(msg.contains("direction.1") && msg.contains("more elements"), "{msg}");
+        // A count that fits u64 but not the file.
+        let (_, msg) = err(&gguf(&[("direction.1", vec![1 << 40], 0, 0)], 1, &data));
+        assert!(msg.contains("direction.1"), "{msg}");
+        // An offset that wraps past the data section.
+        let (code, msg) = err(&gguf(&[("direction.1", vec![4], 0, u64::MAX - 8)], 1, &data));
+        assert_eq!(code, "E_TENSOR");
+        assert!(msg.contains("runs past the end"), "{msg}");
+        // A zero dimension.
+        let (_, msg) = err(&gguf(&[("direction.1", vec![0], 0, 0)], 1, &data));
+        assert!(msg.contains("dimension 0 is 0"), "{msg}");
+        // A block index that would size a 4-billion-row vector.
+        let (code, msg) = err(&gguf(&[("direction.4294967295", vec![4], 0, 0)], 1, &data));
+        assert_eq!(code, "E_TENSOR");
+        assert!(msg.contains("direction.4294967295") && msg.contains("at most 1024 blocks"), "{msg}");
+        // The same block twice.
+        let (_, msg) = err(&gguf(&[("direction.1", vec![4], 0, 0), ("direction.1", vec![4], 0, 0)], 1, &data));
+        assert!(msg.contains("twice"), "{msg}");
+        // Metadata arrays nested beyond what any GGUF writer produces.
+        let (code, msg) = err(&gguf(&[("direction.1", vec![4], 0, 0)], 50, &data));
+        assert_eq!(code, "E_FILE");
+        assert!(msg.contains("nested"), "{msg}");
+    }
+
+    #[test]
+    fn vector_values_and_strengths_must_be_finite() {
+        let (code, msg) = err(&gguf(&[("direction.1", vec![4], 0, 0)], 1, &floats(&[1.0, f32::NAN, 0.0, 0.0])));
+        assert_eq!(code, "E_INVALID");
+        assert!(msg.contains("`direction.1`") && msg.contains("index 1"), "{msg}");
+        let v = Vector { layers: vec![vec![1.0, f32::INFINITY]], model: String::new(), method: "mean".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 1 };
+        let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
+        assert_eq!(e.code(), "E_INVALID");
+        assert!(e.to_string().contains("`layers.0`"), "{e}");
+        let v = Vector { layers: vec![vec![1.0, 2.0]], default_strength: f32::NAN, ..v };
+        let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
+        assert_eq!(e.code(), "E_INVALID");
+        assert!(e.to_string().contains("default_strength"), "{e}");
+    }
+}

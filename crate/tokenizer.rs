@@ -15,6 +15,8 @@ pub fn encode(tokenizer: &Tokenizer, text: &str, special: bool) -> Result<Vec<u3
     tokenizer
         .encode(text, special)
         .map(|e| e.get_ids().to_vec())
-        // The message never quotes the text: pages report errors to their servers, and the text is the user's.
-        .map_err(|e| Error::Tokenizer(format!("could not encode a text of {} bytes: {e}", text.len())))
+        // The message never quotes the text: pages report errors to their servers, and the text is the
+        // user's. The tokenizer's own message is withheld too: some quote the piece they failed on
+        // (BPE: "Unk token `…` not found").
+        .map_err(|_| Error::Tokenizer(format!("could not encode a text of {} bytes with this tokenizer.json", text.len())))
 }

@@ -75,6 +75,10 @@ impl<'a> Loader<'a> {
             self.problems.borrow_mut().push(format!("`{full}` has shape {:?}, expected {shape:?}", view.shape()));
             return None;
         }
+        if shape.contains(&0) {
+            self.problems.borrow_mut().push(format!("`{full}` has a zero dimension {shape:?}"));
+            return None;
+        }
         let values = floats(view.dtype(), view.data());
         if values.is_none() {
             self.problems.borrow_mut().push(format!("`{full}` has dtype {:?}; veer reads F32, F16 and BF16", view.dtype()));
@@ -82,12 +86,14 @@ impl<'a> Loader<'a> {
         values
     }
 
-    /// A tensor of the given shape on the device. On a problem, records it and returns zeros so that
-    /// loading can go on to find the others; `finish` then fails.
+    /// A tensor of the given shape on the device. On a problem, records it and returns a one-element
+    /// placeholder so that loading can go on to find the others; `finish` then fails. (Never zeros of
+    /// the expected shape: that shape comes from config.json, and a hostile one would size the
+    /// allocation.)
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
         match self.values(name, &shape) {
             Some(v) => Tensor::from_data(TensorData::new(v, shape), &self.device),
-            None => Tensor::zeros(shape, &self.device),
+            None => Tensor::zeros([1; D], &self.device),
         }
     }
 
@@ -104,17 +110,19 @@ impl<'a> Loader<'a> {
                 }
                 Tensor::from_data(TensorData::new(t, [inp, out]), &self.device)
             }
-            None => Tensor::zeros([inp, out], &self.device),
+            None => Tensor::zeros([1, 1], &self.device),
         }
     }
 
-    /// Fails with every recorded problem, or succeeds if there were none.
+    /// Fails with every recorded problem (the first 20 spelled out), or succeeds if there were none.
     pub fn finish(self) -> Result<()> {
         let problems = self.problems.into_inner();
         if problems.is_empty() {
             return Ok(());
         }
-        Err(Error::file(&self.file, format!("{} tensor problem(s): {}", problems.len(), problems.join("; "))))
+        let shown = problems.iter().take(20).cloned().collect::<Vec<_>>().join("; ");
+        let more = if problems.len() > 20 { format!("; and {} more", problems.len() - 20) } else { String::new() };
+        Err(Error::file(&self.file, format!("{} tensor problem(s): {shown}{more}", problems.len())))
     }
 }
 

@@ -452,3 +452,69 @@ fn tiny_llama_steering_matches_the_f64_reference() {
     let want = llama_reference(&w, &ids, &RefSteer::Residual(&only_last, 2.0));
     assert!(max_abs(&got, &want) <= 1e-4, "layer range: max |Δ| {}", max_abs(&got, &want));
 }
+
+/// `files` with config.json's fields replaced by `patch`.
+fn patched(files: &ModelFiles, patch: serde_json::Value) -> ModelFiles {
+    let mut config: serde_json::Value = serde_json::from_slice(&files.config.bytes).unwrap();
+    for (k, v) in patch.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    ModelFiles { config: veer::files::File { name: files.config.name.clone(), bytes: serde_json::to_vec(&config).unwrap() }, ..files.clone() }
+}
+
+/// Hostile config.json files over valid weights: each is an error naming the field (or the tensors),
+/// raised before anything is sized from the bad value (each used to abort the process), and the same
+/// weights load afterwards.
+#[test]
+fn hostile_configs_are_errors_that_name_the_field() {
+    let device = backend::cpu().device;
+    let (_, llama) = tiny_llama();
+    let load = |patch: serde_json::Value| Model::load(&patched(&llama, patch), "tiny", &device).err().map(|e| (e.code(), e.to_string()));
+    for (patch, want) in [
+        (serde_json::json!({"num_hidden_layers": 100000}), "num_hidden_layers"),
+        (serde_json::json!({"max_position_embeddings": 1_000_000_000}), "max_position_embeddings"),
+        (serde_json::json!({"rms_norm_eps": 0.0}), "rms_norm_eps"),
+        (serde_json::json!({"rope_theta": -1.0}), "rope_theta"),
+        (serde_json::json!({"hidden_size": 0}), "hidden_size"),
+        (serde_json::json!({"eos_token_id": 999999}), "eos_token_id"),
+        (serde_json::json!({"tie_word_embeddings": false}), "tie_word_embeddings"),
+    ] {
+        let (code, msg) = load(patch.clone()).unwrap_or_else(|| panic!("{patch} loaded"));
+        assert_eq!(code, "E_CONFIG", "{patch}: {msg}");
+        assert!(msg.contains(want), "{patch}: {msg}");
+    }
+    // More layers than the file has (within the cap): one error listing the missing tensors, capped.
+    let (code, msg) = load(serde_json::json!({"num_hidden_layers": 900})).unwrap();
+    assert_eq!(code, "E_FILE");
+    assert!(msg.contains("model.layers.3.") && msg.contains("and ") && msg.contains("more"), "{msg}");
+    assert!(msg.len() < 4000, "the message lists every problem: {} bytes", msg.len());
+    assert!(load(serde_json::json!({})).is_none(), "the unmodified files load");
+
+    let (_, bert) = tiny_bert();
+    let options = EncoderOptions::default();
+    let load = |patch: serde_json::Value| Encoder::load(&patched(&bert, patch), &options, &device).err().map(|e| (e.code(), e.to_string()));
+    for (patch, want) in [
+        (serde_json::json!({"num_hidden_layers": 100000}), "num_hidden_layers"),
+        (serde_json::json!({"layer_norm_eps": -1.0}), "layer_norm_eps"),
+        (serde_json::json!({"vocab_size": 0}), "vocab_size"),
+        (serde_json::json!({"max_position_embeddings": 4_000_000_000u64}), "max_position_embeddings"),
+    ] {
+        let (code, msg) = load(patch.clone()).unwrap_or_else(|| panic!("{patch} loaded"));
+        assert_eq!(code, "E_CONFIG", "{patch}: {msg}");
+        assert!(msg.contains(want), "{patch}: {msg}");
+    }
+    assert!(load(serde_json::json!({})).is_none());
+}
+
+/// A classifier head of shape [4 000 000 000, 0]: valid safetensors (0 bytes of data) whose row count
+/// would size the label list; an error naming the tensor.
+#[test]
+fn an_empty_classifier_tensor_with_a_huge_row_count_is_an_error() {
+    let (mut w, files) = tiny_bert();
+    w.0.insert("classifier.weight".into(), (vec![4_000_000_000, 0], vec![]));
+    w.0.insert("classifier.bias".into(), (vec![2], vec![0.0, 0.0]));
+    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let e = Encoder::load(&files, &EncoderOptions::default(), &backend::cpu().device).err().expect("loaded");
+    assert_eq!(e.code(), "E_TENSOR");
+    assert!(e.to_string().contains("classifier.weight"), "{e}");
+}
