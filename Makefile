@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare bench-coldstart clean
 
 setup:
 	@scripts/setup.sh
@@ -102,6 +102,11 @@ bench-browser: setup assets
 RUNS ?= 5
 bench-compare: setup assets pkg
 	node bench/compare.mjs --runs $(RUNS) --decoder --name compare one-worker=www $(if $(OTHER),other=$(OTHER)) pool=www@auto
+
+# Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2:
+# bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
+bench-coldstart: setup assets pkg
+	node bench/coldstart.mjs --runs $(RUNS)
 
 clean:
 	rm -rf pkg www/pkg www/models

@@ -126,6 +126,8 @@ export class Runtime extends EventTarget {
   readonly fallbackReason?: string;
   readonly version: string;
   readonly worker: boolean;
+  /** Start-up timings: fetching + compiling veer_bg.wasm (once per page), then starting the runtime's worker and device. */
+  readonly info: { compileMs: number; startMs: number };
   /** Max |difference| of a small matmul + softmax on this device against the CPU. */
   selfCheck(): Promise<number>;
   loadClassifier(source: ModelSource, options?: ClassifierOptions): Promise<Classifier>;

@@ -158,9 +158,10 @@ let defaultRuntime;
 
 /** A device choice and the settings models are loaded with. Dispatches `fallback` events. */
 export class Runtime extends EventTarget {
-  constructor(options, opened) {
+  constructor(options, opened, info) {
     super();
     this.options = options;
+    this.info = info;
     this.requested = options.device;
     this.device = opened.info.device;
     this.fallbackReason = opened.info.fallbackReason;
@@ -220,8 +221,11 @@ export async function init(options = {}) {
     workerUrl: options.workerUrl ? resolve(options.workerUrl) : undefined,
   };
   if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
+  const t0 = performance.now();
+  await compileWasm(o.wasmUrl); // timed apart: download + compilation of the module, once per page
+  const t1 = performance.now();
   const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, workerUrl: o.workerUrl, name: 'veer runtime' });
-  defaultRuntime = new Runtime(o, opened);
+  defaultRuntime = new Runtime(o, opened, { compileMs: Math.round(t1 - t0), startMs: Math.round(performance.now() - t1) });
   return defaultRuntime;
 }
 
