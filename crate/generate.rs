@@ -115,6 +115,8 @@ pub enum Finish {
     Eos,
     Stop,
     MaxTokens,
+    /// The model's context is full (prompt + generated tokens reached `Config::context`).
+    Length,
 }
 
 /// One request in flight: owns its KV cache, so a new request starts from nothing. The model and the
@@ -159,6 +161,11 @@ impl Generation {
             self.finish = Some(Finish::MaxTokens);
             return Ok(None);
         }
+        // The last sampled token still has to run to produce the next logits: it must fit the context.
+        if self.pending.is_none() && self.prompt.len() + self.ids.len() > model.llama.config.context() {
+            self.finish = Some(Finish::Length);
+            return Ok(None);
+        }
         let mut logits = match self.pending.take() {
             Some(l) => l,
             None => {
@@ -167,6 +174,15 @@ impl Generation {
                 read_f32(out.logits).await?
             }
         };
+        // NaN (or +∞) logits mean broken weights or a runaway steering strength; sampling them would
+        // silently pick token 0. -∞ is a legitimate "never".
+        if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+            return Err(Error::Invalid(format!(
+                "the model produced a non-finite logit ({} for token {i}) at step {}: check the weights and the steering strengths",
+                logits[i],
+                self.ids.len() + 1
+            )));
+        }
         let history: Vec<u32> = self.prompt.iter().chain(&self.ids).copied().collect();
         let id = self.sampler.sample(&mut logits, &history);
         self.ids.push(id);

@@ -518,3 +518,29 @@ fn an_empty_classifier_tensor_with_a_huge_row_count_is_an_error() {
     assert_eq!(e.code(), "E_TENSOR");
     assert!(e.to_string().contains("classifier.weight"), "{e}");
 }
+
+/// A generation that fills the model's context ends with `length` (it used to fail on the next step),
+/// and NaN logits end it with an error naming the step (they used to be sampled as token 0).
+#[test]
+fn generation_ends_at_the_context_and_refuses_nan_logits() {
+    use veer::generate::Finish;
+    let device = backend::cpu().device;
+    let (mut w, files) = tiny_llama();
+    // No end-of-text id, so only the context (64 positions) can stop a long request.
+    let m = Model::load(&patched(&files, serde_json::json!({"eos_token_id": []})), "tiny", &device).unwrap();
+    let prompt = (0..60).map(|i| format!("w{}", 2 + i % 20)).collect::<Vec<_>>().join(" ");
+    let options = GenerateOptions { max_tokens: 100, ..Default::default() };
+    let mut g = block_on(Generation::start(&m, &prompt, &options, &Plain)).unwrap();
+    while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
+    assert_eq!(g.finish, Some(Finish::Length));
+    // 64 positions ran (the prompt, then every generated token but the last, which was only sampled).
+    assert_eq!((g.prompt().len(), g.ids().len()), (60, 5));
+
+    w.0.get_mut("model.norm.weight").unwrap().1[0] = f64::NAN;
+    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    let mut g = block_on(Generation::start(&m, "w5 w9", &GenerateOptions::default(), &Plain)).unwrap();
+    let e = block_on(g.next(&m, &Plain)).err().expect("NaN logits were sampled");
+    assert_eq!(e.code(), "E_INVALID");
+    assert!(e.to_string().contains("non-finite logit") && e.to_string().contains("step 1"), "{e}");
+}

@@ -221,7 +221,7 @@ export class Generator extends EventTarget implements Model {
   readonly fallbackReason?: string;
   readonly worker: boolean;
   readonly info: ModelInfo;
-  /** Why the last generation ended: 'eos' | 'stop' | 'max_tokens' | 'abort' | 'cancelled'. */
+  /** Why the last generation ended: 'eos' | 'stop' | 'max_tokens' | 'length' (the model's context is full) | 'abort' | 'cancelled'. */
   readonly finish?: string;
   /** Prompt length in tokens of the last generation. */
   readonly promptTokens?: number;
