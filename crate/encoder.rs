@@ -148,6 +148,10 @@ impl Encoder {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
             let s = bert::scores(self.model.logits(&states, &batch.mask)?, self.model.multi_label()); // [b, labels]
             for (&at, row) in batch.rows.iter().zip(read_f32(s).await?.chunks_exact(labels.len())) {
+                // Broken weights give NaN scores; a page must never rank or threshold on them.
+                if row.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::Invalid("the model produced non-finite scores (NaN): check its weights".into()));
+                }
                 let best = crate::sample::argmax(row);
                 out[at] = Some(Classification {
                     label: labels[best].clone(),

@@ -363,7 +363,8 @@ impl Generator {
         }
     }
 
-    /// Why the last generation ended: `"eos"`, `"stop"`, `"max_tokens"`, or `undefined` while running.
+    /// Why the last generation ended: `"eos"`, `"stop"`, `"max_tokens"`, `"length"` (context full), or
+    /// `undefined` while running.
     #[wasm_bindgen(getter)]
     pub fn finish(&self) -> Option<String> {
         let f = self.current.as_ref()?.finish?;

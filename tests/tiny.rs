@@ -544,3 +544,24 @@ fn generation_ends_at_the_context_and_refuses_nan_logits() {
     assert_eq!(e.code(), "E_INVALID");
     assert!(e.to_string().contains("non-finite logit") && e.to_string().contains("step 1"), "{e}");
 }
+
+/// A classifier whose weights hold a NaN returns an error, never NaN scores.
+#[test]
+fn a_classifier_with_nan_weights_is_an_error_not_nan_scores() {
+    let (mut w, files) = tiny_bert();
+    let mut rng = Rng(3);
+    w.add(&mut rng, "classifier.weight", &[2, BH], 0.5, 0.0);
+    w.add(&mut rng, "classifier.bias", &[2], 0.1, 0.0);
+    w.add(&mut rng, "pooler.dense.weight", &[BH, BH], 0.5, 0.0);
+    w.add(&mut rng, "pooler.dense.bias", &[BH], 0.1, 0.0);
+    let with = |w: &Weights| ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files.clone() };
+    let device = backend::cpu().device;
+    let ok = Encoder::load(&with(&w), &EncoderOptions::default(), &device).unwrap();
+    let scores = block_on(ok.classify(&["the cat sat"])).unwrap();
+    assert!(scores[0].scores.iter().all(|(_, s)| s.is_finite()));
+    w.0.get_mut("classifier.bias").unwrap().1[1] = f64::NAN;
+    let bad = Encoder::load(&with(&w), &EncoderOptions::default(), &device).unwrap();
+    let e = block_on(bad.classify(&["the cat sat"])).err().expect("NaN scores were returned");
+    assert_eq!(e.code(), "E_INVALID");
+    assert!(e.to_string().contains("non-finite scores"), "{e}");
+}
