@@ -20,6 +20,8 @@ export function toVeerError(e, fallbackCode = 'E_WASM') {
   if (e?.name === 'AbortError') return new VeerError('E_ABORTED', message);
   // A wasm trap (a panic, `unreachable`, out of memory) leaves the module unusable.
   if (e instanceof WebAssembly.RuntimeError) return new VeerError('E_WASM', `wasm trap: ${message}`, { fatal: true });
+  // The wasm-bindgen glue rejects an argument of the wrong type with a TypeError: the caller's mistake.
+  if (e instanceof TypeError) return new VeerError('E_INVALID', message);
   return new VeerError(fallbackCode, message);
 }
 

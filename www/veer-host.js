@@ -55,11 +55,15 @@ export class Host {
     if (op !== 'init' && op !== 'dispose' && op !== 'loseDevice' && this.device === 'webgpu' && gpuLost) {
       throw new VeerError('E_DEVICE', gpuLost, { fatal: true });
     }
+    // After a trap the instance's memory and borrow flags are in an unknown state: refuse further work
+    // (veer.js then starts a fresh instance for the model).
+    if (this.trapped && op !== 'dispose') throw new VeerError('E_WASM', `this wasm instance trapped earlier (${this.trapped})`, { fatal: true });
     try {
       return await this[`op_${op}`](a);
     } catch (e) {
       const err = toVeerError(e);
       if (this.device === 'webgpu' && gpuLost && err.code !== 'E_DEVICE') throw new VeerError('E_DEVICE', `${gpuLost}: ${err.message}`, { fatal: true });
+      if (err.code === 'E_WASM' && err.fatal) this.trapped = err.message;
       throw err;
     }
   }
@@ -185,6 +189,11 @@ export class Host {
   }
 
   /** Testing aid: destroy this realm's WebGPU devices, as a driver reset or a GPU crash would. */
+  /** Testing aid: what a wasm trap does (a RuntimeError; the instance is unusable afterwards). */
+  op_simulateTrap() {
+    throw new WebAssembly.RuntimeError('unreachable (simulated trap)');
+  }
+
   op_loseDevice() {
     for (const d of gpuDevices) d.destroy();
     if (gpuDevices.length) gpuLost ??= 'GPU device lost (destroyed)';

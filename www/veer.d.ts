@@ -56,6 +56,8 @@ export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   /** Called when a lost GPU made veer move this model to the CPU (also a 'fallback' event). */
   onFallback?: (e: FallbackEvent) => void;
+  /** Called when the model's wasm instance trapped (a panic, out of memory) and the next call reloaded it in a fresh one (also a 'restart' event). */
+  onRestart?: (e: RestartEvent) => void;
   signal?: AbortSignal;
 }
 
@@ -100,6 +102,11 @@ export type ModelSource =
       pooling?: string | URL | Bytes | object;
       sentenceBert?: string | URL | Bytes | object;
     };
+
+/** A model's instance trapped; the call after the trap reloaded it (files from the cache). The call that trapped rejected with E_WASM (or E_WORKER). */
+export interface RestartEvent extends Event {
+  readonly reason: string;
+}
 
 export interface FallbackEvent extends Event {
   from?: string;

@@ -247,7 +247,7 @@ const FILES = {
 
 // Options the library itself handles; the rest of a `load*`/`generate` options object is the model's
 // request (`EncoderOptions`, `GenerateOptions` in crate/options.rs), checked by the Rust types.
-const LOAD_OPTIONS = ['runtime', 'worker', 'integrity', 'onProgress', 'onFallback', 'signal'];
+const LOAD_OPTIONS = ['runtime', 'worker', 'integrity', 'onProgress', 'onFallback', 'onRestart', 'signal'];
 
 /** Split `options` into the library's and the model's; `known` lists what the model side accepts when
  * it has no Rust request type (anything else is then an error here). */
@@ -346,6 +346,17 @@ function loadArgs(g, extra) {
 
 // --- models -----------------------------------------------------------------------------------------
 
+/** A string or an iterable of strings as an array; anything else is the caller's E_INVALID (the message
+ * names the position and type, never the value: it may be the user's text). */
+function textList(method, texts) {
+  if (typeof texts === 'string') return [texts];
+  if (texts == null || typeof texts[Symbol.iterator] !== 'function') throw new VeerError('E_INVALID', `${method}: expected a string or an array of strings, got ${texts === null ? 'null' : typeof texts}`);
+  const list = Array.from(texts);
+  const bad = list.findIndex((t) => typeof t !== 'string');
+  if (bad >= 0) throw new VeerError('E_INVALID', `${method}: texts[${bad}] is ${list[bad] === null ? 'null' : typeof list[bad]}; expected a string`);
+  return list;
+}
+
 class Model extends EventTarget {
   constructor(rt, kind, sources, options, request) {
     super();
@@ -357,13 +368,14 @@ class Model extends EventTarget {
     this._disposed = false;
   }
 
-  /** Fetch everything and create the model on `device` in a fresh worker (or inline host). */
-  async _open(device, { isolated = false, signal } = {}) {
+  /** Fetch everything and create the model on `device` in a fresh worker (or inline host). Each model
+   * has its own wasm instance, inline too, so a trap in one leaves the others working. */
+  async _open(device, { signal } = {}) {
     const t0 = performance.now();
     const g = await gather(this._sources, { ...this._options, signal }, this.runtime.options.cache);
     const tFetched = performance.now();
     const worker = this._options.worker ?? this.runtime.options.worker;
-    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, isolated, name: `veer ${this.kind}` });
+    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, isolated: true, name: `veer ${this.kind}` });
     const op = this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator';
     try {
       const { args, transfer } = loadArgs(g, this._loadExtra());
@@ -395,8 +407,38 @@ class Model extends EventTarget {
     }
   }
 
+  /** Only a lost or failing GPU moves a model to the CPU (the host reports a trap after a device loss
+   * as E_DEVICE); a bad argument or a trap of its own does not. */
   _isDeviceFailure(e) {
-    return this.device === 'webgpu' && (e.code === 'E_DEVICE' || e.code === 'E_WASM' || e.code === 'E_WORKER');
+    return this.device === 'webgpu' && e.code === 'E_DEVICE';
+  }
+
+  /** The model's instance (or its worker) is gone: the next call starts a fresh one. */
+  _isTrap(e) {
+    return e.fatal === true && (e.code === 'E_WASM' || e.code === 'E_WORKER');
+  }
+
+  /** Reload the model in a fresh instance after a trap (files from the cache) and say so. */
+  async _restart() {
+    if (!this._recovering) {
+      const reason = `${this._trapped.code}: ${this._trapped.message}`;
+      this._recovering = (async () => {
+        await this._open(this.device);
+        this._trapped = undefined;
+        const event = Object.assign(new Event('restart'), { reason });
+        this.dispatchEvent(event);
+        this._options.onRestart?.(event);
+      })();
+      this._recovering.finally(() => (this._recovering = undefined)).catch(() => {});
+    }
+    return this._recovering;
+  }
+
+  /** Note a trap from any of the model's channels: the next call restarts the model. */
+  _noteTrap(e) {
+    const err = toVeerError(e);
+    if (!this._disposed && this._isTrap(err)) this._trapped ??= err;
+    return err;
   }
 
   /** The GPU failed: reload this model on the CPU (files come from the cache) and say so. */
@@ -405,7 +447,7 @@ class Model extends EventTarget {
       this._recovering = (async () => {
         const reason = `${error.code}: ${error.message}`;
         const from = this.device;
-        await this._open('cpu', { isolated: true });
+        await this._open('cpu');
         this.fallbackReason = reason;
         this.runtime._fellBack(reason);
         const event = Object.assign(new Event('fallback'), { from, to: 'cpu', reason });
@@ -420,15 +462,22 @@ class Model extends EventTarget {
   async _call(op, args, { retry = true, transfer } = {}) {
     if (this._disposed) throw new VeerError('E_DISPOSED', `${this.kind} was disposed`);
     if (this._recovering) await this._recovering;
+    if (this._trapped) await this._restart();
     try {
       return await this._ch.call(op, args, transfer);
     } catch (e) {
       const err = toVeerError(e);
-      if (this._disposed || !this._isDeviceFailure(err)) throw err;
+      if (this._disposed) throw err;
+      if (!this._isDeviceFailure(err)) throw this._noteTrap(err);
       await this._fallBack(err);
       if (!retry) throw new VeerError('E_DEVICE', `${err.message}; the model now runs on the CPU: call again`, { fellBack: true });
       return this._ch.call(op, args, transfer);
     }
+  }
+
+  /** Testing aid: make this model's instance trap, as a panic or an out-of-memory would. */
+  _simulateTrap() {
+    return this._call('simulateTrap', {});
   }
 
   /** Testing aid: destroy this model's WebGPU device as a GPU reset would (resolves to how many). */
@@ -470,7 +519,9 @@ class Model extends EventTarget {
     const parts = Math.min(workers, list.length);
     const size = Math.ceil(list.length / parts);
     const chunks = Array.from({ length: parts }, (_, i) => list.slice(i * size, (i + 1) * size)).filter((c) => c.length);
-    const results = await Promise.all(chunks.map((texts, i) => (i === 0 ? this._call(op, { texts }) : this._pool[i - 1].call(op, { texts }))));
+    const results = await Promise.all(
+      chunks.map((texts, i) => (i === 0 ? this._call(op, { texts }) : this._pool[i - 1].call(op, { texts }).catch((e) => Promise.reject(this._noteTrap(e))))),
+    );
     return results.flat();
   }
 
@@ -510,7 +561,7 @@ export class Classifier extends Model {
   /** One result per text, `{label, score, scores: {label: score}}` in the model's label order. */
   async classify(texts) {
     const single = typeof texts === 'string';
-    const list = single ? [texts] : Array.from(texts);
+    const list = textList('classify', texts);
     if (this.labels.length === 0) throw new VeerError('E_CONFIG', 'config `id2label`: this model has no classification head (use embed)');
     const raw = await this._spread('classify', list);
     const out = raw.map((r) => ({ label: r.label, score: r.score, scores: Object.fromEntries(this.labels.map((l) => [l, r.scores[l]])) }));
@@ -520,14 +571,14 @@ export class Classifier extends Model {
   /** One Float32Array per text (pooled, normalised unless `normalize: false`). */
   async embed(texts) {
     const single = typeof texts === 'string';
-    const out = await this._spread('embed', single ? [texts] : Array.from(texts));
+    const out = await this._spread('embed', textList('embed', texts));
     return single ? out[0] : out;
   }
 
   /** Token ids per text, as the model sees them. */
   async tokenize(texts) {
     const single = typeof texts === 'string';
-    const out = await this._spread('tokenize', single ? [texts] : Array.from(texts));
+    const out = await this._spread('tokenize', textList('tokenize', texts));
     return single ? out[0] : out;
   }
 }

@@ -156,6 +156,37 @@ test("auto leaves a software WebGPU adapter for the CPU and says why; 'webgpu' s
   }
 });
 
+test('a trap ends one model instance only: the next call reloads it and says so (worker, inline, pool)', async () => {
+  const got = await inPage(async (veer) => {
+    await veer.init({ device: 'cpu' });
+    const out = {};
+    for (const [label, options] of Object.entries({ worker: {}, inline: { worker: false }, pool: { workers: 2 } })) {
+      const a = await veer.loadClassifier('models/sentiment/', options);
+      const b = await veer.loadClassifier('models/sentiment/', options);
+      const texts = ['good food', 'awful service', 'fine'];
+      const before = await a.classify(texts);
+      const restarts = [];
+      a.addEventListener('restart', (e) => restarts.push(e.reason));
+      const trap = await a._simulateTrap().then(() => 'no error', (e) => ({ code: e.code, fatal: e.fatal }));
+      const other = await b.classify(texts); // its own instance: unaffected
+      const after = await a.classify(texts); // a fresh instance
+      const badArgument = await a.classify([42]).then(() => 'no error', (e) => e.code);
+      const afterBad = await a.classify(texts); // a bad argument is not a trap: no restart
+      out[label] = { trap, restarts, same: JSON.stringify(after) === JSON.stringify(before), other: JSON.stringify(other) === JSON.stringify(before), badArgument, afterBad: JSON.stringify(afterBad) === JSON.stringify(before) };
+      a.dispose();
+      b.dispose();
+    }
+    return out;
+  });
+  for (const [label, r] of Object.entries(got)) {
+    assert.deepEqual(r.trap, { code: 'E_WASM', fatal: true }, label);
+    assert.equal(r.restarts.length, 1, `${label}: one restart event: ${r.restarts}`);
+    assert.match(r.restarts[0], /^E_WASM: wasm trap/, label);
+    assert.ok(r.same && r.other && r.afterBad, `${label}: ${JSON.stringify(r)}`);
+    assert.equal(r.badArgument, 'E_INVALID', label);
+  }
+});
+
 test('a pool of workers splits a batch and gives the scores of one worker', async () => {
   const ref = nativeScores('sentiment');
   const got = await inPage(
