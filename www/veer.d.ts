@@ -104,6 +104,10 @@ export type ModelSource =
     };
 
 /** A model's instance trapped; the call after the trap reloaded it (files from the cache). The call that trapped rejected with E_WASM (or E_WORKER). */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
 export interface RestartEvent extends Event {
   readonly reason: string;
 }
@@ -172,10 +176,11 @@ export class Classifier extends EventTarget implements Model {
   /** Truncation length and embedding pooling in effect (options, else the folder's settings). */
   readonly maxLength: number;
   readonly pooling: 'mean' | 'cls';
-  classify(texts: string[]): Promise<Classification[]>;
-  classify(text: string): Promise<Classification>;
-  embed(texts: string[]): Promise<Float32Array[]>;
-  embed(text: string): Promise<Float32Array>;
+  /** `signal` stops a long call between slices of 64 texts; it then rejects with E_ABORTED and the model stays usable. */
+  classify(texts: string[], options?: CallOptions): Promise<Classification[]>;
+  classify(text: string, options?: CallOptions): Promise<Classification>;
+  embed(texts: string[], options?: CallOptions): Promise<Float32Array[]>;
+  embed(text: string, options?: CallOptions): Promise<Float32Array>;
   tokenize(texts: string[]): Promise<Uint32Array[]>;
   tokenize(text: string): Promise<Uint32Array>;
   dispose(): void;

@@ -346,6 +346,10 @@ function loadArgs(g, extra) {
 
 // --- models -----------------------------------------------------------------------------------------
 
+/** Texts per slice of a `classify`/`embed` call: an AbortSignal is honoured between slices. Large
+ * enough that the per-call overhead is negligible, small enough to stop within a fraction of a second. */
+const CHUNK = 64;
+
 /** A string or an iterable of strings as an array; anything else is the caller's E_INVALID (the message
  * names the position and type, never the value: it may be the user's text). */
 function textList(method, texts) {
@@ -559,20 +563,37 @@ export class Classifier extends Model {
   }
 
   /** One result per text, `{label, score, scores: {label: score}}` in the model's label order. */
-  async classify(texts) {
+  async classify(texts, options) {
     const single = typeof texts === 'string';
     const list = textList('classify', texts);
     if (this.labels.length === 0) throw new VeerError('E_CONFIG', 'config `id2label`: this model has no classification head (use embed)');
-    const raw = await this._spread('classify', list);
+    const raw = await this._chunked('classify', list, options);
     const out = raw.map((r) => ({ label: r.label, score: r.score, scores: Object.fromEntries(this.labels.map((l) => [l, r.scores[l]])) }));
     return single ? out[0] : out;
   }
 
   /** One Float32Array per text (pooled, normalised unless `normalize: false`). */
-  async embed(texts) {
+  async embed(texts, options) {
     const single = typeof texts === 'string';
-    const out = await this._spread('embed', textList('embed', texts));
+    const out = await this._chunked('embed', textList('embed', texts), options);
     return single ? out[0] : out;
+  }
+
+  /** `op` over `list` in slices of CHUNK texts (each spread over the pool), so that `options.signal`
+   * can stop a long call between slices; an abort rejects at once with E_ABORTED (the slice in flight
+   * finishes in its worker and is dropped). */
+  async _chunked(op, list, options) {
+    const [{ signal }] = splitOptions(op, options, ['signal'], []);
+    const aborted = () => new VeerError('E_ABORTED', `${op} aborted`);
+    if (signal?.aborted) throw aborted();
+    const stop = signal && new Promise((_, reject) => signal.addEventListener('abort', () => reject(aborted()), { once: true }));
+    stop?.catch(() => {});
+    const out = [];
+    for (let i = 0; i < list.length || i === 0; i += CHUNK) {
+      const part = this._spread(op, list.slice(i, i + CHUNK));
+      out.push(...(await (stop ? Promise.race([part, stop]) : part)));
+    }
+    return out;
   }
 
   /** Token ids per text, as the model sees them. */

@@ -187,6 +187,31 @@ test('a trap ends one model instance only: the next call reloads it and says so 
   }
 });
 
+test('classify and embed take an AbortSignal: a 10 000-text call stops promptly and the model keeps working', async () => {
+  const got = await inPage(async (veer) => {
+    await veer.init({ device: 'cpu' });
+    const clf = await veer.loadClassifier('models/sentiment/');
+    const texts = Array.from({ length: 10000 }, (_, i) => `review number ${i}: the food was fine`);
+    const controller = new AbortController();
+    const t0 = performance.now();
+    setTimeout(() => controller.abort(), 300);
+    const classify = await clf.classify(texts, { signal: controller.signal }).then(() => 'finished', (e) => ({ code: e.code, name: e.name }));
+    const ms = performance.now() - t0;
+    const pre = new AbortController();
+    pre.abort();
+    const embed = await clf.embed(['x'], { signal: pre.signal }).then(() => 'finished', (e) => e.code);
+    const unknown = await clf.classify(['x'], { signl: 1 }).then(() => 'finished', (e) => e.code);
+    const after = await clf.classify(['good food', 'bad food']);
+    clf.dispose();
+    return { classify, ms, embed, unknown, after: after.map((r) => r.label) };
+  });
+  assert.deepEqual(got.classify, { code: 'E_ABORTED', name: 'AbortError' });
+  assert.ok(got.ms < 5000, `abort took ${got.ms} ms`);
+  assert.equal(got.embed, 'E_ABORTED');
+  assert.equal(got.unknown, 'E_INVALID');
+  assert.equal(got.after.length, 2);
+});
+
 test('a pool of workers splits a batch and gives the scores of one worker', async () => {
   const ref = nativeScores('sentiment');
   const got = await inPage(
