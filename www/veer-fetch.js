@@ -209,6 +209,15 @@ export async function loadManifest(url, { signal, cache } = {}) {
   return manifests.get(url);
 }
 
+const SHA256 = /^[0-9a-f]{64}$/i;
+
+/** A manifest entry must pin the file: a 64-hex sha256 and a byte size (else the file would be used unverified). */
+function checkEntry(entry, key, manifest) {
+  const ok = entry && typeof entry.sha256 === 'string' && SHA256.test(entry.sha256) && Number.isSafeInteger(entry.size) && entry.size >= 0;
+  if (!ok) throw new VeerError('E_INTEGRITY', `${key}: the entry in ${manifest} needs "sha256" (64 hex digits) and "size" (bytes)`, { file: key });
+  return { sha256: entry.sha256.toLowerCase(), size: entry.size };
+}
+
 /**
  * The manifest entry `{size, sha256}` for `fileUrl`: the manifest is `manifestUrl` when given, else the
  * first `manifest.json` found in the file's folder or up to two folders above it (same origin).
@@ -225,7 +234,7 @@ export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}
     const dir = new URL('./', m).href;
     const key = decodeURIComponent(file.href.startsWith(dir) ? file.href.slice(dir.length) : file.pathname);
     const entry = manifest.files[key];
-    if (entry) return { ...entry, manifest: m.href, key };
+    if (entry) return { ...checkEntry(entry, key, m.href), manifest: m.href, key };
     if (manifestUrl) throw new VeerError('E_INTEGRITY', `${key}: not listed in ${m.href}`, { file: key });
   }
   throw new VeerError('E_INTEGRITY', `${file.pathname}: no manifest.json lists this file (looked in ${[...seen].join(', ')})`, { file: file.pathname });
@@ -242,8 +251,17 @@ export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}
 export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, onProgress, signal } = {}) {
   let expected = { size };
   if (integrity && typeof integrity === 'object') {
+    // Every fetched file is pinned or not used: without a hash it is an error, or absent if optional.
+    // (Bytes the caller passed are theirs: checked when a hash is given, used as they are otherwise.)
     const h = integrity[role] ?? integrity[name];
-    if (h) expected.sha256 = h;
+    if (h === undefined && optional && !bytes) return undefined;
+    if (h === undefined && bytes) {
+      // nothing to check
+    } else if (typeof h !== 'string' || !SHA256.test(h)) {
+      throw new VeerError('E_INTEGRITY', `${name}: integrity needs a sha256 (64 hex digits) for "${role ?? name}", got ${h === undefined ? 'none' : typeof h === 'string' ? `"${h.slice(0, 80)}"` : typeof h}`, { file: name });
+    } else {
+      expected.sha256 = h.toLowerCase();
+    }
   } else if (typeof integrity === 'string' && url) {
     const manifestUrl = integrity === 'manifest' ? undefined : resolve ? resolve(integrity) : new URL(integrity, url).href;
     try {

@@ -260,6 +260,35 @@ test('a second load comes from the Cache API: no network fetch of the weights', 
   }
 });
 
+test('integrity cannot be skipped: a manifest entry must pin sha256 and size; an integrity object must hash every fetched file', async () => {
+  const page = await blankPage(context, www);
+  try {
+    // A manifest whose weights entry lost its sha256: the file would otherwise be used unverified.
+    await page.route(`**/${basename(wwwDir)}/models/manifest.json`, async (route) => {
+      const response = await route.fetch();
+      const manifest = await response.json();
+      delete manifest.files['sentiment/model.safetensors'].sha256;
+      await route.fulfill({ response, json: manifest });
+    });
+    const got = await page.evaluate(async (lib) => {
+      const veer = await import(lib);
+      const rt = await veer.init({ device: 'cpu', cache: false });
+      const attempt = (p) => p.then(() => 'loaded', (e) => ({ code: e.code, file: e.file, message: e.message }));
+      const unpinned = await attempt(veer.loadClassifier('models/sentiment/', { runtime: rt, integrity: 'manifest' }));
+      const noHash = await attempt(veer.loadClassifier('models/topic/', { runtime: rt, integrity: { weights: '0'.repeat(64) } }));
+      const shortHash = await attempt(veer.loadVector('models/vectors/positive.safetensors', { runtime: rt, integrity: { sha256: 'abc' } }));
+      return { unpinned, noHash, shortHash };
+    }, `${www}veer.js`);
+    assert.equal(got.unpinned.code, 'E_INTEGRITY', JSON.stringify(got.unpinned));
+    assert.match(got.unpinned.message, /model\.safetensors: the entry in .*manifest\.json needs "sha256"/);
+    assert.equal(got.noHash.code, 'E_INTEGRITY', JSON.stringify(got.noHash));
+    assert.match(got.noHash.message, /integrity needs a sha256/);
+    assert.equal(got.shortHash.code, 'E_INTEGRITY', JSON.stringify(got.shortHash));
+  } finally {
+    await page.close();
+  }
+});
+
 test('integrity: a corrupted file is rejected and never cached; HTML pages and 404s are errors naming the file', async () => {
   const page = await blankPage(context, www);
   try {
