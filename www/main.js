@@ -40,7 +40,8 @@ function showError(el, err) {
 
 // --- manifest: the model table, integrity, the vectors on offer -----------------------------------
 
-const manifest = fetch('models/manifest.json')
+const MANIFEST = 'models/manifest.json';
+const manifest = fetch(MANIFEST)
   .then((r) => (r.ok ? r.json() : undefined))
   .catch(() => undefined);
 
@@ -137,7 +138,8 @@ async function classifyNow() {
 }
 
 async function startClassifiers(rt) {
-  const integrity = (await manifest) ? 'manifest' : undefined;
+  // The manifest by URL: no probing of each model folder for its own (no 404s in the console).
+  const integrity = (await manifest) ? MANIFEST : undefined;
   await Promise.all(
     CLASSIFIERS.map(async (name) => {
       const panel = document.querySelector(`.result[data-model="${name}"] .bars`);
@@ -182,7 +184,7 @@ async function listVectors() {
 
 async function getVector(rt, name) {
   if (!vectors.has(name)) {
-    const p = loadVector(`models/vectors/${name}.safetensors`, { runtime: rt, integrity: (await manifest) ? 'manifest' : undefined });
+    const p = loadVector(`models/vectors/${name}.safetensors`, { runtime: rt, integrity: (await manifest) ? MANIFEST : undefined });
     vectors.set(name, p);
     p.catch(() => vectors.delete(name));
   }
@@ -198,7 +200,7 @@ async function getGenerator(rt) {
       note.textContent = 'loading the generator…';
       const gen = await loadGenerator('models/smollm2-135m-instruct/', {
         runtime: rt,
-        integrity: (await manifest) ? 'manifest' : undefined,
+        integrity: (await manifest) ? MANIFEST : undefined,
         onProgress: ({ file, loaded, total }) => {
           if (file !== 'model.safetensors' || !total) return;
           bar.max = total;

@@ -14,6 +14,8 @@ async function openDemo(args, query = '') {
   const browser = await launch(args);
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
   const errors = watch(page);
+  // No failed request may show in the console (the page used to probe each model folder for a manifest).
+  page.on('response', (r) => r.status() >= 400 && errors.push(`HTTP ${r.status()} ${r.url()}`));
   await page.goto(`${server.base}${query}`);
   await page.waitForFunction(() => document.getElementById('badge').dataset.state !== 'loading', null, { timeout: 120_000 });
   const rows = await page.$$eval('#runtime dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
