@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare bench-coldstart clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare bench-coldstart fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -107,6 +107,12 @@ bench-compare: setup assets pkg
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
 bench-coldstart: setup assets pkg
 	node bench/coldstart.mjs --runs $(RUNS)
+
+# Mutation fuzzing (tests/fuzz.rs, stable Rust) of the GGUF, vector, config/safetensors, tokenizer.json,
+# chat-template and sampler paths, FUZZ_SECONDS per target; `make test` runs each for 2 s.
+FUZZ_SECONDS ?= 600
+fuzz:
+	VEER_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test --release --test fuzz -- --nocapture --test-threads 1
 
 clean:
 	rm -rf pkg www/pkg www/models

@@ -7,7 +7,11 @@ use crate::error::{Error, Result};
 /// Build a tokenizer from the bytes of an HF `tokenizer.json`; `file` names it in errors.
 pub fn load(bytes: &[u8], file: &str) -> Result<Tokenizer> {
     crate::error::reject_html(bytes, file, "tokenizer.json")?;
-    Tokenizer::from_bytes(bytes).map_err(|e| Error::file(file, format!("not a valid tokenizer.json: {e}")))
+    // Parse the JSON first: tokenizers 0.23's decoder deserializer panics (`expect("Helper")`) on a
+    // syntax error inside the `decoder` field, which a tree that is already valid JSON cannot have.
+    // (Found by tests/fuzz.rs.)
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not valid JSON: {e}")))?;
+    serde_json::from_value(json).map_err(|e| Error::file(file, format!("not a valid tokenizer.json: {e}")))
 }
 
 /// Token ids of `text`; `special` adds the model's special tokens ([CLS]/[SEP] for BERT).

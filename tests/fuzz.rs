@@ -1,0 +1,304 @@
+//! Mutation fuzzing of every parser a hostile file reaches, on stable Rust (cargo-fuzz needs nightly,
+//! which this project cannot install): each target is a `fn(&[u8])` in the shape cargo-fuzz expects;
+//! the harness here mutates seed inputs built below (bit flips, interesting bytes and 64-bit integers,
+//! splices, truncation) for `VEER_FUZZ_SECONDS` per target (default 2; `make fuzz` runs longer) and
+//! fails on any panic, saving the input to `target/fuzz-crashes/`. Errors are fine: panics are bugs.
+//! Not coverage-guided, so it finds what random mutation of well-formed files reaches.
+//!
+//! Targets: GGUF parse + dequantise; vector file → fit → round trip → arithmetic; config.json +
+//! safetensors → encoder load; tokenizer.json → encode; chat template render; sampler on arbitrary
+//! logits and options.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use veer::backend;
+use veer::encoder::Encoder;
+use veer::files::ModelFiles;
+use veer::generate::{Message, render_chat_template};
+use veer::options::{EncoderOptions, GenerateOptions};
+use veer::sample::Sampler;
+use veer::steer::{Injection, Vector};
+use veer::weights::{OutDtype, Stored};
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const INTERESTING: [u64; 10] = [0, 1, 2, 0x7f, 0xff, 0xffff_ffff, 0x1_0000_0000, 1 << 40, i64::MAX as u64, u64::MAX];
+
+/// One to four mutations of `seed`, sometimes spliced with another seed.
+fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        if b.is_empty() {
+            b.push(rng.next() as u8);
+            continue;
+        }
+        let at = rng.below(b.len());
+        match rng.below(7) {
+            0 => b[at] ^= 1 << rng.below(8),
+            1 => b[at] = [0u8, 0xff, 0x7f, 0x80, b'0', b'9', b'"', b'{'][rng.below(8)],
+            2 if b.len() >= 8 => {
+                let at = rng.below(b.len() - 7);
+                b[at..at + 8].copy_from_slice(&INTERESTING[rng.below(INTERESTING.len())].to_le_bytes());
+            }
+            3 => b.truncate(at),
+            4 => {
+                let n = 1 + rng.below(16);
+                let end = (at + n).min(b.len());
+                b.drain(at..end);
+            }
+            5 => {
+                let n = 1 + rng.below(16);
+                let fill: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                b.splice(at..at, fill);
+            }
+            _ if !other.is_empty() => {
+                let from = rng.below(other.len());
+                let n = 1 + rng.below(64);
+                let piece = &other[from..(from + n).min(other.len())];
+                let end = (at + piece.len()).min(b.len());
+                b.splice(at..end, piece.iter().copied());
+            }
+            _ => b[at] = b[at].wrapping_add(1),
+        }
+    }
+    b
+}
+
+/// Run `target` on mutations of `seeds` for the configured time; panics are failures.
+fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) {
+    let seconds: f64 = std::env::var("VEER_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let mut rng = Rng(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3)));
+    // The seeds themselves must pass (they are the well-formed files).
+    for s in seeds {
+        target(s);
+    }
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut runs = 0u64;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    while Instant::now() < end {
+        let (a, b) = (rng.below(seeds.len()), rng.below(seeds.len()));
+        let input = mutate(&mut rng, &seeds[a], &seeds[b]);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| target(&input))) {
+            std::panic::set_hook(hook);
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{name}-{runs}.bin"));
+            std::fs::write(&path, &input).unwrap();
+            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            panic!("fuzz target `{name}` panicked after {runs} runs: {msg}; input saved to {}", path.display());
+        }
+        runs += 1;
+    }
+    std::panic::set_hook(hook);
+    println!("fuzz {name}: {runs} runs in {seconds} s, no panic");
+}
+
+// --- seeds -----------------------------------------------------------------------------------------------
+
+/// A GGUF file with `direction.{n}` tensors of each supported ggml type (F32, F16, Q8_0, Q4_0).
+fn gguf_seed(types: &[(u32, usize)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, t: &str| {
+        b.extend((t.len() as u64).to_le_bytes());
+        b.extend(t.as_bytes());
+    };
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend((types.len() as u64).to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "controlvector");
+    s(&mut b, "tokenizer.ggml.tokens");
+    b.extend(9u32.to_le_bytes());
+    b.extend(8u32.to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    s(&mut b, "a");
+    s(&mut b, "b");
+    let mut data = Vec::new();
+    for (i, &(ty, bytes)) in types.iter().enumerate() {
+        s(&mut b, &format!("direction.{}", i + 1));
+        b.extend(1u32.to_le_bytes());
+        b.extend(32u64.to_le_bytes());
+        b.extend(ty.to_le_bytes());
+        b.extend((data.len() as u64).to_le_bytes());
+        data.extend((0..bytes).map(|j| (j * 7 % 13) as u8));
+        data.resize(data.len().div_ceil(32) * 32, 0);
+    }
+    b.resize(b.len().div_ceil(32) * 32, 0);
+    b.extend(data);
+    b
+}
+
+fn vector_seed() -> Vec<u8> {
+    let v = Vector { layers: (0..3).map(|l| (0..8).map(|i| (l * 8 + i) as f32 / 10.0).collect()).collect(), model: "tiny".into(), method: "pca".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 4 };
+    v.to_safetensors().unwrap()
+}
+
+/// A 1-layer BERT (hidden 4) with a 2-label head: (config.json, model.safetensors, tokenizer.json).
+fn bert_seed() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (h, ffn, vocab) = (4usize, 8usize, 12usize);
+    let mut tensors = Vec::new();
+    let mut add = |name: &str, shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i * 31 % 17) as f32 - 8.0) / 16.0 + if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 }).collect();
+        tensors.push(Stored::floats(name, shape, &v, OutDtype::F32));
+    };
+    add("embeddings.word_embeddings.weight", vec![vocab, h]);
+    add("embeddings.position_embeddings.weight", vec![16, h]);
+    add("embeddings.token_type_embeddings.weight", vec![2, h]);
+    add("embeddings.LayerNorm.weight", vec![h]);
+    add("embeddings.LayerNorm.bias", vec![h]);
+    for (name, out, inp) in [("attention.self.query", h, h), ("attention.self.key", h, h), ("attention.self.value", h, h), ("attention.output.dense", h, h), ("intermediate.dense", ffn, h), ("output.dense", h, ffn)] {
+        add(&format!("encoder.layer.0.{name}.weight"), vec![out, inp]);
+        add(&format!("encoder.layer.0.{name}.bias"), vec![out]);
+    }
+    for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+        add(&format!("encoder.layer.0.{name}.weight"), vec![h]);
+        add(&format!("encoder.layer.0.{name}.bias"), vec![h]);
+    }
+    add("pooler.dense.weight", vec![h, h]);
+    add("pooler.dense.bias", vec![h]);
+    add("classifier.weight", vec![2, h]);
+    add("classifier.bias", vec![2]);
+    let weights = veer::weights::write(&tensors, Default::default(), "model.safetensors").unwrap();
+    let config = serde_json::json!({
+        "model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": vocab, "hidden_size": h,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": ffn, "max_position_embeddings": 16,
+        "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "id2label": {"0": "no", "1": "yes"},
+    });
+    let words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", ".", "a"];
+    let vocab_map: serde_json::Map<String, serde_json::Value> = words.iter().enumerate().map(|(i, w)| (w.to_string(), i.into())).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "decoder": null,
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab_map},
+    });
+    (serde_json::to_vec(&config).unwrap(), weights, serde_json::to_vec(&tokenizer).unwrap())
+}
+
+fn files(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> ModelFiles {
+    ModelFiles::new(config.to_vec(), weights.to_vec(), tokenizer.to_vec())
+}
+
+// --- targets ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_gguf_parse_and_dequantize() {
+    let seeds = vec![gguf_seed(&[(0, 128), (1, 64)]), gguf_seed(&[(8, 34), (2, 18), (3, 20)])];
+    fuzz("gguf", &seeds, |data| {
+        if let Ok(g) = veer::gguf::Gguf::parse(data, "fuzz.gguf") {
+            for t in &g.tensors {
+                let v = g.dequantize(t);
+                assert_eq!(v.len(), t.num_elements(), "{}", t.name);
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_vector_files_fit_round_trip_and_arithmetic() {
+    let seeds = vec![vector_seed(), gguf_seed(&[(0, 128), (1, 64)])];
+    fuzz("vector", &seeds, |data| {
+        let Ok(mut v) = Vector::from_bytes(data, "fuzz.vec") else { return };
+        let (layers, hidden) = (v.layers.len(), v.hidden());
+        assert!(v.layers.iter().flatten().all(|x| x.is_finite()), "a loaded vector holds a non-finite value");
+        if v.fit(layers.max(1), hidden, "fuzz.vec").is_ok() {
+            let back = Vector::from_bytes(&v.to_safetensors().unwrap(), "round-trip").unwrap();
+            assert_eq!(back.layers, v.layers);
+            let _ = v.add(&back).and_then(|s| s.sub(&v));
+            let _ = v.scale(2.0).normalize();
+        }
+        let _ = v.fit(30, 576, "fuzz.vec");
+    });
+}
+
+#[test]
+fn fuzz_config_and_safetensors_to_encoder_load() {
+    let (config, weights, tokenizer) = bert_seed();
+    let device = backend::cpu().device;
+    let options = EncoderOptions::default();
+    // Mutate the config against the real weights, and the weights against the real config.
+    fuzz("config", std::slice::from_ref(&config), |data| {
+        if let Ok(e) = Encoder::load(&files(data, &weights, &tokenizer), &options, &device) {
+            let _ = backend::block_on(e.classify(&["the cat sat"]));
+        }
+    });
+    fuzz("safetensors", std::slice::from_ref(&weights), |data| {
+        if let Ok(e) = Encoder::load(&files(&config, data, &tokenizer), &options, &device) {
+            let _ = backend::block_on(e.classify(&["the cats sat on a mat."]));
+        }
+    });
+}
+
+#[test]
+fn fuzz_tokenizer_json_load_and_encode() {
+    let (config, weights, tokenizer) = bert_seed();
+    let device = backend::cpu().device;
+    let options = EncoderOptions::default();
+    fuzz("tokenizer", std::slice::from_ref(&tokenizer), |data| {
+        if let Ok(e) = Encoder::load(&files(&config, &weights, data), &options, &device) {
+            let _ = e.tokenize(&["The cats sat on a mat.", "", "ünïcödé ☃ 🐈"]);
+        }
+    });
+}
+
+#[test]
+fn fuzz_chat_template_render() {
+    let seeds = vec![
+        b"{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are helpful.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}".to_vec(),
+        b"{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content | trim }} [/INST]{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}".to_vec(),
+    ];
+    let messages = vec![Message { role: "user".into(), content: "hi".into() }, Message { role: "assistant".into(), content: "hello".into() }];
+    fuzz("template", &seeds, |data| {
+        if let Ok(t) = std::str::from_utf8(data) {
+            let _ = render_chat_template(t, &messages, true, "<s>", "</s>");
+        }
+    });
+}
+
+#[test]
+fn fuzz_sampler_on_arbitrary_logits() {
+    let seeds: Vec<Vec<u8>> = vec![(0..64u8).collect(), vec![0xff; 48], [0x7fc0_0000u32.to_le_bytes(), 0x7f80_0000u32.to_le_bytes(), 1.5f32.to_le_bytes()].concat()];
+    fuzz("sampler", &seeds, |data| {
+        // The first bytes choose the options, the rest are the logits' bit patterns.
+        let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+        let options = GenerateOptions {
+            temperature: [0.0, 0.7, 1.0, 2.0][byte(0) as usize % 4],
+            top_k: byte(1) as usize % 5,
+            top_p: [1.0, 0.9, 0.5, 0.01][byte(2) as usize % 4],
+            min_p: [0.0, 0.05, 1.0][byte(3) as usize % 3],
+            repetition_penalty: [1.0, 1.3][byte(4) as usize % 2],
+            seed: byte(5) as u64,
+            ..Default::default()
+        };
+        let mut logits: Vec<f32> = data.get(6..).unwrap_or_default().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if logits.is_empty() {
+            return;
+        }
+        let n = logits.len();
+        if let Ok(mut s) = Sampler::new(&options) {
+            let id = s.sample(&mut logits, &[0, 1, 2]) as usize;
+            assert!(id < n, "sampled id {id} of {n}");
+        }
+    });
+}
