@@ -171,44 +171,10 @@ fn streaming_never_splits_a_character_and_stop_strings_cut() {
     assert_eq!(g.finish, Some(veer::generate::Finish::Stop));
 }
 
-/// A llama.cpp control-vector GGUF written by hand: `direction.{n}` F32 tensors and the metadata the
-/// cvector tools write.
+/// A llama.cpp control-vector GGUF: `direction.{n}` F32 tensors and the metadata the cvector tools write.
 fn control_vector_gguf(dirs: &[(usize, Vec<f32>)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    let s = |b: &mut Vec<u8>, t: &str| {
-        b.extend((t.len() as u64).to_le_bytes());
-        b.extend(t.as_bytes());
-    };
-    b.extend(b"GGUF");
-    b.extend(3u32.to_le_bytes());
-    b.extend((dirs.len() as u64).to_le_bytes());
-    b.extend(2u64.to_le_bytes());
-    s(&mut b, "general.architecture");
-    b.extend(8u32.to_le_bytes());
-    s(&mut b, "controlvector");
-    s(&mut b, "controlvector.model_hint");
-    b.extend(8u32.to_le_bytes());
-    s(&mut b, "llama");
-    let mut offset = 0u64;
-    for (n, v) in dirs {
-        s(&mut b, &format!("direction.{n}"));
-        b.extend(1u32.to_le_bytes());
-        b.extend((v.len() as u64).to_le_bytes());
-        b.extend(0u32.to_le_bytes()); // F32
-        b.extend(offset.to_le_bytes());
-        offset += (v.len() * 4).div_ceil(32) as u64 * 32;
-    }
-    while b.len() % 32 != 0 {
-        b.push(0);
-    }
-    for (_, v) in dirs {
-        let start = b.len();
-        b.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-        while (b.len() - start) % 32 != 0 {
-            b.push(0);
-        }
-    }
-    b
+    let g = common::gguf::Gguf::default().string("general.architecture", "controlvector").string("controlvector.model_hint", "llama");
+    dirs.iter().fold(g, |g, (n, v)| g.tensor(&format!("direction.{n}"), &[v.len() as u64], 0, &common::gguf::f32_bytes(v))).bytes()
 }
 
 #[test]

@@ -9,9 +9,13 @@
 //! safetensors → encoder load; tokenizer.json → encode; chat template render; sampler on arbitrary
 //! logits and options.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use common::gguf::Gguf;
+use common::rng::Rng;
 use veer::backend;
 use veer::encoder::Encoder;
 use veer::files::ModelFiles;
@@ -21,22 +25,6 @@ use veer::sample::Sampler;
 use veer::steer::{Injection, Vector};
 use veer::weights::{OutDtype, Stored};
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 const INTERESTING: [u64; 10] = [0, 1, 2, 0x7f, 0xff, 0xffff_ffff, 0x1_0000_0000, 1 << 40, i64::MAX as u64, u64::MAX];
 
 /// One to four mutations of `seed`, sometimes spliced with another seed.
@@ -44,7 +32,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
     let mut b = seed.to_vec();
     for _ in 0..1 + rng.below(4) {
         if b.is_empty() {
-            b.push(rng.next() as u8);
+            b.push(rng.next_u64() as u8);
             continue;
         }
         let at = rng.below(b.len());
@@ -63,7 +51,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
             }
             5 => {
                 let n = 1 + rng.below(16);
-                let fill: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let fill: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 b.splice(at..at, fill);
             }
             _ if !other.is_empty() => {
@@ -111,39 +99,15 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) {
 
 // --- seeds -----------------------------------------------------------------------------------------------
 
-/// A GGUF file with `direction.{n}` tensors of each supported ggml type (F32, F16, Q8_0, Q4_0).
+/// A GGUF control vector with `direction.{n}` tensors of 32 elements in the given ggml types (id,
+/// byte length: F32 128, F16 64, Q8_0 34, Q4_0 18, Q4_1 20) and a string-array metadata key.
 fn gguf_seed(types: &[(u32, usize)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    let s = |b: &mut Vec<u8>, t: &str| {
-        b.extend((t.len() as u64).to_le_bytes());
-        b.extend(t.as_bytes());
-    };
-    b.extend(b"GGUF");
-    b.extend(3u32.to_le_bytes());
-    b.extend((types.len() as u64).to_le_bytes());
-    b.extend(2u64.to_le_bytes());
-    s(&mut b, "general.architecture");
-    b.extend(8u32.to_le_bytes());
-    s(&mut b, "controlvector");
-    s(&mut b, "tokenizer.ggml.tokens");
-    b.extend(9u32.to_le_bytes());
-    b.extend(8u32.to_le_bytes());
-    b.extend(2u64.to_le_bytes());
-    s(&mut b, "a");
-    s(&mut b, "b");
-    let mut data = Vec::new();
-    for (i, &(ty, bytes)) in types.iter().enumerate() {
-        s(&mut b, &format!("direction.{}", i + 1));
-        b.extend(1u32.to_le_bytes());
-        b.extend(32u64.to_le_bytes());
-        b.extend(ty.to_le_bytes());
-        b.extend((data.len() as u64).to_le_bytes());
-        data.extend((0..bytes).map(|j| (j * 7 % 13) as u8));
-        data.resize(data.len().div_ceil(32) * 32, 0);
-    }
-    b.resize(b.len().div_ceil(32) * 32, 0);
-    b.extend(data);
-    b
+    let g = Gguf::default().string("general.architecture", "controlvector").strings("tokenizer.ggml.tokens", &["a", "b"]);
+    let g = types.iter().enumerate().fold(g, |g, (i, &(ty, bytes))| {
+        let data: Vec<u8> = (0..bytes).map(|j| (j * 7 % 13) as u8).collect();
+        g.tensor(&format!("direction.{}", i + 1), &[32], ty, &data)
+    });
+    g.bytes()
 }
 
 fn vector_seed() -> Vec<u8> {

@@ -8,6 +8,9 @@
 
 use std::collections::HashMap;
 
+mod common;
+
+use common::rng::Rng;
 use veer::backend::{self, block_on, read_f32};
 use veer::bert::Pooling;
 use veer::encoder::Encoder;
@@ -19,24 +22,6 @@ use veer::steer::{Injection, LayerRange, SteeringSpec, Vector};
 use veer::weights::{OutDtype, Stored};
 
 // --- a seeded source of weights ----------------------------------------------------------------------
-
-/// SplitMix64: reproducible weights without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// `n` values uniform in [-scale, scale], rounded to f32 (what the file stores).
-    fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| ((self.next() * 2.0 - 1.0) * scale) as f32 as f64).collect()
-    }
-}
 
 /// Named tensors (HF layout, row-major) kept in f64 for the reference and written as F32.
 #[derive(Default)]

@@ -26,4 +26,6 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let path = root().join("tests/fixtures").join(name);
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
+pub mod gguf;
 pub mod heads;
+pub mod rng;

@@ -1,0 +1,69 @@
+//! Hostile vector files: each gets a clean error naming the tensor or field, before any allocation
+//! sized by the file (run under a 4 GiB address-space limit these cases used to abort or panic).
+
+mod common;
+
+use common::gguf::{Gguf, f32_bytes};
+use veer::steer::{Injection, Vector};
+
+/// A control vector with the given tensor entries, after a nested metadata array `depth` deep.
+fn file(depth: usize, build: impl FnOnce(Gguf) -> Gguf) -> Vec<u8> {
+    build(Gguf::default().nested("nested", depth)).bytes()
+}
+
+/// The error's code and message.
+fn err(bytes: &[u8]) -> (&'static str, String) {
+    let e = Vector::from_bytes(bytes, "cv.gguf").expect_err("a hostile file must be rejected");
+    (e.code(), e.to_string())
+}
+
+#[test]
+fn a_well_formed_control_vector_loads() {
+    let v = Vector::from_bytes(&file(2, |g| g.tensor("direction.2", &[4], 0, &f32_bytes(&[1.0, 2.0, 3.0, 4.0]))), "cv.gguf").unwrap();
+    assert_eq!((v.layers.len(), v.hidden(), v.layers[2][3]), (3, 4, 4.0));
+}
+
+#[test]
+fn sizes_from_the_file_are_checked_before_they_are_used() {
+    let data = f32_bytes(&[1.0; 4]);
+    // Element count that wraps u64 (2^33 × 2^33 × 4 bytes).
+    let (code, msg) = err(&file(1, |g| g.tensor_at("direction.1", &[1 << 33, 1 << 33], 0, 0)));
+    assert_eq!(code, "E_TENSOR");
+    assert!(msg.contains("direction.1") && msg.contains("more elements"), "{msg}");
+    // A count that fits u64 but not the file.
+    let (_, msg) = err(&file(1, |g| g.tensor_at("direction.1", &[1 << 40], 0, 0)));
+    assert!(msg.contains("direction.1"), "{msg}");
+    // An offset that wraps past the data section.
+    let (code, msg) = err(&file(1, |g| g.tensor_at("direction.1", &[4], 0, u64::MAX - 8)));
+    assert_eq!(code, "E_TENSOR");
+    assert!(msg.contains("runs past the end"), "{msg}");
+    // A zero dimension.
+    let (_, msg) = err(&file(1, |g| g.tensor_at("direction.1", &[0], 0, 0)));
+    assert!(msg.contains("dimension 0 is 0"), "{msg}");
+    // A block index that would size a 4-billion-row vector.
+    let (code, msg) = err(&file(1, |g| g.tensor("direction.4294967295", &[4], 0, &data)));
+    assert_eq!(code, "E_TENSOR");
+    assert!(msg.contains("direction.4294967295") && msg.contains("at most 1024 blocks"), "{msg}");
+    // The same block twice.
+    let (_, msg) = err(&file(1, |g| g.tensor("direction.1", &[4], 0, &data).tensor("direction.1", &[4], 0, &data)));
+    assert!(msg.contains("twice"), "{msg}");
+    // Metadata arrays nested beyond what any GGUF writer produces.
+    let (code, msg) = err(&file(50, |g| g.tensor("direction.1", &[4], 0, &data)));
+    assert_eq!(code, "E_FILE");
+    assert!(msg.contains("nested"), "{msg}");
+}
+
+#[test]
+fn vector_values_and_strengths_must_be_finite() {
+    let (code, msg) = err(&file(1, |g| g.tensor("direction.1", &[4], 0, &f32_bytes(&[1.0, f32::NAN, 0.0, 0.0]))));
+    assert_eq!(code, "E_INVALID");
+    assert!(msg.contains("`direction.1`") && msg.contains("index 1"), "{msg}");
+    let v = Vector { layers: vec![vec![1.0, f32::INFINITY]], model: String::new(), method: "mean".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 1 };
+    let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
+    assert_eq!(e.code(), "E_INVALID");
+    assert!(e.to_string().contains("`layers.0`"), "{e}");
+    let v = Vector { layers: vec![vec![1.0, 2.0]], default_strength: f32::NAN, ..v };
+    let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
+    assert_eq!(e.code(), "E_INVALID");
+    assert!(e.to_string().contains("default_strength"), "{e}");
+}
