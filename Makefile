@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-page bench bench-browser bench-compare bench-coldstart fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -81,6 +81,12 @@ test-browser: setup
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web
 
+# The same with the tests `make test` leaves out for time: SmolLM2 on WebGPU, which takes many minutes
+# on a machine whose only WebGPU is Chromium's software renderer.
+test-webgpu-full: setup
+	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
+	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web -- --include-ignored
+
 # The demo page, the JS library and the extension end to end in headless Chromium (playwright-core,
 # Debian's chromium), on the optimised pkg/; the npm tarball in a Vite production build and a plain page.
 # Screenshots in test-results/.
@@ -98,13 +104,18 @@ bench-browser: setup assets
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench -- --nocapture
 
-# The JS library in one headless Chromium session, configurations interleaved, a fresh page per run:
-# the classifier in one worker vs a pool ('auto'), cold start, throughput, latency, SmolLM2 decoding.
-# OTHER=DIR adds another copy of the library + pkg/ (e.g. another build) as a contender. Prints a table,
-# writes bench/results/compare.json; asserts nothing.
+# veer against transformers.js and wllama in one headless Chromium session, configurations interleaved,
+# a fresh page per run (bench/compare.mjs): MiniLM embeddings (veer one worker and a pool vs
+# transformers.js 1 and 2 threads, same fp32 weights), SmolLM2 decoding (veer vs wllama 1 and 2
+# threads); cold start, throughput, latency. OTHER=DIR adds another copy of the library + pkg/ (e.g.
+# another build) as a contender. Prints a table, writes bench/results/compare.{json,svg}; asserts nothing.
 RUNS ?= 5
-bench-compare: setup assets pkg
-	node bench/compare.mjs --runs $(RUNS) --decoder --name compare one-worker=www $(if $(OTHER),other=$(OTHER)) pool=www@auto
+bench-setup: assets
+	@scripts/bench-setup.sh
+
+bench-compare: setup assets pkg bench-setup
+	node bench/compare.mjs --runs $(RUNS) --decoder --name compare veer=www $(if $(OTHER),other=$(OTHER)) \
+	  transformers.js=tjs@1 wllama=wllama@1 veer-pool=www@auto transformers.js-2t=tjs@2 wllama-2t=wllama@2
 
 # Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2:
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.

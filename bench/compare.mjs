@@ -2,12 +2,19 @@
 // interleaved, a fresh page per run, medians with min–max, ratios only within the session. Prints a
 // Markdown table and writes bench/results/<name>.json. Measures; asserts nothing.
 //
-//   node bench/compare.mjs [--runs 5] [--name NAME] [--decoder] CONTENDER...
+//   node bench/compare.mjs [--runs 5] [--name NAME] [--decoder] [--no-encoder] CONTENDER...
 //
-// CONTENDER is `label=DIR[@WORKERS]`: a directory holding a copy of the veer library (veer*.js) and its
-// pkg/ (veer.js, veer_bg.wasm) — e.g. two builds of the wasm module — and how many workers the
-// classifier gets (default 1). Labels must be distinct; the same DIR may appear twice.
-import { mkdtempSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
+// CONTENDER is one of
+//   label=DIR[@WORKERS]   a copy of the veer library (veer*.js + pkg/) in DIR, its classifier with WORKERS
+//                         workers (default 1, or `auto`); e.g. two builds of the wasm module;
+//   label=tjs[@THREADS]   transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
+//                         default 1) on the fp32 ONNX that bench/onnx_export.py wrote from veer's own
+//                         all-MiniLM-L6-v2 safetensors (.cache/bench/tjs/all-minilm-l6-v2): same weights;
+//   label=wllama[@THREADS] wllama (llama.cpp in wasm, bench/contenders) on the SmolLM2 Q4_1 GGUF veer's
+//                         F16 safetensors were converted from; decoder only.
+// Pages are crossOriginIsolated (COOP/COEP), so the contenders' threads work; veer does not need it.
+// The first veer contender is the base of the ratios and of the embedding agreement check.
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { serve, launch, chromeArgs, root, models } from '../tests/page/helpers.mjs';
@@ -24,13 +31,23 @@ const flag = (name) => {
 const runs = Number(opt('--runs', 5));
 const name = opt('--name', 'compare');
 const decoder = flag('--decoder');
+const encoder = !flag('--no-encoder');
 const contenders = args.map((a) => {
   const [label, spec] = a.split('=');
-  const [dir, workers] = (spec ?? '').split('@');
-  if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR[@WORKERS]`);
-  return { label, dir: resolve(dir), workers: workers === 'auto' ? 'auto' : Number(workers ?? 1) };
+  const [dir, n] = (spec ?? '').split('@');
+  if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR[@N], LABEL=tjs[@N] or LABEL=wllama[@N]`);
+  const kind = dir === 'tjs' || dir === 'wllama' ? dir : 'veer';
+  const count = n === 'auto' ? 'auto' : Number(n ?? 1);
+  return { label, kind, dir: kind === 'veer' ? resolve(dir) : null, workers: count };
 });
-if (contenders.length === 0) throw new Error('usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR...');
+if (contenders.length === 0) throw new Error('usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR|tjs|wllama[@N]...');
+const base = contenders.find((c) => c.kind === 'veer')?.label ?? contenders[0].label;
+const contenderDir = `${root}bench/contenders/node_modules/`;
+const tjsModel = `${root}.cache/bench/tjs/`;
+const gguf = `${root}.cache/SmolLM2-135M-Instruct.Q4_1.gguf`;
+for (const [kind, path, how] of [['tjs', contenderDir, 'make bench-setup'], ['tjs', `${tjsModel}all-minilm-l6-v2/onnx/model.onnx`, 'make bench-setup'], ['wllama', contenderDir, 'make bench-setup'], ['wllama', gguf, 'make assets']]) {
+  if (contenders.some((c) => c.kind === kind) && !existsSync(path)) throw new Error(`${path} is missing: run ${how}`);
+}
 
 // The texts: openings of the vendored Amazon reviews, cut to about 12–16 tokens ("short") and about
 // 60 tokens ("long") with [CLS]/[SEP]; the same for every contender.
@@ -61,67 +78,106 @@ const prompt = 'The harbour town woke slowly: fishermen mended nets, a baker ope
 
 // One folder served over HTTP: each contender's library under /<label>/, the models under /models/.
 const site = mkdtempSync(join(tmpdir(), 'veer-bench-'));
-for (const c of contenders) symlinkSync(c.dir, join(site, c.label)); // one URL prefix per label
+for (const c of contenders) if (c.kind === 'veer') symlinkSync(c.dir, join(site, c.label)); // one URL prefix per label
 symlinkSync(models, join(site, 'models'));
-const server = await serve(site, Number(process.env.VEER_BENCH_PORT ?? 8790));
+if (existsSync(contenderDir)) symlinkSync(contenderDir, join(site, 'npm'));
+if (existsSync(tjsModel)) symlinkSync(tjsModel, join(site, 'models-tjs'));
+if (existsSync(gguf)) symlinkSync(gguf, join(site, 'smollm2.gguf'));
+const server = await serve(site, Number(process.env.VEER_BENCH_PORT ?? 8790), { isolated: true });
 const browser = await launch(chromeArgs);
 
 /** One run of one contender in a fresh page: cold start, encoder throughput and latency, decoder. */
 async function measure(c) {
   const page = await browser.newPage();
-  await page.route(`${server.base}__bench.html`, (r) => r.fulfill({ contentType: 'text/html', body: '<!doctype html><title>bench</title>' }));
+  const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+  await page.route(`${server.base}__bench.html`, (r) => r.fulfill({ contentType: 'text/html', headers, body: '<!doctype html><title>bench</title>' }));
   await page.goto(`${server.base}__bench.html`);
   try {
     return await page.evaluate(
-      async ({ lib, short, long, prompt, decoder, workers }) => {
+      async ({ c, base, short, long, prompt, encoder, decoder }) => {
         const now = () => performance.now();
+        const out = { isolated: crossOriginIsolated };
+        // Each kind gives the same two things: embed(texts) -> number[][] and, for decoders,
+        // generate() -> { promptTokens, prefill, decode } in tokens/s.
+        let embed, generate, dispose;
         const t0 = now();
-        const veer = await import(lib);
-        const rt = await veer.init({ device: 'cpu', cache: false });
-        const clf = await veer.loadClassifier('models/all-minilm-l6-v2/', { runtime: rt, ...(workers !== 1 && { workers }) });
-        await clf.embed(short[0]);
-        const out = { coldMs: now() - t0 };
-        const throughput = async (texts, batch) => {
-          await clf.embed(texts.slice(0, batch)); // warm: allocation, first-use costs
-          const t = now();
-          for (let i = 0; i < texts.length; i += batch) await clf.embed(texts.slice(i, i + batch));
-          return (texts.length * 1000) / (now() - t);
-        };
-        for (const b of [1, 8, 32]) {
-          out[`short_b${b}`] = await throughput(short, b);
-          out[`long_b${b}`] = await throughput(long, b);
-        }
-        const lat = [];
-        for (const t of short.slice(0, 16)) {
-          const s = now();
-          await clf.embed(t);
-          lat.push(now() - s);
-        }
-        lat.sort((a, b) => a - b);
-        out.latency_p50 = lat[Math.floor(lat.length / 2)];
-        out.latency_p95 = lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.95) - 1)];
-        clf.dispose();
-        if (decoder) {
-          const gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt });
-          const run = async () => {
-            const s = now();
-            let first;
-            let n = 0;
-            for await (const _ of gen.generate(prompt, { maxTokens: 64, temperature: 0 })) {
-              if (n++ === 0) first = now();
-            }
-            return { prefill: (gen.promptTokens * 1000) / (first - s), decode: ((n - 1) * 1000) / (now() - first) };
+        if (c.kind === 'veer') {
+          const veer = await import(`${base}${c.label}/veer.js`);
+          const rt = await veer.init({ device: 'cpu', cache: false });
+          let clf, gen;
+          if (encoder) {
+            clf = await veer.loadClassifier('models/all-minilm-l6-v2/', { runtime: rt, ...(c.workers !== 1 && { workers: c.workers }) });
+            embed = (texts) => clf.embed(texts);
+          }
+          if (decoder && c.workers === 1) {
+            gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt });
+            generate = async () => {
+              const s = now();
+              let first;
+              let n = 0;
+              for await (const _ of gen.generate(prompt, { maxTokens: 64, temperature: 0 })) if (n++ === 0) first = now();
+              return { promptTokens: gen.promptTokens, prefill: (gen.promptTokens * 1000) / (first - s), decode: ((n - 1) * 1000) / (now() - first) };
+            };
+          }
+          dispose = () => (clf?.dispose(), gen?.dispose(), rt.dispose());
+        } else if (c.kind === 'tjs') {
+          const { pipeline, env } = await import(`${base}npm/@huggingface/transformers/dist/transformers.min.js`);
+          env.allowRemoteModels = false;
+          env.allowLocalModels = true;
+          env.useBrowserCache = false;
+          // A path, not a URL: transformers.js 4.3 only checks that local files exist for non-http paths.
+          env.localModelPath = `${new URL(base).pathname}models-tjs/`;
+          env.backends.onnx.wasm.wasmPaths = `${base}npm/onnxruntime-web/dist/`;
+          env.backends.onnx.wasm.numThreads = c.workers;
+          const ext = await pipeline('feature-extraction', 'all-minilm-l6-v2', { dtype: 'fp32', device: 'wasm' });
+          embed = async (texts) => (await ext(texts, { pooling: 'mean', normalize: true })).tolist();
+          dispose = () => ext.dispose();
+        } else {
+          const { Wllama } = await import(`${base}npm/@wllama/wllama/esm/index.js`);
+          const wl = new Wllama({ default: `${base}npm/@wllama/wllama/esm/wasm/wllama.wasm` }, { suppressNativeLog: true });
+          // wllama 3 offloads to WebGPU by default and takes half the cores: both pinned here.
+          await wl.loadModelFromUrl(`${base}smollm2.gguf`, { n_threads: c.workers, n_gpu_layers: 0, n_ctx: 512, useCache: false });
+          generate = async () => {
+            let timings;
+            const stream = await wl.createCompletion({ prompt, max_tokens: 64, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true });
+            for await (const chunk of stream) timings = chunk.timings ?? timings;
+            // llama.cpp's own timings: prompt evaluation and the sampled tokens after it.
+            return { promptTokens: timings.prompt_n, prefill: timings.prompt_per_second, decode: timings.predicted_per_second };
           };
-          await run();
-          const r = await run();
-          out.prefill = r.prefill;
-          out.decode = r.decode;
-          gen.dispose();
+          dispose = () => wl.exit();
         }
-        rt.dispose();
+        if (encoder && embed) {
+          await embed([short[0]]);
+          out.coldMs = now() - t0;
+          out.sample = await embed(short.slice(0, 4)); // for the agreement check, not timed
+          const throughput = async (texts, batch) => {
+            await embed(texts.slice(0, batch)); // warm: allocation, first-use costs
+            const t = now();
+            for (let i = 0; i < texts.length; i += batch) await embed(texts.slice(i, i + batch));
+            return (texts.length * 1000) / (now() - t);
+          };
+          for (const b of [1, 8, 32]) {
+            out[`short_b${b}`] = await throughput(short, b);
+            out[`long_b${b}`] = await throughput(long, b);
+          }
+          const lat = [];
+          for (const t of short.slice(0, 16)) {
+            const s = now();
+            await embed([t]);
+            lat.push(now() - s);
+          }
+          lat.sort((a, b) => a - b);
+          out.latency_p50 = lat[Math.floor(lat.length / 2)];
+          out.latency_p95 = lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.95) - 1)];
+        }
+        if (decoder && generate) {
+          await generate(); // warm
+          Object.assign(out, await generate());
+        }
+        await dispose();
         return out;
       },
-      { lib: `${server.base}${c.label}/veer.js`, short, long, prompt, decoder, workers: c.workers },
+      { c: { kind: c.kind, label: c.label, workers: c.workers }, base: server.base, short, long, prompt, encoder, decoder },
     );
   } finally {
     await page.close();
@@ -129,11 +185,15 @@ async function measure(c) {
 }
 
 const results = Object.fromEntries(contenders.map((c) => [c.label, []]));
+const cosine = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.sqrt(a.reduce((s, x) => s + x * x, 0) * b.reduce((s, x) => s + x * x, 0));
+const agreement = {}; // label -> min cosine of its embeddings to the base's, over the sample texts and runs
 try {
   for (let r = 0; r < runs; r++) {
     for (const c of r % 2 ? [...contenders].reverse() : contenders) {
-      const m = await measure(c);
-      results[c.label].push(m);
+      const { sample, isolated, ...m } = await measure(c);
+      if (!isolated) throw new Error('the bench page is not crossOriginIsolated');
+      if (sample) agreement[c.label] = Math.min(agreement[c.label] ?? 1, ...(results[base][0]?.sample ?? sample).map((v, i) => cosine(v, sample[i])));
+      results[c.label].push({ ...m, ...(c.label === base && sample && { sample }) });
       console.error(`run ${r + 1}/${runs} ${c.label}: ${JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(1))])))}`);
     }
   }
@@ -142,25 +202,66 @@ try {
   server.stop();
   rmSync(site, { recursive: true, force: true });
 }
+for (const c of contenders) if (c.label !== base && agreement[c.label] !== undefined) console.error(`embeddings ${c.label} vs ${base}: min cosine ${agreement[c.label].toFixed(6)}`);
 
 const stat = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
+  return s.length ? { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] } : null;
 };
-const metrics = Object.keys(results[contenders[0].label][0]);
-const units = { coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s' };
-const summary = Object.fromEntries(contenders.map((c) => [c.label, Object.fromEntries(metrics.map((m) => [m, stat(results[c.label].map((x) => x[m]))]))]));
-const base = contenders[0].label;
-const fmt = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
-let table = `| metric | ${contenders.map((c) => c.label).join(' | ')} |${contenders.slice(1).map((c) => ` ${c.label} / ${base} |`).join('')}\n`;
-table += `|---|${contenders.map(() => '---|').join('')}${contenders.slice(1).map(() => '---|').join('')}\n`;
+const units = { coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s', promptTokens: 'tokens' };
+const metrics = [...new Set(contenders.flatMap((c) => Object.keys(results[c.label][0]).filter((k) => k !== 'sample')))];
+const summary = Object.fromEntries(
+  contenders.map((c) => [c.label, Object.fromEntries(metrics.map((m) => [m, stat(results[c.label].map((x) => x[m]).filter((v) => v !== undefined))]).filter(([, v]) => v))]),
+);
+const lowerIsBetter = (m) => units[m] === 'ms';
+// Ratio "how many times better than base": texts/s and tokens/s divide, times divide the other way.
+const ratio = (label, m) => {
+  const x = summary[label][m]?.median;
+  const b = summary[base][m]?.median;
+  if (x === undefined || b === undefined || m === 'promptTokens') return null;
+  return lowerIsBetter(m) ? b / x : x / b;
+};
+const fmt = (s) => (s ? `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})` : '—');
+const others = contenders.filter((c) => c.label !== base);
+let table = `| metric | ${contenders.map((c) => c.label).join(' | ')} |${others.map((c) => ` ${c.label} vs ${base} |`).join('')}\n`;
+table += `|---|${contenders.map(() => '---|').join('')}${others.map(() => '---|').join('')}\n`;
 for (const m of metrics) {
-  const unit = units[m] ?? 'texts/s';
-  table += `| ${m} (${unit}) | ${contenders.map((c) => fmt(summary[c.label][m])).join(' | ')} |`;
-  table += contenders.slice(1).map((c) => ` ${(summary[c.label][m].median / summary[base][m].median).toFixed(2)}× |`).join('');
+  table += `| ${m} (${units[m] ?? 'texts/s'}) | ${contenders.map((c) => fmt(summary[c.label][m])).join(' | ')} |`;
+  table += others.map((c) => {
+    const r = ratio(c.label, m);
+    return r === null ? ' — |' : ` ${(1 / r).toFixed(2)}× |`; // base's advantage: > 1 means veer is ahead
+  }).join('');
   table += '\n';
 }
+table += `\nRatios: how many times better ${base} is (throughput ÷, latency and cold start the other way), medians of ${runs} runs; min–max in brackets.\n`;
 console.log(table);
+
+// A bar chart of the same ratios (log scale, 1× = parity), written by the project for the README.
+function chart() {
+  const rows = [];
+  for (const c of others) for (const m of metrics) {
+    const r = ratio(c.label, m);
+    if (r !== null) rows.push({ name: `${m} vs ${c.label}`, v: 1 / r });
+  }
+  const w = 640, bar = 18, left = 210, h = rows.length * (bar + 6) + 40;
+  const lo = Math.log(0.25), hi = Math.log(8);
+  const x = (v) => left + ((Math.log(Math.min(8, Math.max(0.25, v))) - lo) / (hi - lo)) * (w - left - 50);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`;
+  svg += `<text x="${left}" y="14">${base}'s advantage (log scale; right of the line: ${base} ahead)</text>`;
+  rows.forEach((r, i) => {
+    const y = 24 + i * (bar + 6);
+    const x0 = x(1), x1 = x(r.v);
+    svg += `<text x="${left - 6}" y="${y + 13}" text-anchor="end">${r.name}</text>`;
+    svg += `<rect x="${Math.min(x0, x1)}" y="${y}" width="${Math.max(1, Math.abs(x1 - x0))}" height="${bar}" fill="${r.v >= 1 ? '#2a7' : '#c44'}"/>`;
+    svg += `<text x="${Math.max(x0, x1) + 4}" y="${y + 13}">${r.v.toFixed(2)}×</text>`;
+  });
+  svg += `<line x1="${x(1)}" x2="${x(1)}" y1="20" y2="${h - 10}" stroke="#333"/></svg>\n`;
+  return svg;
+}
 mkdirSync(`${root}bench/results`, { recursive: true });
 const chromium = browser.version();
-writeFileSync(`${root}bench/results/${name}.json`, JSON.stringify({ date: new Date().toISOString(), chromium, runs, contenders: contenders.map((c) => c.label), summary, results }, null, 1));
+if (others.length) writeFileSync(`${root}bench/results/${name}.svg`, chart());
+writeFileSync(
+  `${root}bench/results/${name}.json`,
+  JSON.stringify({ date: new Date().toISOString(), chromium, runs, base, contenders: contenders.map(({ label, kind, workers }) => ({ label, kind, workers })), agreement, summary, results }, null, 1),
+);

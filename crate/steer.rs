@@ -198,7 +198,18 @@ impl Vector {
             return Err(Error::Invalid(format!("cannot {what} a `{}` vector and a `{}` vector", self.injection.name(), other.injection.name())));
         }
         let layers = self.layers.iter().zip(&other.layers).map(|(a, b)| a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()).collect();
-        Ok(Vector { layers, method: format!("{what}({}, {})", self.method, other.method), pairs: self.pairs + other.pairs, ..self.clone() })
+        Vector { layers, method: format!("{what}({}, {})", self.method, other.method), pairs: self.pairs + other.pairs, ..self.clone() }.finite(what)
+    }
+
+    /// Arithmetic on finite values can still overflow to ±inf: a result that is not finite everywhere
+    /// is an error, as a file holding it would be.
+    fn finite(self, what: &str) -> Result<Vector> {
+        for (i, row) in self.layers.iter().enumerate() {
+            if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Invalid(format!("{what}: the result overflows at layer {i}, index {j}")));
+            }
+        }
+        Ok(self)
     }
 
     pub fn add(&self, other: &Vector) -> Result<Vector> {
@@ -209,8 +220,11 @@ impl Vector {
         self.zip_with(other, |a, b| a - b, "subtract")
     }
 
-    pub fn scale(&self, k: f32) -> Vector {
-        Vector { layers: self.layers.iter().map(|l| l.iter().map(|x| x * k).collect()).collect(), ..self.clone() }
+    pub fn scale(&self, k: f32) -> Result<Vector> {
+        if !k.is_finite() {
+            return Err(Error::Invalid(format!("scale: the factor {k} is not a finite number")));
+        }
+        Vector { layers: self.layers.iter().map(|l| l.iter().map(|x| x * k).collect()).collect(), ..self.clone() }.finite("scale")
     }
 
     /// Each layer's row scaled to unit L2 norm (zero rows stay zero).

@@ -233,8 +233,8 @@ impl Vector {
         Ok(Vector { inner: self.inner.sub(&other.inner).map_err(js)? })
     }
 
-    pub fn scale(&self, factor: f32) -> Vector {
-        Vector { inner: self.inner.scale(factor) }
+    pub fn scale(&self, factor: f32) -> Result<Vector, JsError> {
+        Ok(Vector { inner: self.inner.scale(factor).map_err(js)? })
     }
 
     pub fn normalize(&self) -> Vector {

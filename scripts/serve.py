@@ -1,11 +1,14 @@
 """Serve a folder on 127.0.0.1 with the MIME types browsers insist on for wasm and ES modules.
-Usage: serve.py FOLDER PORT [--quiet]"""
+Usage: serve.py FOLDER PORT [--quiet] [--isolated]
+--isolated sends COOP/COEP, so pages are crossOriginIsolated (SharedArrayBuffer: threaded wasm such as
+onnxruntime-web's and llama.cpp's, which the benchmarks measure veer against)."""
 import functools
 import http.server
 import sys
 
 folder, port = sys.argv[1], int(sys.argv[2])
 quiet = "--quiet" in sys.argv[3:]
+isolated = "--isolated" in sys.argv[3:]
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -22,6 +25,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         # Browser tests fetch models from another origin (the test runner's own server).
         self.send_header("Access-Control-Allow-Origin", "*")
+        if isolated:
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         super().end_headers()
 
     def log_message(self, *args):

@@ -66,4 +66,16 @@ fn vector_values_and_strengths_must_be_finite() {
     let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
     assert_eq!(e.code(), "E_INVALID");
     assert!(e.to_string().contains("default_strength"), "{e}");
+    // Arithmetic: a factor that is not finite, or a result that overflows, is an error.
+    let v = Vector { default_strength: 0.1, layers: vec![vec![1.0, 2.0], vec![3.0, 1e30]], ..v };
+    for k in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let e = v.scale(k).unwrap_err();
+        assert_eq!(e.code(), "E_INVALID");
+        assert!(e.to_string().contains("not a finite number"), "{e}");
+    }
+    let e = v.scale(1e10).unwrap_err();
+    assert!(e.to_string().contains("layer 1, index 1"), "{e}");
+    let big = v.scale(2e8).unwrap(); // 2e38: finite, but twice it is not
+    assert!(big.add(&big).unwrap_err().to_string().contains("add: the result overflows at layer 1, index 1"));
+    assert_eq!(v.scale(2.0).unwrap().layers[1], [6.0, 2e30]);
 }

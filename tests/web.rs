@@ -80,10 +80,8 @@ async fn unknown_device_name_is_rejected_with_the_choices() {
 
 // --- encoder runtime in the browser: weights fetched from the local static server (`make test-browser`)
 
-mod common_heads {
-    include!("common/heads.rs");
-}
-use common_heads::{Arch, LABELS};
+mod common;
+use common::heads::{Arch, LABELS};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -156,7 +154,12 @@ async fn embeddings_match_reference(device: &str, tol: f32, min_cos: f64) {
     let clf = veer::wasm::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
     assert_eq!((clf.max_length(), clf.pooling().as_str()), (256, "mean"));
     let fixture: serde_json::Value = serde_json::from_str(BERT_FIXTURE).unwrap();
-    let cases = fixture["cases"].as_array().unwrap();
+    let mut cases = fixture["cases"].as_array().unwrap().clone();
+    // Chromium's software WebGPU (the only one on a machine without a GPU) takes minutes over the
+    // 256-token text padded into the batch; the short cases run the same kernels. The CPU takes all.
+    if device != "cpu" {
+        cases.retain(|c| c["input_ids"].as_array().unwrap().len() <= 32);
+    }
     let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
     let ids = clf.tokenize(texts.clone()).map_err(|_| "tokenize").unwrap();
     let got = clf.embed(texts).await.map_err(|_| "embed").unwrap();
@@ -189,7 +192,7 @@ async fn classification_heads_give_hand_computed_scores_on_both_devices() {
     for device in ["cpu", "webgpu"] {
         let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
         for (arch, multi) in [(Arch::Bert, false), (Arch::DistilBert, false), (Arch::Bert, true)] {
-            let s = common_heads::build(&m.config, &m.weights, arch, multi);
+            let s = common::heads::build(&m.config, &m.weights, arch, multi);
             let clf = veer::wasm::Classifier::create(&rt, &mut encoder_files(&s.config, &s.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED)
                 .map_err(|_| "load")
                 .unwrap();
@@ -269,9 +272,9 @@ async fn decoder_greedy_matches(device: &str) {
     let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
     let mut g = smollm(&rt).await;
     let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
-    // WebGPU on a machine without a GPU is Chromium's software renderer: fewer tokens keep CI short.
-    let n = if device == "cpu" { 16 } else { 8 };
-    for case in fixture["cases"].as_array().unwrap().iter().take(2) {
+    // WebGPU on a machine without a GPU is Chromium's software renderer: fewer tokens there.
+    let (prompts, n) = if device == "cpu" { (2, 16) } else { (2, 8) };
+    for case in fixture["cases"].as_array().unwrap().iter().take(prompts) {
         let mut want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
         want.truncate(n);
         let perf = web_sys::window().unwrap().performance().unwrap();
@@ -294,7 +297,10 @@ async fn decoder_greedy_ids_match_reference_on_cpu() {
     decoder_greedy_matches("cpu").await;
 }
 
+/// SmolLM2 itself on WebGPU: many minutes on Chromium's software renderer, so `make test` leaves it to
+/// `make test-webgpu-full` (and runs the tiny decoder on both devices below).
 #[wasm_bindgen_test]
+#[ignore = "minutes on software WebGPU; make test-webgpu-full"]
 async fn decoder_greedy_ids_match_reference_on_webgpu() {
     decoder_greedy_matches("webgpu").await;
 }
@@ -334,4 +340,28 @@ async fn icv_computed_in_the_browser_steers_generation() {
         assert!(msg.starts_with("[E_FILE]") || msg.starts_with("[E_INVALID]"), "{options}: {msg}");
     }
     assert_eq!(greedy(&mut g, "Once upon a time, there was a little", 1).await, [8180]);
+}
+
+/// The decoder on WebGPU against the CPU on the tiny random Llama of tests/common/synthetic.rs: every
+/// kernel of prefill and of 20 decoding steps (RMSNorm, RoPE, grouped-query attention over a growing KV
+/// cache, SwiGLU, the tied head) in seconds on Chromium's software WebGPU, which takes many minutes
+/// for SmolLM2 (`make test-webgpu-full` runs that). The CPU path is checked against the SmolLM2
+/// reference above, and natively against an f64 reference (tests/tiny.rs).
+#[wasm_bindgen_test]
+async fn tiny_decoder_gives_the_same_greedy_ids_on_webgpu_and_cpu() {
+    let (w, config, tokenizer) = common::synthetic::tiny_llama();
+    let weights = w.safetensors();
+    // The random model says its eos (w1) early; w23 it does not say in these 20 steps.
+    let mut config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    config["eos_token_id"] = 23.into();
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut runs = Vec::new();
+    for device in ["cpu", "webgpu"] {
+        let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+        let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer)]);
+        let mut g = veer::wasm::Generator::create(&rt, &mut files, None).map_err(|_| "load").unwrap();
+        runs.push(greedy(&mut g, "w3 w5 w7 w11 w2", 20).await);
+    }
+    assert_eq!(runs[0].len(), 20);
+    assert_eq!(runs[0], runs[1], "cpu vs webgpu");
 }

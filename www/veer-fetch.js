@@ -43,8 +43,24 @@ export function checkContent(bytes, kind, file) {
   }
 }
 
+/**
+ * The largest file the library reads: one wasm32 instance has 4 GiB of address space, and a file's
+ * bytes are copied into it next to what is built from them, so nothing larger can be loaded.
+ */
+export const MAX_FILE_BYTES = 2 ** 31;
+
+const mb = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
 async function readBody(response, { file, url, total, onProgress, signal, cached }) {
-  const len = Number(response.headers.get('content-length')) || total || 0;
+  // Content-Length is the server's word (and counts compressed bytes): it sizes the first buffer
+  // only within what the manifest declares, and a claim no instance could hold is refused unread.
+  const claimed = Number(response.headers.get('content-length')) || 0;
+  const limit = total ?? MAX_FILE_BYTES; // never read past the declared size
+  if (claimed > MAX_FILE_BYTES) {
+    response.body?.cancel().catch(() => {});
+    throw new VeerError('E_CONTENT', `${file}: the server announces ${claimed} bytes (${mb(claimed)}), more than the ${mb(MAX_FILE_BYTES)} a wasm32 instance can load`, { file });
+  }
+  const len = Math.min(claimed || total || 0, limit);
   if (!response.body) {
     const bytes = new Uint8Array(await response.arrayBuffer());
     onProgress?.({ file, url, loaded: bytes.length, total: bytes.length, cached });
@@ -60,9 +76,13 @@ async function readBody(response, { file, url, total, onProgress, signal, cached
       checkAbort(signal, file);
       const { done, value } = await reader.read();
       if (done) break;
+      if (loaded + value.length > limit) {
+        const why = total === undefined ? `more than the ${mb(MAX_FILE_BYTES)} a wasm32 instance can load` : `more than the ${total} bytes the manifest declares`;
+        throw new VeerError(total === undefined ? 'E_CONTENT' : 'E_INTEGRITY', `${file}: the server sent ${loaded + value.length} bytes so far, ${why}; stopped reading`, { file });
+      }
       if (loaded + value.length > buffer.length) {
         // No or wrong Content-Length (compression): grow geometrically.
-        const grown = new Uint8Array(Math.max(loaded + value.length, buffer.length * 2, 1 << 16));
+        const grown = new Uint8Array(Math.min(limit, Math.max(loaded + value.length, buffer.length * 2, 1 << 16)));
         grown.set(buffer.subarray(0, loaded));
         buffer = grown;
       }

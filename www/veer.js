@@ -386,8 +386,15 @@ class Model extends EventTarget {
       const helpers = opened.inWorker ? this._helpers(g) : 0;
       // With helpers to load, the bytes are copied to each worker rather than moved to the first.
       const info = await opened.channel.call(op, args, helpers > 0 ? [] : transfer);
+      // dispose() during a (re)load: the new worker goes too.
+      const disposed = () => new VeerError('E_DISPOSED', `${this.kind} was disposed while it was loading`);
+      if (this._disposed) throw disposed();
       this._closePool();
       if (helpers > 0 && info.device === 'cpu') this._pool = await this._openPool(helpers, device, op, args, transfer);
+      if (this._disposed) {
+        this._closePool();
+        throw disposed();
+      }
       this._ch?.close();
       this._ch = opened.channel;
       this._vectorsSent = new Set(); // vectors the new worker holds
@@ -659,10 +666,22 @@ export class Generator extends Model {
    * Stream a generation: `for await (const {text, id} of gen.generate(prompt, options))`.
    * Options: the model's `GenerateOptions` (veer.d.ts), with `steer: [{vector, strength}]`, plus
    * `signal`. `gen.finish` then says why it ended.
+   *
+   * One generation runs at a time per generator, and the newest wins: calling `generate` again ends
+   * an older iterator that is still open (read to the end or not, abandoned without `break`) with
+   * E_ABORTED at its next step, so a forgotten iterator never blocks the next generation.
    */
   async *generate(prompt, options = {}) {
     const { signal, steer, ...request } = options ?? {};
-    const release = await this._lock();
+    let superseded = false;
+    let release = () => {};
+    this._current?.supersede();
+    const me = (this._current = { supersede: () => ((superseded = true), release()) });
+    const checkSuperseded = () => {
+      if (superseded) throw new VeerError('E_ABORTED', 'generation superseded by a newer generate() on this generator');
+    };
+    release = await this._lock();
+    if (superseded) release();
     const abortable = (p) => {
       if (!signal) return p;
       return new Promise((resolve, reject) => {
@@ -676,6 +695,7 @@ export class Generator extends Model {
     this.finish = undefined;
     const n = ++generations;
     try {
+      checkSuperseded();
       if (steer !== undefined && !Array.isArray(steer)) throw new VeerError('E_INVALID', 'steer: expected an array of {vector, strength}');
       // Vectors travel by id; each one's bytes go to this generator's worker once.
       const vectors = [];
@@ -689,7 +709,9 @@ export class Generator extends Model {
       this.promptTokens = await abortable(this._call('start', { prompt, options: request, vectors }));
       for (const v of vectors) this._vectorsSent.add(v.id);
       for (;;) {
+        checkSuperseded();
         const piece = await abortable(this._call('next', undefined, { retry: false }));
+        checkSuperseded();
         if (piece.done) {
           this.finish = piece.finish;
           done = true;
@@ -698,10 +720,12 @@ export class Generator extends Model {
         yield piece;
       }
     } finally {
-      if (!done) {
+      // A superseded generation leaves the worker, `finish` and the lock to the newer one.
+      if (!done && !superseded) {
         this.finish = signal?.aborted ? 'abort' : 'cancelled';
         if (!this._disposed && n === generations) this._ch.call('abort').catch(() => {});
       }
+      if (this._current === me) this._current = undefined;
       release();
     }
   }

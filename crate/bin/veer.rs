@@ -334,7 +334,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let result = match op.as_str() {
                 "add" => va.add(&read_vector(Path::new(&need()?))?)?,
                 "sub" => va.sub(&read_vector(Path::new(&need()?))?)?,
-                "scale" => va.scale(need()?.parse().map_err(|_| Error::Invalid("scale factor must be a number".into()))?),
+                "scale" => va.scale(need()?.parse().map_err(|_| Error::Invalid("scale factor must be a number".into()))?)?,
                 _ => va.normalize(),
             };
             write(&out, &result.to_safetensors()?)?;

@@ -29,3 +29,4 @@ pub fn fixture(name: &str) -> serde_json::Value {
 pub mod gguf;
 pub mod heads;
 pub mod rng;
+pub mod synthetic;

@@ -15,10 +15,10 @@ export const executablePath = process.env.CHROME_BIN ?? '/usr/bin/chromium';
 export const www = (process.env.VEER_WWW ?? `${root}www`).replace(/\/$/, '');
 export const models = `${www}/models/`;
 
-/** Serve `folder` (absolute) on `port`; resolves to {base, stop()}. */
-export async function serve(folder, port) {
+/** Serve `folder` (absolute) on `port` (COOP/COEP headers with `isolated`); resolves to {base, stop()}. */
+export async function serve(folder, port, { isolated = false } = {}) {
   mkdirSync(results, { recursive: true });
-  const server = spawn('python3', [`${root}scripts/serve.py`, folder, String(port), '--quiet'], { stdio: ['ignore', 'pipe', 'ignore'] } /* stderr: tracebacks of downloads the tests cancel */);
+  const server = spawn('python3', [`${root}scripts/serve.py`, folder, String(port), '--quiet', ...(isolated ? ['--isolated'] : [])], { stdio: ['ignore', 'pipe', 'ignore'] } /* stderr: tracebacks of downloads the tests cancel */);
   await new Promise((resolve, reject) => {
     server.stdout.once('data', resolve);
     server.once('exit', (code) => reject(new Error(`static server exited with ${code}`)));

@@ -187,6 +187,40 @@ test('a trap ends one model instance only: the next call reloads it and says so 
   }
 });
 
+test('dispose() while a model reloads (after a trap or a GPU loss) ends the new worker too', async () => {
+  const got = await inPage(async (veer) => {
+    // Count the library's live workers.
+    let live = 0;
+    const Base = Worker;
+    globalThis.Worker = class extends Base {
+      constructor(...a) {
+        super(...a);
+        live++;
+      }
+      terminate() {
+        live--;
+        super.terminate();
+      }
+    };
+    const rt = await veer.init({ device: 'cpu' });
+    const before = live;
+    const clf = await veer.loadClassifier('models/sentiment/', { runtime: rt });
+    const loaded = live - before;
+    await clf._simulateTrap().catch(() => {});
+    const call = clf.classify(['fine']).then(() => 'ok', (e) => e.code); // starts the reload
+    await new Promise((r) => setTimeout(r, 0));
+    clf.dispose();
+    const result = await call;
+    await new Promise((r) => setTimeout(r, 200));
+    const left = live - before;
+    rt.dispose();
+    return { loaded, result, left };
+  });
+  assert.equal(got.loaded, 1);
+  assert.equal(got.result, 'E_DISPOSED');
+  assert.equal(got.left, 0, 'a worker outlived dispose()');
+});
+
 test('classify and embed take an AbortSignal: a 10 000-text call stops promptly and the model keeps working', async () => {
   const got = await inPage(async (veer) => {
     await veer.init({ device: 'cpu' });
@@ -332,6 +366,37 @@ test('integrity: a corrupted file is rejected and never cached; HTML pages and 4
   }
 });
 
+test('fetches stop reading at the size the manifest declares; a Content-Length no instance can hold is refused unread', async () => {
+  const page = await blankPage(context, www);
+  try {
+    // config.json followed by 8 MiB of padding: a host serving far more than the manifest pins.
+    await page.route(`**/${basename(wwwDir)}/models/sentiment/config.json`, async (route) => {
+      const response = await route.fetch();
+      const body = Buffer.concat([await response.body(), Buffer.alloc(8 << 20, 0x20)]);
+      await route.fulfill({ response, body });
+    });
+    await page.route('**/huge.bin', (route) => route.fulfill({ status: 200, headers: { 'content-type': 'application/octet-stream', 'content-length': String(5 * 2 ** 30) }, body: 'tiny' }));
+    const got = await page.evaluate(async (lib) => {
+      const veer = await import(lib);
+      const rt = await veer.init({ device: 'cpu', cache: false });
+      const attempt = (p) => p.then(() => ({ ok: true }), (e) => ({ code: e.code, file: e.file, message: e.message }));
+      const padded = await attempt(veer.loadClassifier('models/sentiment/', { runtime: rt, integrity: 'manifest' }));
+      const huge = await attempt(veer.fetchFile(new URL('huge.bin', location.href).href, { cache: false }));
+      const still = (await (await veer.loadClassifier('models/topic/', { runtime: rt })).classify(['the match went to extra time'])).length;
+      return { padded, huge, still };
+    }, `${www}veer.js`);
+    assert.equal(got.padded.code, 'E_INTEGRITY', JSON.stringify(got.padded));
+    const m = /config\.json: the server sent (\d+) bytes so far, more than the (\d+) bytes the manifest declares; stopped reading/.exec(got.padded.message);
+    assert.ok(m, got.padded.message);
+    assert.ok(Number(m[1]) < 4 << 20, `read ${m[1]} bytes of a ${m[2]}-byte file before stopping`);
+    assert.equal(got.huge.code, 'E_CONTENT', JSON.stringify(got.huge));
+    assert.match(got.huge.message, /huge\.bin: the server announces 5368709120 bytes \(5120\.0 MiB\), more than the 2048\.0 MiB/);
+    assert.equal(got.still, 1);
+  } finally {
+    await page.close();
+  }
+});
+
 test('generation: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
   const got = await inPage(async (veer) => {
     await veer.init({ device: 'cpu' });
@@ -361,6 +426,12 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       aborted = { name: e.name, code: e.code, finish: gen.finish };
     }
     const again = await run({}); // the generator is usable after an abort
+    // An iterator abandoned after one piece (no break, no return()) does not block the next
+    // generate(), which supersedes it: read again, it ends with E_ABORTED.
+    const abandoned = gen.generate(prompt, options);
+    await abandoned.next();
+    const afterAbandoned = await run({});
+    const abandonedNext = await abandoned.next().then((r) => JSON.stringify(r), (e) => e.code);
     const computed = await gen.computeVector([
       { from: 'The food was cold.', to: 'The food was lovely.' },
       { from: 'What a dull day.', to: 'What a wonderful day.' },
@@ -382,6 +453,8 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       aborted,
       seen,
       again,
+      afterAbandoned,
+      abandonedNext,
       positive: { numLayers: positive.numLayers, hidden: positive.hidden, defaultStrength: positive.defaultStrength },
       computed: { numLayers: computed.numLayers, hidden: computed.hidden, bytes: computed.toBytes().length },
       scaled: scaled.numLayers,
@@ -400,6 +473,8 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
   assert.deepEqual(got.aborted, { name: 'AbortError', code: 'E_ABORTED', finish: 'abort' });
   assert.equal(got.seen, 2);
   assert.deepEqual(got.again, got.plain, 'greedy generation after an abort is the same as before');
+  assert.deepEqual(got.afterAbandoned, got.plain, 'generation after an abandoned iterator');
+  assert.equal(got.abandonedNext, 'E_ABORTED');
   assert.deepEqual(got.positive, { numLayers: 30, hidden: 576, defaultStrength: got.positive.defaultStrength });
   assert.ok(got.positive.defaultStrength > 0);
   assert.equal(got.computed.numLayers, 30);
