@@ -37,6 +37,9 @@ pub(crate) struct Batch {
     pub rows: Vec<usize>,
 }
 
+/// The attention scores one encoder batch may need (bytes): MiniLM at 256 tokens allows 170 texts.
+pub const ATTENTION_BYTES: usize = 512 << 20;
+
 impl Encoder {
     /// From a model folder's files. Options left unset take the folder's own settings (see
     /// `EncoderOptions`), so every entry point embeds a text the same way.
@@ -50,6 +53,17 @@ impl Encoder {
         }
         if options.batch_size == 0 {
             return Err(Error::Invalid("batchSize 0: expected at least 1".into()));
+        }
+        // One batch's attention scores are batch × heads × len² floats: bounded so that a batch of
+        // full-length texts fits a wasm32 instance beside the weights.
+        let per_text = config.num_attention_heads * max_len * max_len * 4;
+        let most = (ATTENTION_BYTES / per_text).max(1);
+        if options.batch_size > most {
+            return Err(Error::Invalid(format!(
+                "batchSize {}: at most {most} texts of up to {max_len} tokens per batch ({} MiB of attention scores each)",
+                options.batch_size,
+                per_text.div_ceil(1 << 20)
+            )));
         }
         let pooling = match options.pooling {
             Some(p) => p,

@@ -119,6 +119,10 @@ pub enum Finish {
     Length,
 }
 
+/// Prompt tokens per prefill forward (see `Llama::prefill`): bounds a long prompt's attention memory
+/// at 9 heads × 512 × 8192 floats (151 MB) for SmolLM2; shorter prompts run in one pass.
+pub const PREFILL_CHUNK: usize = 512;
+
 /// One request in flight: owns its KV cache, so a new request starts from nothing. The model and the
 /// steering hook are passed to each step rather than borrowed, so a wasm object can own both the
 /// model and the request in progress.
@@ -146,7 +150,7 @@ impl Generation {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
         let mut cache = Cache::default();
-        let out = model.llama.forward(&prompt, &mut cache, steer, false)?;
+        let out = model.llama.prefill(&prompt, &mut cache, steer, PREFILL_CHUNK)?;
         let pending = Some(read_f32(out.logits).await?);
         Ok(Generation { options: options.clone(), sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
     }

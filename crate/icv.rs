@@ -39,11 +39,18 @@ async fn residuals(model: &Llama, ids: &[u32]) -> Result<Vec<f32>> {
     read_f32(r).await
 }
 
+/// Most pairs one vector is computed from: each keeps a (layers + 1) × hidden row of f64 (143 KB for
+/// SmolLM2) and PCA works on their n × n Gram matrix, so 1024 pairs stay near 150 MB.
+pub const MAX_PAIRS: usize = 1024;
+
 /// `pairs`: token ids of (x, y). `model_name` is recorded in the vector's metadata.
 pub async fn compute(model: &Llama, pairs: &[(Vec<u32>, Vec<u32>)], method: Method, model_name: &str) -> Result<Vector> {
     let (layers, hidden) = (model.config.num_hidden_layers, model.config.hidden_size);
     if pairs.is_empty() {
         return Err(Error::Invalid("no demonstration pairs".into()));
+    }
+    if pairs.len() > MAX_PAIRS {
+        return Err(Error::Invalid(format!("{} demonstration pairs: at most {MAX_PAIRS} (the paper uses tens)", pairs.len())));
     }
     if method == Method::Pca && pairs.len() < 2 {
         return Err(Error::Invalid("PCA needs at least 2 pairs (use method `mean` for one)".into()));

@@ -281,6 +281,25 @@ impl Llama {
         &self.device
     }
 
+    /// Run a prompt of any length after what `cache` holds, `chunk` tokens per forward: the attention
+    /// scores of one forward are [heads, chunk, past + chunk] floats, so a prompt of thousands of
+    /// tokens needs no more than a chunk's worth at once (in one pass, SmolLM2's 8192-token context
+    /// would need 2.4 GB of scores: more than a wasm32 instance can hold beside the weights).
+    /// Returns the last forward's output (the logits at the prompt's last position).
+    pub fn prefill(&self, ids: &[u32], cache: &mut Cache, steer: &dyn Steer, chunk: usize) -> Result<Output> {
+        if ids.is_empty() {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if cache.len + ids.len() > self.config.context() {
+            return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", cache.len + ids.len(), self.config.context())));
+        }
+        let mut out = None;
+        for part in ids.chunks(chunk.max(1)) {
+            out = Some(self.forward(part, cache, steer, false)?);
+        }
+        out.ok_or_else(|| Error::Invalid("no tokens to run".into()))
+    }
+
     /// Run `ids` after what `cache` holds; returns the logits at the last position.
     /// `capture` also returns the last-token residual stream of every layer (for computing vectors).
     pub fn forward(&self, ids: &[u32], cache: &mut Cache, steer: &dyn Steer, capture: bool) -> Result<Output> {

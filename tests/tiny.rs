@@ -286,6 +286,45 @@ fn tiny_llama_logits_and_greedy_decoding_match_the_f64_reference() {
 }
 
 #[test]
+fn a_long_prompt_prefilled_in_chunks_gives_the_f64_reference_logits() {
+    let (w, files) = tiny_llama();
+    let device = backend::cpu().device;
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    // 40 tokens (the tiny context is 64) in chunks of 7, then 1, then the whole prompt at once.
+    let ids: Vec<u32> = (0..40).map(|i| (i * 7 + 3) % LV as u32).collect();
+    let want = llama_reference(&w, &ids, &RefSteer::None);
+    for chunk in [7, 1, 40, 512] {
+        let mut cache = Cache::default();
+        let got = block_on(read_f32(m.llama.prefill(&ids, &mut cache, &Plain, chunk).unwrap().logits)).unwrap();
+        assert_eq!(cache.len(), 40);
+        assert!(max_abs(&got, &want) <= 1e-4, "chunk {chunk}: max |Δ| {}", max_abs(&got, &want));
+    }
+    // Past the context: an error before any forward, and the cache is untouched.
+    let mut cache = Cache::default();
+    let long: Vec<u32> = (0..65).map(|i| i % LV as u32).collect();
+    let e = m.llama.prefill(&long, &mut cache, &Plain, 7).err().unwrap();
+    assert!(e.to_string().contains("65 tokens exceed the model's context of 64"), "{e}");
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn batch_size_and_pair_count_are_capped_before_any_work() {
+    let (_, files) = tiny_bert();
+    let device = backend::cpu().device;
+    // 2 heads × 16² × 4 B = 2 KiB of scores per text: 262 144 texts fit the budget.
+    let too_many = EncoderOptions { batch_size: 262_145, ..Default::default() };
+    let e = Encoder::load(&files, &too_many, &device).err().unwrap();
+    assert!(e.to_string().contains("batchSize 262145: at most 262144 texts of up to 16 tokens"), "{e}");
+    assert!(Encoder::load(&files, &EncoderOptions { batch_size: 262_144, ..Default::default() }, &device).is_ok());
+
+    let (_, files) = tiny_llama();
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    let pairs = vec![(vec![2, 3], vec![4, 5]); veer::icv::MAX_PAIRS + 1];
+    let e = block_on(veer::icv::compute(&m.llama, &pairs, veer::icv::Method::Mean, "tiny")).err().unwrap();
+    assert!(e.to_string().contains("1025 demonstration pairs: at most 1024"), "{e}");
+}
+
+#[test]
 fn tiny_llama_steering_matches_the_f64_reference() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;

@@ -231,6 +231,31 @@ async fn bad_weights_are_an_error_and_the_module_survives() {
     assert_eq!(clf.embed(vec!["still works".into()]).await.map_err(|_| "embed").unwrap().len(), 1);
 }
 
+/// Sizes from a file that fit u64 but not wasm32's 32-bit usize (element counts of 2^32, byte lengths
+/// of 2^33) are errors here too, and the module keeps working after each.
+#[wasm_bindgen_test]
+fn sizes_that_overflow_32_bits_are_errors_and_the_module_survives() {
+    use common::gguf::{Gguf, f32_bytes};
+    let hostile: [(&str, &[u64]); 4] = [("wraps u64", &[1 << 33, 1 << 33]), ("2^32 elements", &[1 << 16, 1 << 16]), ("2^33 bytes", &[1 << 31]), ("2^40 elements", &[1 << 40])];
+    for (what, dims) in hostile {
+        let bytes = Gguf::default().tensor_at("direction.1", dims, 0, 0).bytes();
+        let err = veer::wasm::Vector::from_bytes(&bytes).err().unwrap_or_else(|| panic!("{what}: accepted"));
+        let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+        assert!(msg.starts_with("[E_TENSOR]") && msg.contains("direction.1"), "{what}: {msg}");
+        // The same instance still parses a good file.
+        let good = Gguf::default().tensor("direction.1", &[4], 0, &f32_bytes(&[1.0, 2.0, 3.0, 4.0])).bytes();
+        assert_eq!(veer::wasm::Vector::from_bytes(&good).map_err(|_| "good").unwrap().hidden(), 4);
+    }
+    // A safetensors vector claiming [65536, 65536] floats over a few bytes.
+    let header = br#"{"layers.0":{"dtype":"F32","shape":[65536,65536],"data_offsets":[0,16]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0; 16]);
+    let err = veer::wasm::Vector::from_bytes(&file).err().unwrap();
+    let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
+    assert!(msg.starts_with("[E_"), "{msg}");
+}
+
 // --- decoder in the browser ---------------------------------------------------------------------------
 
 use serde::Serialize;

@@ -77,7 +77,7 @@ async function readBody(response, { file, url, total, onProgress, signal, cached
       const { done, value } = await reader.read();
       if (done) break;
       if (loaded + value.length > limit) {
-        const why = total === undefined ? `more than the ${mb(MAX_FILE_BYTES)} a wasm32 instance can load` : `more than the ${total} bytes the manifest declares`;
+        const why = total === undefined ? `more than the ${mb(MAX_FILE_BYTES)} a wasm32 instance can load` : `more than the ${total} bytes expected (the manifest's size)`;
         throw new VeerError(total === undefined ? 'E_CONTENT' : 'E_INTEGRITY', `${file}: the server sent ${loaded + value.length} bytes so far, ${why}; stopped reading`, { file });
       }
       if (loaded + value.length > buffer.length) {

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, basename } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { serve, launchPersistent, blankPage, watch, nativeScores, maxDiff, www as wwwDir, models, root } from './helpers.mjs';
 
 /** The reference's long text (truncated at 256 tokens in tests/fixtures/bert.json). */
@@ -191,11 +191,13 @@ test('dispose() while a model reloads (after a trap or a GPU loss) ends the new 
   const got = await inPage(async (veer) => {
     // Count the library's live workers.
     let live = 0;
+    let onWorker;
     const Base = Worker;
     globalThis.Worker = class extends Base {
       constructor(...a) {
         super(...a);
         live++;
+        onWorker?.();
       }
       terminate() {
         live--;
@@ -207,10 +209,12 @@ test('dispose() while a model reloads (after a trap or a GPU loss) ends the new 
     const clf = await veer.loadClassifier('models/sentiment/', { runtime: rt });
     const loaded = live - before;
     await clf._simulateTrap().catch(() => {});
-    const call = clf.classify(['fine']).then(() => 'ok', (e) => e.code); // starts the reload
-    await new Promise((r) => setTimeout(r, 0));
-    clf.dispose();
-    const result = await call;
+    // The next call reloads the model in a new worker: dispose() as soon as that worker exists.
+    onWorker = () => {
+      onWorker = undefined;
+      queueMicrotask(() => clf.dispose());
+    };
+    const result = await clf.classify(['fine']).then(() => 'ok', (e) => e.code);
     await new Promise((r) => setTimeout(r, 200));
     const left = live - before;
     rt.dispose();
@@ -376,24 +380,31 @@ test('fetches stop reading at the size the manifest declares; a Content-Length n
       await route.fulfill({ response, body });
     });
     await page.route('**/huge.bin', (route) => route.fulfill({ status: 200, headers: { 'content-type': 'application/octet-stream', 'content-length': String(5 * 2 ** 30) }, body: 'tiny' }));
-    const got = await page.evaluate(async (lib) => {
+    // And a 64 MiB file from the real server (which streams it in small chunks), fetched as a 1000-byte one.
+    mkdirSync(`${root}test-results`, { recursive: true });
+    writeFileSync(`${root}test-results/padded.bin`, Buffer.alloc(64 << 20, 0x20));
+    const got = await page.evaluate(async ([lib, big]) => {
       const veer = await import(lib);
       const rt = await veer.init({ device: 'cpu', cache: false });
       const attempt = (p) => p.then(() => ({ ok: true }), (e) => ({ code: e.code, file: e.file, message: e.message }));
       const padded = await attempt(veer.loadClassifier('models/sentiment/', { runtime: rt, integrity: 'manifest' }));
+      const streamed = await attempt(veer.fetchFile(big, { size: 1000, cache: false }));
       const huge = await attempt(veer.fetchFile(new URL('huge.bin', location.href).href, { cache: false }));
       const still = (await (await veer.loadClassifier('models/topic/', { runtime: rt })).classify(['the match went to extra time'])).length;
-      return { padded, huge, still };
-    }, `${www}veer.js`);
+      return { padded, streamed, huge, still };
+    }, [`${www}veer.js`, `${server.base}test-results/padded.bin`]);
     assert.equal(got.padded.code, 'E_INTEGRITY', JSON.stringify(got.padded));
-    const m = /config\.json: the server sent (\d+) bytes so far, more than the (\d+) bytes the manifest declares; stopped reading/.exec(got.padded.message);
-    assert.ok(m, got.padded.message);
-    assert.ok(Number(m[1]) < 4 << 20, `read ${m[1]} bytes of a ${m[2]}-byte file before stopping`);
+    assert.match(got.padded.message, /config\.json: the server sent \d+ bytes so far, more than the \d+ bytes expected \(the manifest's size\); stopped reading/);
+    assert.equal(got.streamed.code, 'E_INTEGRITY', JSON.stringify(got.streamed));
+    const m = /the server sent (\d+) bytes so far, more than the 1000 bytes expected \(the manifest's size\); stopped reading/.exec(got.streamed.message);
+    assert.ok(m, got.streamed.message);
+    assert.ok(Number(m[1]) < 8 << 20, `read ${m[1]} bytes of a 64 MiB file before stopping at 1000`);
     assert.equal(got.huge.code, 'E_CONTENT', JSON.stringify(got.huge));
     assert.match(got.huge.message, /huge\.bin: the server announces 5368709120 bytes \(5120\.0 MiB\), more than the 2048\.0 MiB/);
     assert.equal(got.still, 1);
   } finally {
     await page.close();
+    rmSync(`${root}test-results/padded.bin`, { force: true });
   }
 });
 
