@@ -110,8 +110,9 @@ async function measure(c) {
             embed = (texts) => clf.embed(texts);
           }
           if (decoder && c.workers === 1) {
-            gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt });
+            // Loaded at the first generate(), after the encoder's cold start was measured.
             generate = async () => {
+              gen ??= await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt });
               const s = now();
               let first;
               let n = 0;

@@ -24,10 +24,49 @@ pub struct Model {
     pub name: String,
 }
 
+/// One turn of a conversation, OpenAI-style: `system`, `user` or `assistant`, and its text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: String,
     pub content: String,
+}
+
+/// What a generation continues: a text, or a conversation (`[{role, content}]`) that the model's chat
+/// template renders with the assistant's turn opened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    Text(String),
+    Messages(Vec<Message>),
+}
+
+impl From<&str> for Prompt {
+    fn from(text: &str) -> Self {
+        Prompt::Text(text.to_string())
+    }
+}
+
+impl From<&String> for Prompt {
+    fn from(text: &String) -> Self {
+        Prompt::Text(text.clone())
+    }
+}
+
+impl Prompt {
+    /// A prompt from JSON: a string or `[{role, content}]`, roles checked.
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        let prompt: Prompt = serde_json::from_value(value).map_err(|_| Error::Invalid("prompt: expected a string or [{role, content}] messages".into()))?;
+        if let Prompt::Messages(messages) = &prompt {
+            if messages.is_empty() {
+                return Err(Error::Invalid("prompt: no messages".into()));
+            }
+            if let Some((i, m)) = messages.iter().enumerate().find(|(_, m)| !["system", "user", "assistant"].contains(&m.role.as_str())) {
+                return Err(Error::Invalid(format!("prompt: messages[{i}].role `{}`: expected system, user or assistant", m.role.chars().take(20).collect::<String>())));
+            }
+        }
+        Ok(prompt)
+    }
 }
 
 /// The subset of tokenizer_config.json that generation needs.
@@ -92,12 +131,13 @@ impl Model {
         &self.eos_ids
     }
 
-    /// Token ids of a prompt: as given, or (`chat`) wrapped as one user message by the chat template.
-    pub fn prompt_ids(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
-        if chat {
-            self.encode(&self.apply_chat_template(&[Message { role: "user".into(), content: prompt.to_string() }], true)?)
-        } else {
-            self.encode(prompt)
+    /// Token ids of a prompt: a text as given, or (`chat`) wrapped as one user message by the chat
+    /// template; messages always through the template, the assistant's turn opened.
+    pub fn prompt_ids(&self, prompt: &Prompt, chat: bool) -> Result<Vec<u32>> {
+        match prompt {
+            Prompt::Text(text) if chat => self.encode(&self.apply_chat_template(&[Message { role: "user".into(), content: text.clone() }], true)?),
+            Prompt::Text(text) => self.encode(text),
+            Prompt::Messages(messages) => self.encode(&self.apply_chat_template(messages, true)?),
         }
     }
 }
@@ -131,6 +171,8 @@ pub struct Generation {
     sampler: Sampler,
     cache: Cache,
     prompt: Vec<u32>,
+    /// Prompt tokens taken from the previous generation's cache.
+    reused: usize,
     ids: Vec<u32>,
     /// Logits for the next position, waiting to be sampled.
     pending: Option<Vec<f32>>,
@@ -141,18 +183,45 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Prefill `prompt` (chat-templated when `options.chat`) in one pass. `steer` is applied at every
-    /// layer of every step; `options.steer` must already be in it (see `SteeringSpec`).
-    pub async fn start(model: &Model, prompt: &str, options: &GenerateOptions, steer: &dyn Steer) -> Result<Generation> {
+    /// Prefill `prompt` (a text, chat-templated when `options.chat`, or messages). `steer` is applied
+    /// at every layer of every step; `options.steer` must already be in it (see `SteeringSpec`).
+    pub async fn start(model: &Model, prompt: impl Into<Prompt>, options: &GenerateOptions, steer: &dyn Steer) -> Result<Generation> {
+        Generation::resume(None, model, prompt, options, steer).await
+    }
+
+    /// Like `start`, continuing from `previous` (a finished or stopped generation of the same model
+    /// under the same steering): the keys and values of the longest run of tokens the new prompt
+    /// shares with what `previous` read are kept, and only the rest is prefilled. In a chat, the next
+    /// turn's prompt repeats the conversation so far, so only the new message is computed.
+    /// `reused()` says how many prompt tokens came from the cache.
+    pub async fn resume(previous: Option<Generation>, model: &Model, prompt: impl Into<Prompt>, options: &GenerateOptions, steer: &dyn Steer) -> Result<Generation> {
         let sampler = Sampler::new(options)?;
-        let prompt = model.prompt_ids(prompt, options.chat)?;
+        let prompt = model.prompt_ids(&prompt.into(), options.chat)?;
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
-        let mut cache = Cache::default();
-        let out = model.llama.prefill(&prompt, &mut cache, steer, PREFILL_CHUNK)?;
+        let (mut cache, reused) = match previous {
+            Some(p) => {
+                // The cache holds the tokens read so far: the prompt and every sampled token but the
+                // last (whose forward has not run).
+                let read = p.prompt.iter().chain(&p.ids).take(p.cache.len());
+                let shared = read.zip(&prompt).take_while(|(a, b)| a == b).count();
+                // At least one token must run, for the logits of the prompt's last position.
+                let keep = shared.min(prompt.len() - 1);
+                let mut cache = if keep == 0 { Cache::default() } else { p.cache };
+                cache.truncate(keep);
+                (cache, keep)
+            }
+            None => (Cache::default(), 0),
+        };
+        let out = model.llama.prefill(&prompt[reused..], &mut cache, steer, PREFILL_CHUNK)?;
         let pending = Some(read_f32(out.logits).await?);
-        Ok(Generation { options: options.clone(), sampler, cache, prompt, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+        Ok(Generation { options: options.clone(), sampler, cache, prompt, reused, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+    }
+
+    /// Prompt tokens whose keys and values came from the previous generation (see `resume`).
+    pub fn reused(&self) -> usize {
+        self.reused
     }
 
     /// The next piece, or `None` once finished (EOS, a stop string/id, or max tokens).

@@ -282,7 +282,10 @@ pub struct Generator {
     device: Backend,
     vectors: std::collections::HashMap<String, crate::steer::Vector>,
     steering: Option<crate::steer::Steering>,
+    /// The generation in progress or the last one, whose KV cache the next `start` may continue
+    /// (under the same steering: `steer_key`).
     current: Option<crate::generate::Generation>,
+    steer_key: String,
 }
 
 #[wasm_bindgen]
@@ -291,7 +294,7 @@ impl Generator {
     /// the vectors computed with this model. Weights are uploaded once, here.
     pub fn create(runtime: &Runtime, files: &mut ModelFiles, name: Option<String>) -> Result<Generator, JsError> {
         let model = crate::generate::Model::load(&files.take()?, &name.unwrap_or_default(), &runtime.backend.device).map_err(js)?;
-        Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None })
+        Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None, steer_key: String::new() })
     }
 
     #[wasm_bindgen(getter)]
@@ -328,14 +331,23 @@ impl Generator {
         self.vectors.remove(id);
     }
 
-    /// Begin a generation (prefill). `options`: the `GenerateOptions` of veer.d.ts (`maxTokens`,
+    /// Begin a generation (prefill). `prompt`: a string, or OpenAI-style `[{role, content}]` messages
+    /// (rendered by the chat template). `options`: the `GenerateOptions` of veer.d.ts (`maxTokens`,
     /// `temperature`, `topK`, `topP`, `minP`, `repetitionPenalty`, `seed`, `stop`, `stopIds`, `chat`,
     /// `steer: [{vector: id, strength}]`, `mode`, `layers`). Resolves to the prompt's token ids. Any
-    /// generation in progress ends.
-    pub async fn start(&mut self, prompt: String, options: JsValue) -> Result<Vec<u32>, JsError> {
-        self.current = None;
+    /// generation in progress ends; under the same steering its KV cache is continued where the new
+    /// prompt repeats what it read (`reused`).
+    pub async fn start(&mut self, prompt: JsValue, options: JsValue) -> Result<Vec<u32>, JsError> {
+        let previous = self.current.take();
         self.steering = None;
+        let prompt: serde_json::Value =
+            serde_wasm_bindgen::from_value(prompt).map_err(|_| js(Error::Invalid("prompt: expected a string or [{role, content}] messages".into())))?;
+        let prompt = crate::generate::Prompt::from_json(prompt).map_err(js)?;
         let o: GenerateOptions = options_from_js(&options, "options")?;
+        // The cache holds keys and values computed under the steering of its generation.
+        let steer_key = serde_json::to_string(&(&o.steer, &o.mode, &o.layers)).unwrap_or_default();
+        let previous = previous.filter(|_| steer_key == self.steer_key);
+        self.steer_key = steer_key;
         let vectors = &self.vectors;
         let spec = crate::steer::SteeringSpec::resolve(&o.steer, o.mode, o.layers, |id| {
             vectors.get(id).cloned().ok_or_else(|| Error::Invalid(format!("steer: vector `{id}` was not given to this generator")))
@@ -344,10 +356,16 @@ impl Generator {
         let c = &self.model.llama.config;
         self.steering = spec.build(c.num_hidden_layers, c.hidden_size, &self.device.device).map_err(js)?;
         let hook = crate::steer::hook(self.steering.as_ref());
-        let generation = crate::generate::Generation::start(&self.model, &prompt, &o, hook).await.map_err(js)?;
+        let generation = crate::generate::Generation::resume(previous, &self.model, prompt, &o, hook).await.map_err(js)?;
         let ids = generation.prompt().to_vec();
         self.current = Some(generation);
         Ok(ids)
+    }
+
+    /// Prompt tokens of the current generation whose keys and values came from the previous one.
+    #[wasm_bindgen(getter)]
+    pub fn reused(&self) -> usize {
+        self.current.as_ref().map_or(0, |g| g.reused())
     }
 
     /// The next `{ id, text }`, or `undefined` when the generation has finished (or none is running).

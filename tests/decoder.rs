@@ -126,8 +126,8 @@ fn vector_files_check_the_model_and_arithmetic_composes() {
     let e = v.clone().fit(24, 576, "v.safetensors").unwrap_err().to_string();
     assert!(e.contains("v.safetensors") && e.contains("30 layers") && e.contains("24 layers"), "{e}");
     let twice = v.add(&v).unwrap();
-    assert_eq!(twice.layers, v.scale(2.0).layers);
-    let zero = twice.sub(&v.scale(2.0)).unwrap();
+    assert_eq!(twice.layers, v.scale(2.0).unwrap().layers);
+    let zero = twice.sub(&v.scale(2.0).unwrap()).unwrap();
     assert!(zero.layers.iter().flatten().all(|x| *x == 0.0));
     let unit = v.normalize();
     for row in &unit.layers {
@@ -215,4 +215,50 @@ fn control_vectors_add_to_the_block_output_as_llama_cpp() {
     assert!(worst <= 2e-3, "steered logits vs host computation: max |Δ| {worst}");
     let plain_logits = block_on(read_f32(plain.logits)).unwrap();
     assert!(plain_logits.iter().zip(&got).any(|(a, b)| (a - b).abs() > 0.1), "steering changed nothing");
+}
+
+/// A chat as a page runs one: OpenAI-style messages, the second turn repeating the first turn and the
+/// model's answer. Continuing the first generation's KV cache gives the greedy ids of a full
+/// re-prefill, and reuses every token of the conversation the second prompt repeats.
+#[test]
+fn a_second_chat_turn_reuses_the_kv_cache_and_equals_a_full_prefill() {
+    use veer::generate::{Message, Prompt};
+    let m = smollm();
+    let msg = |role: &str, content: &str| Message { role: role.into(), content: content.into() };
+    let options = GenerateOptions { max_tokens: 16, ..Default::default() };
+    let first = vec![msg("system", "You are a concise assistant."), msg("user", "Name a colour of the sea.")];
+    let mut g = block_on(Generation::start(&m, Prompt::Messages(first.clone()), &options, &Plain)).unwrap();
+    while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
+    let (first_prompt, answer) = (g.prompt().len(), g.text().trim().to_string());
+    assert!(!answer.is_empty());
+    let mut second = first;
+    second.extend([msg("assistant", &answer), msg("user", "And a colour of the sky?")]);
+
+    let t0 = std::time::Instant::now();
+    let mut fresh = block_on(Generation::start(&m, Prompt::Messages(second.clone()), &options, &Plain)).unwrap();
+    let full_s = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
+    let mut resumed = block_on(Generation::resume(Some(g), &m, Prompt::Messages(second), &options, &Plain)).unwrap();
+    let resumed_s = t0.elapsed().as_secs_f64();
+    assert_eq!(resumed.prompt(), fresh.prompt());
+    // Everything up to the first answer is shared (the template closes the answer as the model did).
+    assert!(resumed.reused() >= first_prompt, "reused {} of {} (first prompt {first_prompt})", resumed.reused(), resumed.prompt().len());
+    assert_eq!(fresh.reused(), 0);
+    while block_on(fresh.next(&m, &Plain)).unwrap().is_some() {}
+    while block_on(resumed.next(&m, &Plain)).unwrap().is_some() {}
+    assert_eq!(resumed.ids(), fresh.ids(), "greedy ids after a reused prefix");
+    eprintln!(
+        "second turn: {} prompt tokens, {} reused; prefill {:.0} ms full vs {:.0} ms continued",
+        fresh.prompt().len(),
+        resumed.reused(),
+        full_s * 1000.0,
+        resumed_s * 1000.0
+    );
+    // A prompt sharing nothing reuses nothing; messages with an unknown role are refused.
+    let other = block_on(Generation::resume(Some(resumed), &m, "Unrelated text.", &options, &Plain)).unwrap();
+    assert_eq!(other.reused(), 0);
+    let e = Prompt::from_json(serde_json::json!([{"role": "wizard", "content": "x"}])).unwrap_err();
+    assert!(e.to_string().contains("messages[0].role `wizard`"), "{e}");
+    assert!(Prompt::from_json(serde_json::json!([])).is_err());
+    assert!(Prompt::from_json(serde_json::json!(42)).is_err());
 }

@@ -190,7 +190,7 @@ fn fuzz_vector_files_fit_round_trip_and_arithmetic() {
             let back = Vector::from_bytes(&v.to_safetensors().unwrap(), "round-trip").unwrap();
             assert_eq!(back.layers, v.layers);
             let _ = v.add(&back).and_then(|s| s.sub(&v));
-            let _ = v.scale(2.0).normalize();
+            let _ = v.scale(2.0).map(|s| s.normalize());
         }
         let _ = v.fit(30, 576, "fuzz.vec");
     });

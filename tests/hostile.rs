@@ -1,4 +1,4 @@
-//! Hostile vector files: each gets a clean error naming the tensor or field, before any allocation
+//! Hostile vector files and tokenizer.json charsmaps: each gets a clean error naming the tensor or field, before any allocation
 //! sized by the file (run under a 4 GiB address-space limit these cases used to abort or panic).
 
 mod common;
@@ -78,4 +78,55 @@ fn vector_values_and_strengths_must_be_finite() {
     let big = v.scale(2e8).unwrap(); // 2e38: finite, but twice it is not
     assert!(big.add(&big).unwrap_err().to_string().contains("add: the result overflows at layer 1, index 1"));
     assert_eq!(v.scale(2.0).unwrap().layers[1], [6.0, 2e30]);
+}
+
+// --- tokenizer.json: a SentencePiece charsmap (Precompiled normalizer) -------------------------------
+
+/// A word-level tokenizer.json (vocabulary `A`, `b`) behind a Precompiled normalizer with `charsmap`.
+fn precompiled_tokenizer(charsmap: &[u8]) -> Vec<u8> {
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, charsmap);
+    serde_json::to_vec(&serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Precompiled", "precompiled_charsmap": b64}]},
+        "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "A": 1, "b": 2}, "unk_token": "[UNK]"},
+    }))
+    .unwrap()
+}
+
+/// A charsmap: `units` (u32) then the replacement strings.
+fn charsmap(units: &[u32], replacements: &str) -> Vec<u8> {
+    let mut out = ((units.len() * 4) as u32).to_le_bytes().to_vec();
+    units.iter().for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+    out.extend_from_slice(replacements.as_bytes());
+    out
+}
+
+/// 512 units mapping `a` to the replacement at byte `at`: the root (offset 0) has one child, unit
+/// 0x61 (label `a`, has a leaf, offset 0x100), whose leaf is unit 0x61 ^ 0x100 = 0x161.
+fn map_a(at: u32) -> Vec<u32> {
+    let mut units = vec![0u32; 512];
+    units[0x61] = 0x61 | (1 << 8) | (0x100 << 10);
+    units[0x161] = at;
+    units
+}
+
+#[test]
+fn a_broken_precompiled_charsmap_is_a_load_error_not_a_panic_at_the_first_encode() {
+    // A well-formed charsmap: `a` becomes `A` (so the unit layout read here is the one tokenizers reads).
+    let t = veer::tokenizer::load(&precompiled_tokenizer(&charsmap(&map_a(0), "A\0")), "tokenizer.json").unwrap();
+    assert_eq!(veer::tokenizer::encode(&t, "a b", false).unwrap(), [1, 2]);
+    for (units, replacements, want) in [
+        (vec![1000 << 10], "A\0", "a key byte leads to unit"), // the root's children lie outside the trie
+        (vec![], "", "the trie is empty"),
+        (map_a(5), "A\0", "a replacement starts at byte 5 of 2"),
+        (map_a(1), "é\0", "a replacement starts at byte 1 of 3"), // inside a character
+    ] {
+        let e = veer::tokenizer::load(&precompiled_tokenizer(&charsmap(&units, replacements)), "tokenizer.json").unwrap_err();
+        assert_eq!(e.code(), "E_FILE", "{e}");
+        assert!(e.to_string().contains("tokenizer.json") && e.to_string().contains("precompiled_charsmap") && e.to_string().contains(want), "{e}");
+    }
+    let mut short = charsmap(&map_a(0), "A\0");
+    short.truncate(100);
+    assert!(veer::tokenizer::load(&precompiled_tokenizer(&short), "tokenizer.json").unwrap_err().to_string().contains("the trie claims 512 units, the charsmap holds 24"));
 }

@@ -308,6 +308,29 @@ fn a_long_prompt_prefilled_in_chunks_gives_the_f64_reference_logits() {
 }
 
 #[test]
+fn continuing_a_generation_gives_the_f64_reference_logits_and_greedy_ids() {
+    let (w, files) = tiny_llama();
+    let device = backend::cpu().device;
+    let m = Model::load(&files, "tiny", &device).unwrap();
+    let options = GenerateOptions { max_tokens: 6, ..Default::default() };
+    let mut g = block_on(Generation::start(&m, "w5 w9 w3", &options, &Plain)).unwrap();
+    while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
+    // The next prompt repeats the first and its answer, then adds two words.
+    let said: Vec<u32> = g.prompt().iter().chain(g.ids()).copied().collect();
+    let text = said.iter().chain(&[7, 8]).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let read = g.prompt().len() + g.ids().len() - 1; // the last sampled token never ran
+    let mut next = block_on(Generation::resume(Some(g), &m, text.as_str(), &options, &Plain)).unwrap();
+    assert_eq!(next.reused(), read);
+    let ids: Vec<u32> = next.prompt().to_vec();
+    while block_on(next.next(&m, &Plain)).unwrap().is_some() {}
+    assert_eq!(next.ids(), reference_greedy(&w, &ids, 6, &RefSteer::None).as_slice());
+    // A prompt that is a prefix of what was read keeps all but its last token.
+    let short = said[..4].iter().map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let again = block_on(Generation::resume(Some(next), &m, short.as_str(), &options, &Plain)).unwrap();
+    assert_eq!(again.reused(), 3);
+}
+
+#[test]
 fn batch_size_and_pair_count_are_capped_before_any_work() {
     let (_, files) = tiny_bert();
     let device = backend::cpu().device;

@@ -279,7 +279,7 @@ async fn greedy(g: &mut veer::wasm::Generator, prompt: &str, n: usize) -> Vec<u3
 /// Greedy ids with `options` (JSON text of a `GenerateOptions`).
 async fn greedy_with(g: &mut veer::wasm::Generator, prompt: &str, options: &str) -> Vec<u32> {
     let opts = js_sys::JSON::parse(options).unwrap();
-    g.start(prompt.to_string(), opts).await.map_err(|_| "start").unwrap();
+    g.start(prompt.into(), opts).await.map_err(|_| "start").unwrap();
     let mut ids = Vec::new();
     loop {
         let piece = g.next().await.map_err(|_| "next").unwrap();

@@ -230,6 +230,39 @@ async function stream(gen, out, prompt, options) {
   out.title = `${n} tokens in ${ms(performance.now() - t0)}`;
 }
 
+/** Chat mode: the conversation so far (OpenAI-style messages), answered with the steering set at each turn. */
+let conversation = [];
+
+function chatLine(role, text) {
+  const li = document.createElement('li');
+  li.className = role;
+  li.textContent = text;
+  $('chat-log').append(li);
+  return li;
+}
+
+async function runChatTurn(rt, signal) {
+  const section = $('generate');
+  section.dataset.state = 'loading';
+  const [gen, vector] = await Promise.all([getGenerator(rt), getVector(rt, $('vector').value)]);
+  section.dataset.state = 'running';
+  const strength = Number($('strength').value);
+  const text = $('prompt').value;
+  chatLine('user', text);
+  const out = chatLine('assistant', '');
+  out.dataset.steer = `${$('vector').value} × ${strength.toFixed(2)}`;
+  const messages = [...conversation, { role: 'user', content: text }];
+  const t0 = performance.now();
+  for await (const piece of gen.generate(messages, { maxTokens: Number($('max-tokens').value), temperature: 0, signal, steer: strength ? [{ vector, strength }] : undefined })) {
+    out.textContent += piece.text;
+  }
+  conversation = [...messages, { role: 'assistant', content: out.textContent.trim() }];
+  out.dataset.reused = String(gen.reusedTokens);
+  $('gen-note').className = 'note';
+  $('gen-note').textContent = `turn ${conversation.length / 2 | 0}: ${gen.promptTokens} prompt tokens, ${gen.reusedTokens} from the previous turn's cache; ${ms(performance.now() - t0)}`;
+  section.dataset.state = 'done';
+}
+
 async function runGeneration(rt) {
   const section = $('generate');
   controller?.abort();
@@ -242,6 +275,7 @@ async function runGeneration(rt) {
     delete $(id).dataset.finish;
   }
   try {
+    if ($('chat-mode').checked) return await runChatTurn(rt, signal);
     section.dataset.state = 'loading';
     const [gen, vector] = await Promise.all([getGenerator(rt), getVector(rt, $('vector').value)]);
     section.dataset.state = 'running';
@@ -284,6 +318,19 @@ function setupGeneration(rt) {
     runGeneration(rt);
   });
   $('stop').addEventListener('click', () => controller?.abort());
+  // Chat mode: one steered conversation instead of the plain/steered pair.
+  const newChat = () => {
+    conversation = [];
+    $('chat-log').replaceChildren();
+  };
+  $('chat-mode').addEventListener('change', () => {
+    const chat = $('chat-mode').checked;
+    $('chat-log').hidden = !chat;
+    $('new-chat').hidden = !chat;
+    document.querySelector('#generate .outputs').hidden = chat;
+    newChat();
+  });
+  $('new-chat').addEventListener('click', newChat);
   listVectors().then(() => $('vector').dispatchEvent(new Event('change')));
 }
 

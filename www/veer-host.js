@@ -160,7 +160,7 @@ export class Host {
 
   /** `vectors`: `[{id, bytes}]` this generator has not seen yet; the request names them by id. */
   async op_start({ prompt, options, vectors }) {
-    this.model.abort();
+    // No abort first: the previous generation's KV cache is what `start` continues (same steering).
     for (const { id, bytes } of vectors ?? []) {
       if (this.model.hasVector(id)) continue;
       const v = this.wasm.Vector.fromBytes(bytes);
@@ -168,7 +168,7 @@ export class Host {
       v.free();
     }
     const ids = await this.model.start(prompt, options ?? {});
-    return ids.length;
+    return { tokens: ids.length, reused: this.model.reused };
   }
 
   async op_next() {

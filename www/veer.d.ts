@@ -223,6 +223,11 @@ export interface GenerateCallOptions extends GenerateOptions {
   signal?: AbortSignal;
 }
 
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
 export interface Piece {
   id: number;
   text: string;
@@ -237,11 +242,18 @@ export class Generator extends EventTarget implements Model {
   readonly finish?: string;
   /** Prompt length in tokens of the last generation. */
   readonly promptTokens?: number;
-  /** Stream pieces of text; one generation at a time per Generator (later calls wait their turn). */
-  generate(prompt: string, options?: GenerateCallOptions): AsyncGenerator<Piece, void, undefined>;
+  /** Prompt tokens of the last generation whose keys and values came from the one before (a chat's earlier turns). */
+  readonly reusedTokens?: number;
+  /**
+   * Stream pieces of text. `prompt`: a text, or OpenAI-style messages rendered by the chat template;
+   * the previous generation's KV cache is continued where the new prompt repeats what it read (same
+   * steering). One generation at a time per Generator: a newer call ends an older iterator still open
+   * (E_ABORTED at its next step).
+   */
+  generate(prompt: string | ChatMessage[], options?: GenerateCallOptions): AsyncGenerator<Piece, void, undefined>;
   computeVector(pairs: { from: string; to: string }[], options?: { method?: 'pca' | 'mean' }): Promise<Vector>;
   encode(text: string): Promise<Uint32Array>;
-  applyChatTemplate(messages: { role: string; content: string }[], addGenerationPrompt?: boolean): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
   dispose(): void;
 }
 

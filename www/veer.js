@@ -664,6 +664,10 @@ export class Generator extends Model {
 
   /**
    * Stream a generation: `for await (const {text, id} of gen.generate(prompt, options))`.
+   * `prompt`: a string, or OpenAI-style messages `[{role: 'system'|'user'|'assistant', content}]`
+   * that the model's chat template renders. A conversation continues the previous generation's KV
+   * cache: only what the new prompt adds to what the model already read is prefilled
+   * (`gen.reusedTokens` says how many prompt tokens were reused), as long as the steering is the same.
    * Options: the model's `GenerateOptions` (veer.d.ts), with `steer: [{vector, strength}]`, plus
    * `signal`. `gen.finish` then says why it ended.
    *
@@ -706,7 +710,10 @@ export class Generator extends Model {
         return { ...rest, vector: vector.id };
       });
       if (steer !== undefined) request.steer = terms;
-      this.promptTokens = await abortable(this._call('start', { prompt, options: request, vectors }));
+      if (typeof prompt !== 'string' && !Array.isArray(prompt)) throw new VeerError('E_INVALID', 'generate: prompt must be a string or [{role, content}] messages');
+      const started = await abortable(this._call('start', { prompt, options: request, vectors }));
+      this.promptTokens = started.tokens;
+      this.reusedTokens = started.reused;
       for (const v of vectors) this._vectorsSent.add(v.id);
       for (;;) {
         checkSuperseded();

@@ -9,7 +9,7 @@ use serde_json::json;
 use veer::backend::{self, Backend};
 use veer::encoder::Encoder;
 use veer::files::ModelFiles;
-use veer::generate::{self, Generation};
+use veer::generate::{self, Generation, Prompt};
 use veer::options::{EncoderOptions, GenerateOptions};
 use veer::steer::{self, SteerTerm, SteeringSpec, Vector};
 use veer::weights::OutDtype;
@@ -85,8 +85,13 @@ enum Command {
     Generate {
         #[arg(long)]
         model: PathBuf,
+        /// The text to continue (with --chat: one user message).
+        #[arg(long, required_unless_present = "messages", conflicts_with = "messages")]
+        prompt: Option<String>,
+        /// A JSON file of OpenAI-style messages, `[{"role": "system"|"user"|"assistant", "content": …}]`,
+        /// rendered by the model's chat template with the assistant's turn opened.
         #[arg(long)]
-        prompt: String,
+        messages: Option<PathBuf>,
         #[command(flatten)]
         options: GenerateOptions,
         #[arg(long, default_value = "cpu")]
@@ -326,7 +331,17 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
         }
-        Command::Generate { model, prompt, options, device, stream } => generate(&model, &prompt, &options, &device, stream),
+        Command::Generate { model, prompt, messages, options, device, stream } => {
+            let prompt = match (prompt, messages) {
+                (Some(text), _) => Prompt::Text(text),
+                (None, Some(file)) => {
+                    let json = serde_json::from_slice(&read(&file)?).map_err(|e| Error::file(&file.display().to_string(), format!("not JSON: {e}")))?;
+                    Prompt::from_json(json).map_err(|e| Error::file(&file.display().to_string(), e.to_string()))?
+                }
+                (None, None) => return Err(Error::Invalid("--prompt or --messages is required".into())),
+            };
+            generate(&model, prompt, &options, &device, stream)
+        }
         Command::Vector { model, pairs, out, method, device } => vector(&model, &pairs, &out, &method, &device),
         Command::VectorOp { op, a, b, out } => {
             let va = read_vector(&a)?;
@@ -365,7 +380,7 @@ fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_j
     Ok(json!({"out_dir": out_dir, "tensors": file.tensors.len(), "safetensors_bytes": folder.model_safetensors.len()}))
 }
 
-fn generate(model: &Path, prompt: &str, options: &GenerateOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
+fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
     let m = decoder(model, &backend.device)?;
     let c = &m.llama.config;

@@ -230,7 +230,7 @@ impl LlmLabeller {
 
     /// Softmax over labels of each verbaliser's total log-probability after the prompt.
     fn score(&self, text: &str) -> Result<Vec<f32>> {
-        let ids = self.model.prompt_ids(&self.render(text), self.prompt.chat)?;
+        let ids = self.model.prompt_ids(&(&self.render(text)).into(), self.prompt.chat)?;
         let steer = steer::hook(self.steering.as_ref());
         let llama = &self.model.llama;
         let mut cache = Cache::default();

@@ -100,6 +100,33 @@ test('without WebGPU the page falls back to the CPU, says why, and classifies li
   }
 });
 
+test('chat on the page: each turn is steered at the slider's strength and continues the KV cache (?device=cpu)', async () => {
+  const { browser, page, errors, state } = await openDemo(chromeArgs, '?device=cpu&maxTokens=8');
+  try {
+    assert.equal(state, 'cpu');
+    await page.selectOption('#vector', 'positive');
+    await page.check('#chat-mode');
+    const turn = async (text) => {
+      await page.fill('#prompt', text);
+      await page.click('#run');
+      await page.waitForFunction(() => ['done', 'error', 'aborted'].includes(document.getElementById('generate').dataset.state) && !document.getElementById('run').disabled, null, { timeout: 300_000 });
+      assert.equal(await page.$eval('#generate', (s) => s.dataset.state), 'done', await page.$eval('#gen-note', (n) => n.textContent));
+    };
+    await turn('Name a colour of the sea.');
+    await turn('And of the sky?');
+    const log = await page.$$eval('#chat-log li', (lis) => lis.map((li) => ({ role: li.className, text: li.textContent, reused: li.dataset.reused })));
+    assert.deepEqual(log.map((l) => l.role), ['user', 'assistant', 'user', 'assistant']);
+    assert.ok(log[1].text.length > 0 && log[3].text.length > 0, JSON.stringify(log));
+    assert.equal(log[1].reused, '0');
+    assert.ok(Number(log[3].reused) > 10, `second turn reused ${log[3].reused} tokens`);
+    assert.match(await page.$eval('#gen-note', (n) => n.textContent), /^turn 2: \d+ prompt tokens, \d+ from the previous turn's cache/);
+    await page.screenshot({ path: `${results}demo-chat.png`, fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('steered generation on the page: plain and steered stream side by side and differ (?device=cpu)', async () => {
   const { browser, page, errors, state } = await openDemo(chromeArgs, '?device=cpu&maxTokens=12');
   try {

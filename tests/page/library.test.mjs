@@ -408,6 +408,36 @@ test('fetches stop reading at the size the manifest declares; a Content-Length n
   }
 });
 
+test('chat: OpenAI-style messages; a second turn continues the KV cache and gives the ids of a full prefill', async () => {
+  const got = await inPage(async (veer) => {
+    await veer.init({ device: 'cpu' });
+    const gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { integrity: 'manifest' });
+    const run = async (prompt) => {
+      const ids = [];
+      let text = '';
+      for await (const p of gen.generate(prompt, { maxTokens: 8, temperature: 0 })) ids.push(p.id), (text += p.text);
+      return { ids, text, prompt: gen.promptTokens, reused: gen.reusedTokens };
+    };
+    const first = [{ role: 'system', content: 'You are a concise assistant.' }, { role: 'user', content: 'Name a colour of the sea.' }];
+    const one = await run(first);
+    const second = [...first, { role: 'assistant', content: one.text.trim() }, { role: 'user', content: 'And of the sky?' }];
+    const two = await run(second);
+    await run('Something unrelated.');
+    const fresh = await run(second); // after a prompt that shares nothing: a full prefill
+    const badRole = await gen.generate([{ role: 'wizard', content: 'x' }]).next().catch((e) => e.code);
+    const badPrompt = await gen.generate(42).next().catch((e) => e.code);
+    gen.dispose();
+    return { one, two, fresh, badRole, badPrompt };
+  });
+  assert.ok(got.one.ids.length > 0 && got.one.reused === 0, JSON.stringify(got.one));
+  assert.ok(got.two.reused >= got.one.prompt, `second turn reused ${got.two.reused} of ${got.two.prompt} tokens (first prompt ${got.one.prompt})`);
+  assert.equal(got.fresh.reused, 0);
+  assert.equal(got.fresh.prompt, got.two.prompt);
+  assert.deepEqual(got.two.ids, got.fresh.ids, 'continued vs full prefill');
+  assert.equal(got.badRole, 'E_INVALID');
+  assert.equal(got.badPrompt, 'E_INVALID');
+});
+
 test('generation: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
   const got = await inPage(async (veer) => {
     await veer.init({ device: 'cpu' });
