@@ -100,7 +100,7 @@ test('without WebGPU the page falls back to the CPU, says why, and classifies li
   }
 });
 
-test('chat on the page: each turn is steered at the slider's strength and continues the KV cache (?device=cpu)', async () => {
+test('chat on the page: each turn is steered at the slider strength and continues the KV cache (?device=cpu)', async () => {
   const { browser, page, errors, state } = await openDemo(chromeArgs, '?device=cpu&maxTokens=8');
   try {
     assert.equal(state, 'cpu');
