@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -121,6 +121,11 @@ bench-compare: setup assets pkg bench-setup
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
 bench-coldstart: setup assets pkg
 	node bench/coldstart.mjs --runs $(RUNS)
+
+# The longest prompt SmolLM2 accepts (its 8192-token context) on the browser CPU, prefilled in chunks;
+# one token more is an error. Minutes; writes bench/results/longprompt.json; asserts nothing.
+bench-longprompt: setup assets pkg
+	node bench/longprompt.mjs
 
 # Mutation fuzzing (tests/fuzz.rs, stable Rust) of the GGUF, vector, config/safetensors, tokenizer.json,
 # chat-template and sampler paths, FUZZ_SECONDS per target; `make test` runs each for 2 s.
