@@ -55,10 +55,11 @@ impl Encoder {
             return Err(Error::Invalid("batchSize 0: expected at least 1".into()));
         }
         // One batch's attention scores are batch × heads × len² floats: bounded so that a batch of
-        // full-length texts fits a wasm32 instance beside the weights.
-        let per_text = config.num_attention_heads * max_len * max_len * 4;
-        let most = (ATTENTION_BYTES / per_text).max(1);
-        if options.batch_size > most {
+        // full-length texts fits a wasm32 instance beside the weights. In u64: heads × len² × 4 can
+        // pass 2^32 for a config's caps (256 heads, 2^16 positions).
+        let per_text = config.num_attention_heads as u64 * (max_len as u64).pow(2) * 4;
+        let most = (ATTENTION_BYTES as u64 / per_text).max(1);
+        if options.batch_size as u64 > most {
             return Err(Error::Invalid(format!(
                 "batchSize {}: at most {most} texts of up to {max_len} tokens per batch ({} MiB of attention scores each)",
                 options.batch_size,

@@ -287,17 +287,17 @@ impl Llama {
     /// would need 2.4 GB of scores: more than a wasm32 instance can hold beside the weights).
     /// Returns the last forward's output (the logits at the prompt's last position).
     pub fn prefill(&self, ids: &[u32], cache: &mut Cache, steer: &dyn Steer, chunk: usize) -> Result<Output> {
-        if ids.is_empty() {
-            return Err(Error::Invalid("no tokens to run".into()));
-        }
+        // Checked for the whole prompt first, so a prompt too long leaves the cache as it was
+        // (`forward` checks each chunk only against what is cached by then).
         if cache.len + ids.len() > self.config.context() {
             return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", cache.len + ids.len(), self.config.context())));
         }
-        let mut out = None;
-        for part in ids.chunks(chunk.max(1)) {
-            out = Some(self.forward(part, cache, steer, false)?);
+        let mut parts = ids.chunks(chunk.max(1));
+        let mut out = self.forward(parts.next().unwrap_or_default(), cache, steer, false)?; // [] is `forward`'s error
+        for part in parts {
+            out = self.forward(part, cache, steer, false)?;
         }
-        out.ok_or_else(|| Error::Invalid("no tokens to run".into()))
+        Ok(out)
     }
 
     /// Run `ids` after what `cache` holds; returns the logits at the last position.

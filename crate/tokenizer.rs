@@ -48,9 +48,11 @@ const CHARSMAP_MAX_KEY: usize = 5;
 fn check_charsmap(bytes: &[u8]) -> std::result::Result<(), String> {
     let head: [u8; 4] = bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or("shorter than its 4-byte trie length")?;
     let units = u32::from_le_bytes(head) as usize / 4;
-    let trie = bytes.get(4..4 + units * 4).ok_or_else(|| format!("the trie claims {units} units, the charsmap holds {}", (bytes.len() - 4) / 4))?;
+    // units * 4 ≤ the u32 just read, so it fits usize on wasm32 too; the slices are taken from the rest.
+    let rest = &bytes[4..];
+    let trie = rest.get(..units * 4).ok_or_else(|| format!("the trie claims {units} units, the charsmap holds {}", rest.len() / 4))?;
     let trie: Vec<usize> = trie.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
-    let normalized = std::str::from_utf8(&bytes[4 + units * 4..]).map_err(|_| "the replacements are not UTF-8".to_string())?;
+    let normalized = std::str::from_utf8(&rest[units * 4..]).map_err(|_| "the replacements are not UTF-8".to_string())?;
     let root = *trie.first().ok_or("the trie is empty")?;
     let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
     let label = |u: usize| u & ((1 << 31) | 0xFF);

@@ -148,16 +148,7 @@ fn bert_seed() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "id2label": {"0": "no", "1": "yes"},
     });
     let words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", ".", "a"];
-    let vocab_map: serde_json::Map<String, serde_json::Value> = words.iter().enumerate().map(|(i, w)| (w.to_string(), i.into())).collect();
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
-        "decoder": null,
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab_map},
-    });
-    (serde_json::to_vec(&config).unwrap(), weights, serde_json::to_vec(&tokenizer).unwrap())
+    (serde_json::to_vec(&config).unwrap(), weights, common::synthetic::wordpiece_tokenizer(&words))
 }
 
 fn files(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> ModelFiles {

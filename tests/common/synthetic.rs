@@ -75,7 +75,14 @@ pub fn tiny_bert() -> (Weights, Vec<u8>, Vec<u8>) {
         "num_hidden_layers": BLAYERS, "num_attention_heads": BHEADS, "intermediate_size": BFFN,
         "max_position_embeddings": BPOS, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu",
     });
-    let vocab: serde_json::Map<String, serde_json::Value> = bert_vocab().iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
+    (w, serde_json::to_vec(&config).unwrap(), wordpiece_tokenizer(&bert_vocab()))
+}
+
+/// A BERT tokenizer.json (lower-casing normalizer, WordPiece, [CLS]/[SEP] added) over `words`, which
+/// must start with [PAD], [UNK], [CLS], [SEP].
+pub fn wordpiece_tokenizer(words: &[&str]) -> Vec<u8> {
+    assert_eq!(words[..4], ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]);
+    let vocab: serde_json::Map<String, serde_json::Value> = words.iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
@@ -84,7 +91,7 @@ pub fn tiny_bert() -> (Weights, Vec<u8>, Vec<u8>) {
         "decoder": null,
         "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab},
     });
-    (w, serde_json::to_vec(&config).unwrap(), serde_json::to_vec(&tokenizer).unwrap())
+    serde_json::to_vec(&tokenizer).unwrap()
 }
 
 pub const LV: usize = 24; // vocab
