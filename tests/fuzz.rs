@@ -6,8 +6,9 @@
 //! Not coverage-guided, so it finds what random mutation of well-formed files reaches.
 //!
 //! Targets: GGUF parse + dequantise; vector file → fit → round trip → arithmetic; config.json +
-//! safetensors → encoder load; tokenizer.json → encode; chat template render; sampler on arbitrary
-//! logits and options.
+//! safetensors → encoder load + classify, and → decoder load + 4 generated tokens; tokenizer.json →
+//! encode; chat template render; sampler on arbitrary logits and options. JSON inputs (configs,
+//! tokenizer.json, safetensors headers) are also mutated through their structure (`Shape`).
 
 mod common;
 
@@ -19,7 +20,8 @@ use common::rng::Rng;
 use veer::backend;
 use veer::encoder::Encoder;
 use veer::files::ModelFiles;
-use veer::generate::{Message, render_chat_template};
+use veer::generate::{Generation, Message, Model, render_chat_template};
+use veer::llama::Plain;
 use veer::options::{EncoderOptions, GenerateOptions};
 use veer::sample::Sampler;
 use veer::steer::{Injection, Vector};
@@ -67,8 +69,114 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Run `target` on mutations of `seeds` for the configured time; panics are failures.
+/// How a seed is mutated: bytes only, or (half the time) through its JSON structure, so that a
+/// well-formed config, tokenizer.json or safetensors header reaches the loaders with a hostile value in
+/// one field (which random byte edits of a JSON text rarely produce).
+#[derive(Clone, Copy)]
+enum Shape {
+    Bytes,
+    Json,
+    /// 8-byte little-endian header length, JSON header, data (safetensors).
+    SafetensorsHeader,
+}
+
+/// Values that hit the loaders' edge cases: zero, negatives, sizes that wrap 32 and 64 bits, floats
+/// past f32, wrong types.
+fn hostile_value(rng: &mut Rng) -> serde_json::Value {
+    use serde_json::json;
+    match rng.below(18) {
+        0 => json!(0),
+        1 => json!(-1),
+        2 => json!(1),
+        3 => json!(u32::MAX),
+        4 => json!(1u64 << 32),
+        5 => json!(u64::MAX),
+        6 => json!(i64::MIN),
+        7 => json!(1e308),
+        8 => json!(-1e-310),
+        9 => json!(0.5),
+        10 => json!(""),
+        11 => json!("\u{0}\u{ffff}"),
+        12 => serde_json::Value::Null,
+        13 => json!(true),
+        14 => json!([]),
+        15 => json!({}),
+        16 => json!([u64::MAX, 0]),
+        _ => json!(rng.next_u64() % 100_000),
+    }
+}
+
+/// The number of nodes in `v` (for picking one uniformly).
+fn count_nodes(v: &serde_json::Value) -> usize {
+    1 + match v {
+        serde_json::Value::Array(a) => a.iter().map(count_nodes).sum(),
+        serde_json::Value::Object(o) => o.values().map(count_nodes).sum(),
+        _ => 0,
+    }
+}
+
+/// Apply one structural edit to node number `k` (depth-first order): replace it with a hostile value,
+/// duplicate it into its parent, or remove one child.
+fn edit_node(v: &mut serde_json::Value, k: &mut usize, rng: &mut Rng) -> bool {
+    if *k == 0 {
+        match (rng.below(4), &mut *v) {
+            (0, serde_json::Value::Object(o)) if !o.is_empty() => {
+                let key = o.keys().nth(rng.below(o.len())).cloned().unwrap_or_default();
+                o.remove(&key);
+            }
+            (0, serde_json::Value::Array(a)) if !a.is_empty() => {
+                a.remove(rng.below(a.len()));
+            }
+            (1, serde_json::Value::Array(a)) if !a.is_empty() => {
+                let copy = a[rng.below(a.len())].clone();
+                a.push(copy);
+            }
+            _ => *v = hostile_value(rng),
+        }
+        return true;
+    }
+    *k -= 1;
+    match v {
+        serde_json::Value::Array(a) => a.iter_mut().any(|c| edit_node(c, k, rng)),
+        serde_json::Value::Object(o) => o.values_mut().any(|c| edit_node(c, k, rng)),
+        _ => false,
+    }
+}
+
+/// One to three structural edits of a JSON text; `None` when `text` is not JSON.
+fn mutate_json(rng: &mut Rng, text: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    for _ in 0..1 + rng.below(3) {
+        let mut k = rng.below(count_nodes(&v));
+        edit_node(&mut v, &mut k, rng);
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+fn mutate_shaped(rng: &mut Rng, shape: Shape, seed: &[u8], other: &[u8]) -> Vec<u8> {
+    if rng.below(2) == 0 {
+        return mutate(rng, seed, other);
+    }
+    match shape {
+        Shape::Bytes => mutate(rng, seed, other),
+        Shape::Json => mutate_json(rng, seed).unwrap_or_else(|| mutate(rng, seed, other)),
+        Shape::SafetensorsHeader => {
+            let len = seed.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize).unwrap_or(0);
+            match seed.get(8..8 + len).and_then(|h| mutate_json(rng, h)) {
+                Some(header) => [&(header.len() as u64).to_le_bytes()[..], &header, &seed[8 + len..]].concat(),
+                None => mutate(rng, seed, other),
+            }
+        }
+    }
+}
+
+/// Run `target` on byte mutations of `seeds` for the configured time; panics are failures.
 fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) {
+    fuzz_shaped(name, Shape::Bytes, seeds, target)
+}
+
+/// Run `target` on mutations of `seeds` (see [`Shape`]) for the configured time; panics are failures.
+fn fuzz_shaped(name: &str, shape: Shape, seeds: &[Vec<u8>], target: impl Fn(&[u8])) {
     let seconds: f64 = std::env::var("VEER_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let mut rng = Rng(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3)));
     // The seeds themselves must pass (they are the well-formed files).
@@ -81,7 +189,7 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) {
     std::panic::set_hook(Box::new(|_| {}));
     while Instant::now() < end {
         let (a, b) = (rng.below(seeds.len()), rng.below(seeds.len()));
-        let input = mutate(&mut rng, &seeds[a], &seeds[b]);
+        let input = mutate_shaped(&mut rng, shape, &seeds[a], &seeds[b]);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| target(&input))) {
             std::panic::set_hook(hook);
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
@@ -173,7 +281,7 @@ fn fuzz_gguf_parse_and_dequantize() {
 #[test]
 fn fuzz_vector_files_fit_round_trip_and_arithmetic() {
     let seeds = vec![vector_seed(), gguf_seed(&[(0, 128), (1, 64)])];
-    fuzz("vector", &seeds, |data| {
+    fuzz_shaped("vector", Shape::SafetensorsHeader, &seeds, |data| {
         let Ok(mut v) = Vector::from_bytes(data, "fuzz.vec") else { return };
         let (layers, hidden) = (v.layers.len(), v.hidden());
         assert!(v.layers.iter().flatten().all(|x| x.is_finite()), "a loaded vector holds a non-finite value");
@@ -193,12 +301,12 @@ fn fuzz_config_and_safetensors_to_encoder_load() {
     let device = backend::cpu().device;
     let options = EncoderOptions::default();
     // Mutate the config against the real weights, and the weights against the real config.
-    fuzz("config", std::slice::from_ref(&config), |data| {
+    fuzz_shaped("config", Shape::Json, std::slice::from_ref(&config), |data| {
         if let Ok(e) = Encoder::load(&files(data, &weights, &tokenizer), &options, &device) {
             let _ = backend::block_on(e.classify(&["the cat sat"]));
         }
     });
-    fuzz("safetensors", std::slice::from_ref(&weights), |data| {
+    fuzz_shaped("safetensors", Shape::SafetensorsHeader, std::slice::from_ref(&weights), |data| {
         if let Ok(e) = Encoder::load(&files(&config, data, &tokenizer), &options, &device) {
             let _ = backend::block_on(e.classify(&["the cats sat on a mat."]));
         }
@@ -206,11 +314,26 @@ fn fuzz_config_and_safetensors_to_encoder_load() {
 }
 
 #[test]
+fn fuzz_decoder_config_and_safetensors_to_generation() {
+    let (weights, config, tokenizer) = common::synthetic::tiny_llama();
+    let weights = weights.safetensors();
+    let device = backend::cpu().device;
+    let options = GenerateOptions { max_tokens: 4, ..Default::default() };
+    let run = |config: &[u8], weights: &[u8]| {
+        let Ok(m) = Model::load(&files(config, weights, &tokenizer), "fuzz", &device) else { return };
+        let Ok(mut g) = backend::block_on(Generation::start(&m, "w5 w9 w3", &options, &Plain)) else { return };
+        while let Ok(Some(_)) = backend::block_on(g.next(&m, &Plain)) {}
+    };
+    fuzz_shaped("decoder-config", Shape::Json, std::slice::from_ref(&config), |data| run(data, &weights));
+    fuzz_shaped("decoder-safetensors", Shape::SafetensorsHeader, std::slice::from_ref(&weights), |data| run(&config, data));
+}
+
+#[test]
 fn fuzz_tokenizer_json_load_and_encode() {
     let (config, weights, tokenizer) = bert_seed();
     let device = backend::cpu().device;
     let options = EncoderOptions::default();
-    fuzz("tokenizer", std::slice::from_ref(&tokenizer), |data| {
+    fuzz_shaped("tokenizer", Shape::Json, std::slice::from_ref(&tokenizer), |data| {
         if let Ok(e) = Encoder::load(&files(&config, &weights, data), &options, &device) {
             let _ = e.tokenize(&["The cats sat on a mat.", "", "ünïcödé ☃ 🐈"]);
         }
