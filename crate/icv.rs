@@ -77,6 +77,7 @@ pub async fn compute(model: &Llama, pairs: &[(Vec<u32>, Vec<u32>)], method: Meth
     Ok(Vector {
         layers: flat.chunks_exact(hidden).skip(1).map(|row| row.iter().map(|&x| x as f32).collect()).collect(),
         model: model_name.to_string(),
+        signature: model.signature.clone(),
         method: match method {
             Method::Pca => "icv-pca".into(),
             Method::Mean => "mean".into(),

@@ -84,6 +84,10 @@ pub struct GenerateOptions {
     /// Blocks the vectors act on, `[start, end)` (CLI: `START..END`). Default: all.
     #[cfg_attr(feature = "cli", arg(long, value_name = "START..END"))]
     pub layers: Option<LayerRange>,
+    /// Steer with vectors whose recorded model signature differs from this model's (normally an
+    /// error: a vector computed with another model of the same shape steers it somewhere meaningless).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub force_vectors: bool,
 }
 
 impl Default for GenerateOptions {
@@ -102,6 +106,7 @@ impl Default for GenerateOptions {
             steer: Vec::new(),
             mode: None,
             layers: None,
+            force_vectors: false,
         }
     }
 }
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn field_names_are_the_camel_case_js_names() {
         let names = field_names::<GenerateOptions>();
-        for n in ["maxTokens", "minP", "topP", "repetitionPenalty", "stopIds", "steer", "mode", "layers"] {
+        for n in ["maxTokens", "minP", "topP", "repetitionPenalty", "stopIds", "steer", "mode", "layers", "forceVectors"] {
             assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
         }
     }

@@ -13,7 +13,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::llama::{Plain, Site, Steer};
+use crate::llama::{Llama, Plain, Signature, Site, Steer};
 use crate::weights::{OutDtype, Stored};
 
 pub const FORMAT: &str = "veer-vector/1";
@@ -61,6 +61,8 @@ pub struct Vector {
     pub injection: Injection,
     pub default_strength: f32,
     pub pairs: usize,
+    /// The signature of the model it was computed with (empty: unknown, e.g. a GGUF control vector).
+    pub signature: Signature,
 }
 
 impl Vector {
@@ -80,8 +82,10 @@ impl Vector {
             ("injection", self.injection.name().to_string()),
             ("default_strength", self.default_strength.to_string()),
             ("pairs", self.pairs.to_string()),
+            ("model_signature", self.signature.to_metadata()),
         ]
         .into_iter()
+        .filter(|(k, v)| *k != "model_signature" || !v.is_empty())
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         crate::weights::write(&tensors, meta, "vector")
@@ -121,7 +125,12 @@ impl Vector {
             None => 0.1,
             Some(s) => s.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| Error::Invalid(format!("{file}: metadata `default_strength` {s:?} is not a finite number")))?,
         };
+        let signature = match get("model_signature") {
+            None => Signature::default(),
+            Some(s) => Signature::parse(&s).ok_or_else(|| Error::Invalid(format!("{file}: metadata `model_signature` is not a list of at most 64 finite numbers")))?,
+        };
         Ok(Vector {
+            signature,
             layers,
             model: get("model").unwrap_or_default(),
             method: get("method").unwrap_or_else(|| "unknown".into()),
@@ -172,7 +181,7 @@ impl Vector {
             layers[n] = r;
         }
         let hint = g.metadata.get("controlvector.model_hint").and_then(|v| v.as_str()).unwrap_or_default();
-        Ok(Vector { layers, model: hint.to_string(), method: "control-vector".into(), injection: Injection::Residual, default_strength: 1.0, pairs: 0 })
+        Ok(Vector { layers, model: hint.to_string(), method: "control-vector".into(), injection: Injection::Residual, default_strength: 1.0, pairs: 0, signature: Signature::default() })
     }
 
     /// Check the vector fits a model with `num_layers` blocks of width `hidden`. Control vectors may
@@ -193,6 +202,9 @@ impl Vector {
     fn zip_with(&self, other: &Vector, f: impl Fn(f32, f32) -> f32, what: &str) -> Result<Vector> {
         if self.layers.len() != other.layers.len() || self.hidden() != other.hidden() {
             return Err(Error::Invalid(format!("cannot {what} vectors of {}×{} and {}×{}", self.layers.len(), self.hidden(), other.layers.len(), other.hidden())));
+        }
+        if !self.signature.0.is_empty() && !other.signature.0.is_empty() && !self.signature.matches(&other.signature) {
+            return Err(Error::Invalid(format!("cannot {what} vectors computed with different models (`{}` and `{}`: their model signatures differ)", self.model, other.model)));
         }
         if self.injection != other.injection {
             return Err(Error::Invalid(format!("cannot {what} a `{}` vector and a `{}` vector", self.injection.name(), other.injection.name())));
@@ -291,19 +303,33 @@ pub struct SteeringSpec {
     pub vectors: Vec<(String, Vector, Option<f32>)>,
     pub mode: Option<Injection>,
     pub layers: Option<LayerRange>,
+    /// Accept vectors whose model signature differs from the model's.
+    pub force: bool,
 }
 
 impl SteeringSpec {
-    /// The request's steering, each term's vector looked up by its handle with `resolve`.
-    pub fn resolve(terms: &[SteerTerm], mode: Option<Injection>, layers: Option<LayerRange>, mut resolve: impl FnMut(&str) -> Result<Vector>) -> Result<Self> {
-        let vectors = terms.iter().map(|t| Ok((t.vector.clone(), resolve(&t.vector)?, t.strength))).collect::<Result<_>>()?;
-        Ok(SteeringSpec { vectors, mode, layers })
+    /// A request's steering (`options.steer`, `mode`, `layers`, `force_vectors`), each term's vector
+    /// looked up by its handle with `resolve`.
+    pub fn resolve(options: &crate::options::GenerateOptions, resolve: impl FnMut(&str) -> Result<Vector>) -> Result<Self> {
+        Self::resolve_terms(&options.steer, resolve).map(|s| SteeringSpec { mode: options.mode, layers: options.layers, force: options.force_vectors, ..s })
     }
 
-    /// Check every vector against the model (`num_layers` blocks of width `hidden`) and upload them;
-    /// `None` when there is nothing to steer with. Without an explicit mode the vectors' own modes must
-    /// agree: an icv and a residual vector cannot share one hook.
-    pub fn build(self, num_layers: usize, hidden: usize, device: &Device) -> Result<Option<Steering>> {
+    /// Steering by `terms` alone (mode and layers from the vectors).
+    pub fn resolve_terms(terms: &[SteerTerm], mut resolve: impl FnMut(&str) -> Result<Vector>) -> Result<Self> {
+        let vectors = terms.iter().map(|t| Ok((t.vector.clone(), resolve(&t.vector)?, t.strength))).collect::<Result<_>>()?;
+        Ok(SteeringSpec { vectors, ..Default::default() })
+    }
+
+    /// The steering hook for `model`, on its device (see `build_for`).
+    pub fn build(self, model: &Llama) -> Result<Option<Steering>> {
+        let c = &model.config;
+        self.build_for(c.num_hidden_layers, c.hidden_size, &model.signature, model.device())
+    }
+
+    /// Check every vector against the model (`num_layers` blocks of width `hidden`, weights
+    /// `signature`) and upload them; `None` when there is nothing to steer with. Without an explicit
+    /// mode the vectors' own modes must agree: an icv and a residual vector cannot share one hook.
+    pub fn build_for(self, num_layers: usize, hidden: usize, signature: &Signature, device: &Device) -> Result<Option<Steering>> {
         let Some((_, first, _)) = self.vectors.first() else { return Ok(None) };
         let injection = match self.mode {
             Some(m) => m,
@@ -322,6 +348,12 @@ impl SteeringSpec {
         let mut terms = Vec::with_capacity(self.vectors.len());
         for (name, mut v, strength) in self.vectors {
             v.fit(num_layers, hidden, &name)?;
+            if !self.force && !v.signature.0.is_empty() && !signature.0.is_empty() && !v.signature.matches(signature) {
+                return Err(Error::Invalid(format!(
+                    "vector {name} was computed with another model (`{}`: its weights signature differs from this model's); it would steer this one somewhere meaningless. Force it with `forceVectors` (CLI --force-vectors)",
+                    v.model
+                )));
+            }
             let strength = strength.unwrap_or(v.default_strength);
             if !strength.is_finite() {
                 return Err(Error::Invalid(format!("vector {name}: strength {strength} is not a finite number")));
@@ -426,7 +458,7 @@ mod tests {
     use super::*;
 
     fn vector(rows: Vec<Vec<f32>>, injection: Injection) -> Vector {
-        Vector { layers: rows, model: "m".into(), method: "test".into(), injection, default_strength: 0.25, pairs: 0 }
+        Vector { layers: rows, model: "m".into(), method: "test".into(), injection, default_strength: 0.25, pairs: 0, signature: Signature::default() }
     }
 
     /// The paper's injection written out on the host in f64: m′ = ‖m‖·normalize(m/‖m‖ + y),
@@ -448,10 +480,9 @@ mod tests {
         let v2 = vec![vec![-0.3, 2.0, 0.0, 1.0]];
         let spec = SteeringSpec {
             vectors: vec![("a".into(), vector(v1.clone(), Injection::Icv), Some(0.5)), ("b".into(), vector(v2.clone(), Injection::Icv), None)],
-            mode: None,
-            layers: None,
+            ..Default::default()
         };
-        let steering = spec.build(1, h, &device).unwrap().unwrap();
+        let steering = spec.build_for(1, h, &Signature::default(), &device).unwrap().unwrap();
         let rows = [[0.2f32, -1.0, 0.7, 3.0], [-2.0, 0.1, 0.4, -0.6]];
         let x = Tensor::<3>::from_data(TensorData::new(rows.concat(), [1, 2, h]), &device); // [batch, seq, hidden]
         let got = crate::backend::block_on(crate::backend::read_f32(steering.steer(0, Site::MlpOut, x))).unwrap();
@@ -475,10 +506,10 @@ mod tests {
         let device = crate::backend::cpu().device;
         let spec = SteeringSpec {
             vectors: vec![("r".into(), vector(vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]], Injection::Residual), Some(2.0))],
-            mode: None,
             layers: Some(LayerRange([1, 2])),
+            ..Default::default()
         };
-        let s = spec.build(3, 2, &device).unwrap().unwrap();
+        let s = spec.build_for(3, 2, &Signature::default(), &device).unwrap().unwrap();
         let run = |layer| crate::backend::block_on(crate::backend::read_f32(s.steer(layer, Site::BlockOut, Tensor::<3>::zeros([1, 1, 2], &device)))).unwrap();
         assert_eq!(run(0), [0.0, 0.0]);
         assert_eq!(run(1), [6.0, 8.0]);
@@ -490,16 +521,44 @@ mod tests {
         let device = crate::backend::cpu().device;
         let icv = vector(vec![vec![1.0, 0.0]], Injection::Icv);
         let residual = vector(vec![vec![0.0, 1.0]], Injection::Residual);
-        let err = |spec: SteeringSpec| spec.build(1, 2, &device).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = |spec: SteeringSpec| spec.build_for(1, 2, &Signature::default(), &device).err().map(|e| e.to_string()).unwrap_or_default();
         let mixed = SteeringSpec { vectors: vec![("a".into(), icv.clone(), None), ("b".into(), residual.clone(), None)], ..Default::default() };
         assert!(err(mixed.clone()).contains("vector b is a `residual` vector"), "{}", err(mixed.clone()));
-        assert!(SteeringSpec { mode: Some(Injection::Icv), ..mixed }.build(1, 2, &device).is_ok(), "an explicit mode combines them");
+        assert!(SteeringSpec { mode: Some(Injection::Icv), ..mixed }.build_for(1, 2, &Signature::default(), &device).is_ok(), "an explicit mode combines them");
         let nan = SteeringSpec { vectors: vec![("a".into(), icv.clone(), Some(f32::NAN))], ..Default::default() };
         assert!(err(nan).contains("not a finite number"));
         let wide = SteeringSpec { vectors: vec![("a".into(), icv.clone(), None)], layers: Some(LayerRange([0, 2])), ..Default::default() };
         assert!(err(wide).contains("layers [0, 2]"));
         assert!(err(SteeringSpec { vectors: vec![("v.safetensors".into(), icv, None)], ..Default::default() }.clone()).is_empty());
-        assert!(SteeringSpec::default().build(1, 2, &device).unwrap().is_none());
+        assert!(SteeringSpec::default().build_for(1, 2, &Signature::default(), &device).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_vector_from_another_model_of_the_same_shape_is_refused_unless_forced() {
+        let device = crate::backend::cpu().device;
+        let ours = Signature(vec![0.02, -0.013, 1.0, 0.0]);
+        // The same weights stored as BF16 (within 0.4 %) are the same model; other weights are not.
+        let as_bf16 = Signature(ours.0.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect());
+        let theirs = Signature(vec![-0.05, 0.02, 0.9, 0.01]);
+        let with = |signature: &Signature| Vector { signature: signature.clone(), model: "other-135m".into(), ..vector(vec![vec![1.0, 0.0]], Injection::Icv) };
+        let spec = |v: Vector, force: bool| SteeringSpec { vectors: vec![("v.safetensors".into(), v, None)], force, ..Default::default() };
+        let build = |s: SteeringSpec| s.build_for(1, 2, &ours, &device).map(|_| ()).map_err(|e| (e.code(), e.to_string()));
+        assert_eq!(build(spec(with(&ours), false)), Ok(()));
+        assert_eq!(build(spec(with(&as_bf16), false)), Ok(()));
+        assert_eq!(build(spec(with(&Signature::default()), false)), Ok(()), "a vector without a signature (GGUF) is checked by shape only");
+        let (code, msg) = build(spec(with(&theirs), false)).unwrap_err();
+        assert_eq!(code, "E_INVALID");
+        assert!(msg.contains("v.safetensors") && msg.contains("other-135m") && msg.contains("forceVectors"), "{msg}");
+        assert_eq!(build(spec(with(&theirs), true)), Ok(()), "forced");
+        // The signature survives the file round trip; a malformed one is a load error.
+        let v = with(&ours);
+        assert_eq!(Vector::from_safetensors(&v.to_safetensors().unwrap(), "v").unwrap().signature, ours);
+        let mut meta: HashMap<String, String> = [("model_signature".to_string(), "1,NaN".to_string())].into();
+        meta.insert("format".into(), FORMAT.into());
+        let bad = crate::weights::write(&[Stored::floats("layers.0", vec![2], &[1.0, 0.0], OutDtype::F32)], meta, "v").unwrap();
+        assert!(Vector::from_safetensors(&bad, "bad.safetensors").unwrap_err().to_string().contains("model_signature"));
+        // Arithmetic across models is refused too.
+        assert!(with(&ours).add(&with(&theirs)).unwrap_err().to_string().contains("different models"));
     }
 
     #[test]

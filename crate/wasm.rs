@@ -349,12 +349,11 @@ impl Generator {
         let previous = previous.filter(|_| steer_key == self.steer_key);
         self.steer_key = steer_key;
         let vectors = &self.vectors;
-        let spec = crate::steer::SteeringSpec::resolve(&o.steer, o.mode, o.layers, |id| {
+        let spec = crate::steer::SteeringSpec::resolve(&o, |id| {
             vectors.get(id).cloned().ok_or_else(|| Error::Invalid(format!("steer: vector `{id}` was not given to this generator")))
         })
         .map_err(js)?;
-        let c = &self.model.llama.config;
-        self.steering = spec.build(c.num_hidden_layers, c.hidden_size, &self.device.device).map_err(js)?;
+        self.steering = spec.build(&self.model.llama).map_err(js)?;
         let hook = crate::steer::hook(self.steering.as_ref());
         let generation = crate::generate::Generation::resume(previous, &self.model, prompt, &o, hook).await.map_err(js)?;
         let ids = generation.prompt().to_vec();

@@ -114,6 +114,25 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// `count` values of `name` at evenly spaced positions (every tensor element is as likely to be
+    /// read), decoded to f32; empty when the tensor is missing or not a float type (loading reports
+    /// that). Reads only those elements: no copy of the tensor.
+    pub fn sample(&self, name: &str, count: usize) -> Vec<f32> {
+        let Ok(view) = self.st.tensor(&self.full(name)) else { return Vec::new() };
+        let size = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            _ => return Vec::new(),
+        };
+        let n = view.data().len() / size;
+        (0..count.min(n))
+            .filter_map(|k| {
+                let i = k * (n / count.min(n).max(1)); // < n: k < count ≤ n
+                floats(view.dtype(), view.data().get(i * size..(i + 1) * size)?).and_then(|v| v.first().copied())
+            })
+            .collect()
+    }
+
     /// Fails with every recorded problem (the first 20 spelled out), or succeeds if there were none.
     pub fn finish(self) -> Result<()> {
         let problems = self.problems.into_inner();

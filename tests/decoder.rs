@@ -17,8 +17,8 @@ fn smollm() -> Model {
 
 /// Steering as a request asks for it: (vector, strength), optionally a mode and a layer range.
 fn steering(vectors: Vec<(veer::steer::Vector, f32)>, layers: Option<[usize; 2]>) -> veer::steer::Steering {
-    let spec = SteeringSpec { vectors: vectors.into_iter().map(|(v, s)| ("test vector".to_string(), v, Some(s))).collect(), mode: None, layers: layers.map(LayerRange) };
-    spec.build(30, 576, &backend::cpu().device).unwrap().unwrap()
+    let spec = SteeringSpec { vectors: vectors.into_iter().map(|(v, s)| ("test vector".to_string(), v, Some(s))).collect(), layers: layers.map(LayerRange), ..Default::default() };
+    spec.build_for(30, 576, &veer::llama::Signature::default(), &backend::cpu().device).unwrap().unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {

@@ -219,7 +219,7 @@ fn gguf_seed(types: &[(u32, usize)]) -> Vec<u8> {
 }
 
 fn vector_seed() -> Vec<u8> {
-    let v = Vector { layers: (0..3).map(|l| (0..8).map(|i| (l * 8 + i) as f32 / 10.0).collect()).collect(), model: "tiny".into(), method: "pca".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 4 };
+    let v = Vector { layers: (0..3).map(|l| (0..8).map(|i| (l * 8 + i) as f32 / 10.0).collect()).collect(), model: "tiny".into(), method: "pca".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 4, signature: Default::default() };
     v.to_safetensors().unwrap()
 }
 

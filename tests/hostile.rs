@@ -58,7 +58,7 @@ fn vector_values_and_strengths_must_be_finite() {
     let (code, msg) = err(&file(1, |g| g.tensor("direction.1", &[4], 0, &f32_bytes(&[1.0, f32::NAN, 0.0, 0.0]))));
     assert_eq!(code, "E_INVALID");
     assert!(msg.contains("`direction.1`") && msg.contains("index 1"), "{msg}");
-    let v = Vector { layers: vec![vec![1.0, f32::INFINITY]], model: String::new(), method: "mean".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 1 };
+    let v = Vector { layers: vec![vec![1.0, f32::INFINITY]], model: String::new(), method: "mean".into(), injection: Injection::Icv, default_strength: 0.1, pairs: 1, signature: Default::default() };
     let e = Vector::from_bytes(&v.to_safetensors().unwrap(), "v.safetensors").unwrap_err();
     assert_eq!(e.code(), "E_INVALID");
     assert!(e.to_string().contains("`layers.0`"), "{e}");

@@ -264,7 +264,7 @@ fn reference_greedy(w: &Weights, prompt: &[u32], n: usize, steer: &RefSteer) -> 
 }
 
 fn steering_vector(rows: &[Vec<f64>], injection: Injection) -> Vector {
-    Vector { layers: rows.iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect(), model: "tiny".into(), method: "test".into(), injection, default_strength: 0.5, pairs: 0 }
+    Vector { layers: rows.iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect(), model: "tiny".into(), method: "test".into(), injection, default_strength: 0.5, pairs: 0, signature: Default::default() }
 }
 
 #[test]
@@ -348,6 +348,34 @@ fn batch_size_and_pair_count_are_capped_before_any_work() {
 }
 
 #[test]
+fn a_vector_computed_with_another_model_of_the_same_shape_is_refused_unless_forced() {
+    let (mut w, config, tokenizer) = synthetic::tiny_llama();
+    let device = backend::cpu().device;
+    let load = |bytes: Vec<u8>| Model::load(&ModelFiles::new(config.clone(), bytes, tokenizer.clone()), "tiny", &device).unwrap();
+    let m = load(w.safetensors());
+    let pairs = vec![(m.encode("w1 w2").unwrap(), m.encode("w3 w4").unwrap())];
+    let v = block_on(veer::icv::compute(&m.llama, &pairs, veer::icv::Method::Mean, "tiny")).unwrap();
+    let v = Vector::from_safetensors(&v.to_safetensors().unwrap(), "tiny.safetensors").unwrap(); // as a page loads it
+    let spec = |force| SteeringSpec { vectors: vec![("tiny.safetensors".into(), v.clone(), None)], force, ..Default::default() };
+    assert!(spec(false).build(&m.llama).unwrap().is_some());
+    // The same weights stored as F16: the same model.
+    let f16 = load(w.safetensors_in(veer::weights::OutDtype::F16));
+    assert!(spec(false).build(&f16.llama).is_ok(), "an F16 copy of the same weights");
+    // Another model of the same shape (other weights): refused, naming the vector, unless forced.
+    for (_, values) in w.0.values_mut() {
+        values.iter_mut().for_each(|x| *x = 0.1 - *x);
+    }
+    let other = load(w.safetensors());
+    let e = spec(false).build(&other.llama).err().unwrap();
+    assert_eq!(e.code(), "E_INVALID");
+    assert!(e.to_string().contains("tiny.safetensors") && e.to_string().contains("forceVectors"), "{e}");
+    assert!(spec(true).build(&other.llama).unwrap().is_some(), "forced");
+    // The request option is what sets it.
+    let options = GenerateOptions { steer: vec!["tiny.safetensors".parse().unwrap()], force_vectors: true, ..Default::default() };
+    assert!(SteeringSpec::resolve(&options, |_| Ok(v.clone())).unwrap().build(&other.llama).is_ok());
+}
+
+#[test]
 fn tiny_llama_steering_matches_the_f64_reference() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;
@@ -356,8 +384,8 @@ fn tiny_llama_steering_matches_the_f64_reference() {
     let mut rng = Rng(3);
     let rows: Vec<Vec<f64>> = (0..LLAYERS).map(|_| rng.values(LH, 1.0)).collect();
     for (injection, lambda) in [(Injection::Icv, 0.7), (Injection::Residual, 2.0)] {
-        let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, injection), Some(lambda as f32))], mode: None, layers: None };
-        let steering = spec.build(LLAYERS, LH, &device).unwrap().unwrap();
+        let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, injection), Some(lambda as f32))], ..Default::default() };
+        let steering = spec.build(&m.llama).unwrap().unwrap();
         let got = block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
         let reference = match injection {
             Injection::Icv => RefSteer::Icv(&rows, lambda),
@@ -374,8 +402,8 @@ fn tiny_llama_steering_matches_the_f64_reference() {
         assert_eq!(g.ids(), reference_greedy(&w, &ids, 8, &reference).as_slice(), "{injection:?} greedy");
     }
     // A layer range leaves the other blocks alone: residual steering on the last block only.
-    let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, Injection::Residual), Some(2.0))], mode: None, layers: Some(LayerRange([LLAYERS - 1, LLAYERS])) };
-    let steering = spec.build(LLAYERS, LH, &device).unwrap().unwrap();
+    let spec = SteeringSpec { vectors: vec![("tiny".into(), steering_vector(&rows, Injection::Residual), Some(2.0))], layers: Some(LayerRange([LLAYERS - 1, LLAYERS])), ..Default::default() };
+    let steering = spec.build(&m.llama).unwrap().unwrap();
     let got = block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &steering, false).unwrap().logits)).unwrap();
     let only_last: Vec<Vec<f64>> = (0..LLAYERS).map(|l| if l == LLAYERS - 1 { rows[l].clone() } else { vec![0.0; LH] }).collect();
     let want = llama_reference(&w, &ids, &RefSteer::Residual(&only_last, 2.0));

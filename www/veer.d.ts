@@ -216,6 +216,12 @@ export interface GenerateOptions {
   mode?: 'icv' | 'residual';
   /** Blocks [start, end) the vectors act on (default all). */
   layers?: [number, number];
+  /**
+   * Steer with vectors computed with another model. Vectors record a signature of their model's
+   * weights (`computeVector` writes it); one from a different model of the same shape is an
+   * E_INVALID error unless this is set. GGUF control vectors carry none and are checked by shape.
+   */
+  forceVectors?: boolean;
 }
 
 export interface GenerateCallOptions extends GenerateOptions {

@@ -383,9 +383,7 @@ fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_j
 fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
     let m = decoder(model, &backend.device)?;
-    let c = &m.llama.config;
-    let spec = SteeringSpec::resolve(&options.steer, options.mode, options.layers, |file| read_vector(Path::new(file)))?;
-    let steering = spec.build(c.num_hidden_layers, c.hidden_size, &backend.device)?;
+    let steering = SteeringSpec::resolve(options, |file| read_vector(Path::new(file)))?.build(&m.llama)?;
     let hook = steer::hook(steering.as_ref());
     let t0 = std::time::Instant::now();
     let mut g = backend::block_on(Generation::start(&m, prompt, options, hook))?;

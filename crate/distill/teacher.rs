@@ -202,9 +202,8 @@ impl LlmLabeller {
                 if ids.is_empty() { Err(Error::Invalid(format!("verbaliser `{v}` encodes to no tokens"))) } else { Ok(ids) }
             })
             .collect::<Result<Vec<_>>>()?;
-        let c = &model.llama.config;
         let terms: Vec<SteerTerm> = prompt.vector.iter().cloned().collect();
-        let spec = SteeringSpec::resolve(&terms, None, None, |file| {
+        let spec = SteeringSpec::resolve_terms(&terms, |file| {
             let bytes = std::fs::read(file).map_err(|e| Error::file(file, e))?;
             let v = Vector::from_bytes(&bytes, file)?;
             // The cached labels depend on the vector and its strength too.
@@ -212,7 +211,7 @@ impl LlmLabeller {
             weights_id = weights_id.bytes(&bytes).bytes(&strength.to_le_bytes());
             Ok(v)
         })?;
-        let steering = spec.build(c.num_hidden_layers, c.hidden_size, device)?;
+        let steering = spec.build(&model.llama)?;
         Ok(LlmLabeller { model, prompt: prompt.clone(), labels: labels.to_vec(), verbaliser_ids, steering, weights_id })
     }
 

@@ -24,13 +24,17 @@ impl Weights {
     }
 
     pub fn safetensors(&self) -> Vec<u8> {
+        self.safetensors_in(OutDtype::F32)
+    }
+
+    pub fn safetensors_in(&self, dtype: OutDtype) -> Vec<u8> {
         let mut names: Vec<&String> = self.0.keys().collect();
         names.sort();
         let tensors: Vec<Stored> = names
             .iter()
             .map(|n| {
                 let (shape, v) = &self.0[*n];
-                Stored::floats(n.as_str(), shape.clone(), &v.iter().map(|&x| x as f32).collect::<Vec<_>>(), OutDtype::F32)
+                Stored::floats(n.as_str(), shape.clone(), &v.iter().map(|&x| x as f32).collect::<Vec<_>>(), dtype)
             })
             .collect();
         veer::weights::write(&tensors, HashMap::new(), "model.safetensors").unwrap()
