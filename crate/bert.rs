@@ -352,6 +352,28 @@ impl Bert {
         Ok(Bert { config, word, position, token_type, emb_norm, layers, head, labels, device: device.clone() })
     }
 
+    /// Replace the head by a head file's: labels and `veer_head` from its metadata, its tensors checked
+    /// against this encoder (a head for another encoder width is a load error naming the tensor).
+    pub fn attach_head(&mut self, bytes: &[u8], file: &str) -> Result<()> {
+        let (labels, spec) = crate::train::read_head_metadata(bytes, file)?;
+        if labels.is_empty() || labels.len() > MAX_LABELS {
+            return Err(Error::file(file, format!("{} labels: expected 1..={MAX_LABELS}", labels.len())));
+        }
+        let w = Loader::new(bytes, file, &self.device)?;
+        match w.shape("/classifier.weight") {
+            Some(s) if s.first() == Some(&labels.len()) => {}
+            s => return Err(Error::tensor("classifier.weight", format!("{file}: shape {s:?}, but the file names {} labels", labels.len()))),
+        }
+        let head = pooled_head(&w, &spec, &self.config, labels.len())?;
+        w.finish()?;
+        self.config.id2label = labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
+        self.config.veer_head = Some(spec);
+        self.config.problem_type = None;
+        self.labels = labels;
+        self.head = Some(head);
+        Ok(())
+    }
+
     /// Layer `i`'s parameters for fine-tuning, under their full HF names.
     pub fn layer_params(&self, i: usize) -> Vec<NamedParam> {
         let names = if self.config.is_distilbert() { &DISTILBERT } else { &BERT };

@@ -46,7 +46,9 @@ impl Encoder {
     pub fn load(files: &ModelFiles, options: &EncoderOptions, device: &Device) -> Result<Self> {
         let config = Config::parse(&files.config.bytes, &files.config.name)?;
         let positions = config.max_position_embeddings;
-        let trained = config.veer_head.as_ref().and_then(|h| h.max_length);
+        // A separate head file (`trainClassifier`, `veer distill`) replaces the folder's head.
+        let head = files.head.as_ref().map(|f| crate::train::read_head_metadata(&f.bytes, &f.name)).transpose()?;
+        let trained = head.as_ref().map_or(config.veer_head.as_ref(), |(_, spec)| Some(spec)).and_then(|h| h.max_length);
         let max_len = options.max_length.or(trained).or(files.max_seq_length()?).unwrap_or(512).min(positions);
         if max_len < 2 {
             return Err(Error::Invalid(format!("max length {max_len}: needs room for at least [CLS] and [SEP]")));
@@ -82,12 +84,20 @@ impl Encoder {
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot set truncation: {e}")))?;
         tokenizer.with_padding(None::<PaddingParams>);
-        let model = Bert::load(config, &files.weights.bytes, &files.weights.name, device)?;
+        let mut model = Bert::load(config, &files.weights.bytes, &files.weights.name, device)?;
+        if let Some(f) = &files.head {
+            model.attach_head(&f.bytes, &f.name)?;
+        }
         Ok(Encoder { model, tokenizer, pooling, normalize: options.normalize, batch_size: options.batch_size, max_len })
     }
 
     pub fn labels(&self) -> &[String] {
         &self.model.labels
+    }
+
+    /// Replace the head by a head file's (the bytes `train::head_safetensors` writes).
+    pub fn attach_head(&mut self, bytes: &[u8], file: &str) -> Result<()> {
+        self.model.attach_head(bytes, file)
     }
 
     /// The encoder itself (fine-tuning runs its layers directly).
@@ -140,11 +150,21 @@ impl Encoder {
     /// The chosen hidden states (0 = embeddings, i = after layer i; empty = the last) pooled and
     /// concatenated per text: what a `veer_head` classifier reads.
     pub async fn embed_layers(&self, texts: &[impl AsRef<str>], layers: &[usize]) -> Result<Vec<Vec<f32>>> {
+        self.pooled(texts, layers, self.pooling, self.normalize).await
+    }
+
+    /// What a head of `spec` reads for each text (its layers, pooling and normalisation, whatever
+    /// this encoder's embedding options): the features a head is trained on.
+    pub async fn features(&self, texts: &[impl AsRef<str>], spec: &bert::PooledHead) -> Result<Vec<Vec<f32>>> {
+        self.pooled(texts, &spec.layers, spec.pooling, spec.normalize).await
+    }
+
+    async fn pooled(&self, texts: &[impl AsRef<str>], layers: &[usize], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
         let hidden = self.model.config.hidden_size;
         let mut out = vec![Vec::new(); texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let pooled = bert::pool_layers(&states, layers, &batch.mask, self.pooling, self.normalize)?; // [b, hidden * layers]
+            let pooled = bert::pool_layers(&states, layers, &batch.mask, pooling, normalize)?; // [b, hidden * layers]
             for (&row, v) in batch.rows.iter().zip(read_f32(pooled).await?.chunks_exact(hidden * layers.len().max(1))) {
                 out[row] = v.to_vec();
             }

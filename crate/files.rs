@@ -45,6 +45,9 @@ pub struct ModelFiles {
     pub pooling: Option<File>,
     /// sentence-transformers' `max_seq_length`.
     pub sentence_bert: Option<File>,
+    /// A separate classifier head (`head.safetensors` from `veer distill` or `trainClassifier`):
+    /// only when the caller names one (role `head`), never looked for in a folder.
+    pub head: Option<File>,
 }
 
 /// The parts of sentence-transformers' configs that change an embedding.
@@ -72,21 +75,27 @@ impl ModelFiles {
             tokenizer_config: None,
             pooling: None,
             sentence_bert: None,
+            head: None,
         }
     }
 
     /// From `(role, file)` pairs (the browser's fetches); roles as in `ROLES`.
     pub fn from_parts(parts: Vec<(String, File)>) -> Result<Self> {
         let mut slots: [Option<File>; 6] = Default::default();
+        let mut head = None;
         for (role, file) in parts {
+            if role == "head" {
+                head = Some(file);
+                continue;
+            }
             let i = ROLES.iter().position(|(r, _, _)| *r == role).ok_or_else(|| {
-                Error::Invalid(format!("model file role `{role}`: expected one of {}", ROLES.iter().map(|r| r.0).collect::<Vec<_>>().join(", ")))
+                Error::Invalid(format!("model file role `{role}`: expected one of {}, head", ROLES.iter().map(|r| r.0).collect::<Vec<_>>().join(", ")))
             })?;
             slots[i] = Some(file);
         }
         let [config, weights, tokenizer, tokenizer_config, pooling, sentence_bert] = slots;
         let need = |f: Option<File>, i: usize| f.ok_or_else(|| Error::file(ROLES[i].1, "is missing: every model folder needs it"));
-        Ok(ModelFiles { config: need(config, 0)?, weights: need(weights, 1)?, tokenizer: need(tokenizer, 2)?, tokenizer_config, pooling, sentence_bert })
+        Ok(ModelFiles { config: need(config, 0)?, weights: need(weights, 1)?, tokenizer: need(tokenizer, 2)?, tokenizer_config, pooling, sentence_bert, head })
     }
 
     /// Read a model folder: the required files, and the optional ones that exist.

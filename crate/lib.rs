@@ -19,6 +19,7 @@ pub mod options;
 pub mod sample;
 pub mod steer;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

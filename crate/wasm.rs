@@ -12,6 +12,11 @@ fn js(e: Error) -> JsError {
     JsError::new(&format!("[{}] {e}", e.code()))
 }
 
+/// A plain JS object (JSON-compatible: maps become objects).
+fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -142,6 +147,9 @@ impl ModelFiles {
 pub struct Classifier {
     encoder: crate::encoder::Encoder,
     device: String,
+    /// Head features per text, computed once for every training on this instance (memory only).
+    features: std::collections::HashMap<String, Vec<f32>>,
+    training: Option<crate::train::HeadTraining>,
 }
 
 #[wasm_bindgen]
@@ -152,7 +160,7 @@ impl Classifier {
     pub fn create(runtime: &Runtime, files: &mut ModelFiles, options: JsValue) -> Result<Classifier, JsError> {
         let options: EncoderOptions = options_from_js(&options, "options")?;
         let encoder = crate::encoder::Encoder::load(&files.take()?, &options, &runtime.backend.device).map_err(js)?;
-        Ok(Classifier { encoder, device: runtime.device() })
+        Ok(Classifier { encoder, device: runtime.device(), features: Default::default(), training: None })
     }
 
     /// Tokens per text after truncation, and the embedding pooling, as resolved from options and folder.
@@ -193,6 +201,72 @@ impl Classifier {
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<js_sys::Float32Array>, JsError> {
         let vectors = self.encoder.embed(&texts).await.map_err(js)?;
         Ok(vectors.iter().map(|v| js_sys::Float32Array::from(v.as_slice())).collect())
+    }
+
+    /// Start training a head on this encoder: `texts[i]` labelled `labels[labelIds[i]]`; `options` as
+    /// `HeadOptions` (`{ epochs, seed, hidden, learningRate, batchSize, patience, holdout,
+    /// classWeights }`). Embeds the texts not seen before. Resolves to `{ train, heldOut, embedded }`.
+    #[wasm_bindgen(js_name = trainStart)]
+    pub async fn train_start(&mut self, texts: Vec<String>, label_ids: Vec<u32>, labels: Vec<String>, options: JsValue) -> Result<JsValue, JsError> {
+        self.training = None;
+        let options: crate::train::HeadOptions = options_from_js(&options, "options")?;
+        if texts.len() > crate::train::MAX_EXAMPLES {
+            return Err(js(Error::Invalid(format!("{} examples: at most {}", texts.len(), crate::train::MAX_EXAMPLES))));
+        }
+        let spec = options.spec(self.encoder.max_len());
+        let embedded = self.train_embed(texts.clone()).await?;
+        // Every text is in the cache now (`train_embed` added those it lacked).
+        let features: Vec<Vec<f32>> = texts.iter().map(|t| self.features.get(t).cloned().unwrap_or_default()).collect();
+        let ids: Vec<usize> = label_ids.iter().map(|&l| l as usize).collect();
+        let training = crate::train::HeadTraining::new(features, &ids, labels, spec, &options, self.encoder.model().device()).await.map_err(js)?;
+        let (train, held_out) = training.sizes();
+        self.training = Some(training);
+        to_js(&serde_json::json!({"train": train, "heldOut": held_out, "embedded": embedded}))
+    }
+
+    /// Compute and keep the head features of the `texts` not seen before (in slices, so that a page
+    /// can abort between them); resolves to how many were new. Features depend only on the encoder
+    /// (mean-pooled, normalised last layer), not on the head's options.
+    #[wasm_bindgen(js_name = trainEmbed)]
+    pub async fn train_embed(&mut self, texts: Vec<String>) -> Result<usize, JsError> {
+        if self.features.len() + texts.len() > 4 * crate::train::MAX_EXAMPLES {
+            self.features.clear(); // a page streaming many texts through: memory stays bounded
+        }
+        let spec = crate::train::HeadOptions::default().spec(self.encoder.max_len());
+        let mut new: Vec<&String> = texts.iter().filter(|t| !self.features.contains_key(*t)).collect();
+        new.sort();
+        new.dedup();
+        let computed = self.encoder.features(&new, &spec).await.map_err(js)?;
+        let count = new.len();
+        for (t, f) in new.into_iter().zip(computed) {
+            self.features.insert(t.clone(), f);
+        }
+        Ok(count)
+    }
+
+    /// Classify with the head in `bytes` (a `head.safetensors`) from now on; resolves to its labels.
+    #[wasm_bindgen(js_name = attachHead)]
+    pub fn attach_head(&mut self, bytes: &[u8]) -> Result<Vec<String>, JsError> {
+        self.encoder.attach_head(bytes, "head.safetensors").map_err(js)?;
+        Ok(self.encoder.labels().to_vec())
+    }
+
+    /// Up to `n` more epochs of the training `train_start` began; resolves to its progress
+    /// `{ epoch, epochs, bestEpoch, valLoss, done }`.
+    #[wasm_bindgen(js_name = trainEpochs)]
+    pub async fn train_epochs(&mut self, n: usize) -> Result<JsValue, JsError> {
+        let training = self.training.as_mut().ok_or_else(|| js(Error::Invalid("no training in progress (call trainStart first)".into())))?;
+        to_js(&training.epochs(n).await.map_err(js)?)
+    }
+
+    /// End the training: the best head becomes this classifier's head; returns its `head.safetensors`
+    /// bytes (what `save()` hands the page).
+    #[wasm_bindgen(js_name = trainFinish)]
+    pub async fn train_finish(&mut self, encoder_name: String) -> Result<Vec<u8>, JsError> {
+        let training = self.training.take().ok_or_else(|| js(Error::Invalid("no training in progress (call trainStart first)".into())))?;
+        let bytes = training.head_file(&encoder_name).await.map_err(js)?;
+        self.encoder.attach_head(&bytes, "trained head").map_err(js)?;
+        Ok(bytes)
     }
 
     /// Token ids per text, as the model sees them (special tokens, truncation).

@@ -208,5 +208,51 @@ pub fn write(tensors: &[Stored], metadata: std::collections::HashMap<String, Str
         .iter()
         .map(|t| TensorView::new(t.dtype, t.shape.clone(), &t.bytes).map(|v| (t.name.clone(), v)).map_err(|e| Error::tensor(&t.name, e)))
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(file, e))
+    let mut bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::file(file, e))?;
+    sort_metadata(&mut bytes);
+    Ok(bytes)
+}
+
+/// Rewrite the header's `__metadata__` with its keys sorted: safetensors writes them in `HashMap`
+/// order, which differs between processes and wasm instances, and the same head or vector must be the
+/// same bytes every time (a page compares, caches and hashes them). Same keys and values, so the
+/// header keeps its length; a header that does not parse is left as it is.
+fn sort_metadata(bytes: &mut [u8]) {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize) else { return };
+    let Some(header) = bytes.get(8..8usize.saturating_add(len)) else { return };
+    let Ok(serde_json::Value::Object(mut top)) = serde_json::from_slice::<serde_json::Value>(header) else { return };
+    let Some(serde_json::Value::Object(meta)) = top.remove("__metadata__") else { return };
+    let mut sorted: Vec<(String, serde_json::Value)> = meta.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = serde_json::Map::new();
+    out.insert("__metadata__".into(), serde_json::Value::Object(sorted.into_iter().collect()));
+    out.extend(top);
+    match serde_json::to_vec(&serde_json::Value::Object(out)) {
+        Ok(json) if json.len() <= len => {
+            bytes[8..8 + json.len()].copy_from_slice(&json);
+            bytes[8 + json.len()..8 + len].fill(b' '); // safetensors pads headers with spaces
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_files_are_the_same_bytes_whatever_the_metadata_order() {
+        let tensors = [Stored::floats("b.weight", vec![2], &[1.0, 2.0], OutDtype::F32), Stored::floats("a.bias", vec![3], &[0.5, -1.0, 3.0], OutDtype::F16)];
+        let pairs: Vec<(String, String)> = (0..12).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        let first = write(&tensors, pairs.iter().cloned().collect(), "x").unwrap();
+        // A HashMap built in another order (and with another random state) iterates differently.
+        for _ in 0..8 {
+            let again = write(&tensors, pairs.iter().rev().cloned().collect(), "x").unwrap();
+            assert_eq!(again, first);
+        }
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(floats(Dtype::F16, st.tensor("a.bias").unwrap().data()).unwrap(), [0.5, -1.0, 3.0]);
+        let (_, header) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(header.metadata().as_ref().unwrap().get("key7").map(String::as_str), Some("value 7"));
+    }
 }

@@ -115,6 +115,27 @@ export class Host {
     return { value: out, transfer: out.map((v) => v.buffer) };
   }
 
+  async op_trainEmbed({ texts }) {
+    return this.model.trainEmbed(texts);
+  }
+
+  async op_trainStart({ texts, labelIds, labels, options }) {
+    return this.model.trainStart(texts, new Uint32Array(labelIds), labels, options ?? {});
+  }
+
+  async op_trainEpochs({ n }) {
+    return this.model.trainEpochs(n);
+  }
+
+  async op_trainFinish({ encoder }) {
+    const bytes = await this.model.trainFinish(encoder);
+    return { value: bytes, transfer: [bytes.buffer] };
+  }
+
+  op_attachHead({ bytes }) {
+    return this.model.attachHead(bytes);
+  }
+
   op_loadGenerator({ files, name }) {
     this.model = this.withFiles(files, (bundle) => this.wasm.Generator.create(this.runtime, bundle, name ?? undefined));
     return { device: this.model.device };

@@ -80,7 +80,35 @@ export interface ClassifierOptions extends LoadOptions, EncoderOptions {
    * browser reports (at most 4), fewer when the copies would pass ~1 GB. Default 1; always 1 on WebGPU
    * and with `worker: false`. */
   workers?: number | 'auto';
+  /** A `head.safetensors` (from `trainClassifier`'s `save()`, `veer train` or `veer distill`) to
+   * classify with, on top of the encoder `source`. */
+  head?: string | URL | Bytes;
 }
+
+/** `trainClassifier`'s options: the training's, and `loadClassifier`'s for the encoder. */
+export interface TrainOptions extends ClassifierOptions {
+  /** Label order (default: order of first appearance in the examples). */
+  labels?: string[];
+  /** Most epochs (default 200); training stops earlier after `patience` (15) epochs without a better
+   * held-out loss, and keeps the best epoch's head. */
+  epochs?: number;
+  patience?: number;
+  /** The same seed, examples and options give the same head (default 0). */
+  seed?: number;
+  /** Units of a hidden ReLU layer (default 0: a linear head). */
+  hidden?: number;
+  learningRate?: number;
+  batchSize?: number;
+  /** Fraction of each label's examples held out for early stopping (default 0.2, at least one). */
+  holdout?: number;
+  /** Weight examples so that every label counts alike (default true). */
+  classWeights?: boolean;
+  onProgress?: (p: TrainProgress) => void;
+}
+
+export type TrainProgress =
+  | { phase: 'embed'; done: number; total: number }
+  | { phase: 'train'; epoch: number; epochs: number; bestEpoch: number; valLoss: number; done: boolean };
 
 export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
@@ -183,6 +211,11 @@ export class Classifier extends EventTarget implements Model {
   embed(text: string, options?: CallOptions): Promise<Float32Array>;
   tokenize(texts: string[]): Promise<Uint32Array[]>;
   tokenize(text: string): Promise<Uint32Array>;
+  /** The trained (or `head`-loaded) head as `head.safetensors` bytes; E_INVALID for a folder's own head. */
+  save(): Uint8Array;
+  /** After `trainClassifier`: examples, rows trained on and held out, epochs run, the best epoch and
+   * its held-out loss, training time. */
+  readonly training?: { examples: number; train: number; heldOut: number; epochs: number; bestEpoch: number; valLoss: number; ms: number };
   dispose(): void;
 }
 
@@ -288,6 +321,8 @@ export class Vector {
 
 export function init(options?: InitOptions): Promise<Runtime>;
 export function loadClassifier(source: ModelSource, options?: ClassifierOptions): Promise<Classifier>;
+/** Train a classifier head on `encoder` from `examples`, in the page (see `TrainOptions`). */
+export function trainClassifier(encoder: ModelSource, examples: { text: string; label: string }[], options?: TrainOptions): Promise<Classifier>;
 export function loadGenerator(source: ModelSource, options?: GeneratorOptions): Promise<Generator>;
 export function loadVector(source: string | URL | Bytes, options?: VectorOptions): Promise<Vector>;
 /** Remove cached model files (all, or those whose URL starts with `prefix`); resolves to how many. */

@@ -243,6 +243,9 @@ const FILES = {
   tokenizerConfig: { name: 'tokenizer_config.json', kind: 'json', optional: true },
   pooling: { name: '1_Pooling/config.json', kind: 'json', optional: true },
   sentenceBert: { name: 'sentence_bert_config.json', kind: 'json', optional: true },
+  // A classifier head apart from its encoder (`loadClassifier(encoder, { head })`); never looked for in
+  // a folder.
+  head: { name: 'head.safetensors', kind: 'safetensors', optional: true },
 };
 
 // Options the library itself handles; the rest of a `load*`/`generate` options object is the model's
@@ -609,6 +612,15 @@ export class Classifier extends Model {
     const out = await this._spread('tokenize', textList('tokenize', texts));
     return single ? out[0] : out;
   }
+
+  /** The head this classifier was trained with (`trainClassifier`) or loaded from bytes
+   * (`loadClassifier(encoder, { head })`), as `head.safetensors` bytes: what `loadClassifier`'s `head`
+   * option, `veer classify --head` and `veer pack` take. Nothing leaves the page unless you send it. */
+  save() {
+    const bytes = this._sources.head?.bytes;
+    if (!bytes) throw new VeerError('E_INVALID', 'save: this classifier has no head of its own to save (train one with trainClassifier, or load one with the head option)');
+    return bytes.slice();
+  }
 }
 
 /**
@@ -617,14 +629,88 @@ export class Classifier extends Model {
  */
 export async function loadClassifier(source, options = {}) {
   // Everything but the library's own options is an `EncoderOptions` request, checked by the model.
-  const [own, request] = splitOptions('loadClassifier', options, [...LOAD_OPTIONS, 'workers']);
+  const [own, request] = splitOptions('loadClassifier', options, [...LOAD_OPTIONS, 'workers', 'head']);
   const rt = await runtimeFor(own);
-  const clf = new Classifier(rt, 'classifier', describeSources(source, ['config', 'weights', 'tokenizer', 'pooling', 'sentenceBert']), own, request);
+  const sources = describeSources(source, ['config', 'weights', 'tokenizer', 'pooling', 'sentenceBert']);
+  if (own.head !== undefined) sources.head = describeSources({ head: own.head }, ['head']).head;
+  if (sources.head?.bytes) sources.head.bytes = await toUint8(sources.head.bytes); // kept for save()
+  const clf = new Classifier(rt, 'classifier', sources, own, request);
   const info = await clf._open(rt._deviceForModels(), { signal: own.signal });
   clf.labels = info.labels;
   clf.maxLength = info.maxLength;
   clf.pooling = info.pooling;
   return clf;
+}
+
+// Options of `trainClassifier` that shape the training (the rest load the encoder, as for
+// `loadClassifier`); all but `labels` are the Rust `HeadOptions`, checked there.
+const TRAIN_OPTIONS = ['labels', 'epochs', 'seed', 'hidden', 'learningRate', 'batchSize', 'patience', 'holdout', 'classWeights'];
+
+/**
+ * Train a classifier head on an encoder from labelled examples, in the page: `encoder` as
+ * `loadClassifier` takes it, `examples` `[{ text, label }]`. Embeddings are computed in the model's
+ * worker (once per text), the head (linear, or `hidden` units) trained there with the code of
+ * `veer distill`/`veer train`: AdamW, class weighting, early stopping on a held-out slice of each
+ * label, deterministic for a `seed`. Resolves to a `Classifier` (its `training` says how it went) whose
+ * `save()` gives the `head.safetensors` bytes. `onProgress({ phase: 'embed', done, total })` then
+ * `({ phase: 'train', epoch, epochs, bestEpoch, valLoss, done })`; `signal` aborts (E_ABORTED).
+ */
+export async function trainClassifier(encoder, examples, options = {}) {
+  const train = {};
+  const load = {};
+  for (const [k, v] of Object.entries(options ?? {})) {
+    if (TRAIN_OPTIONS.includes(k)) train[k] = v;
+    else if (k !== 'onProgress') load[k] = v;
+  }
+  const { onProgress, signal } = options ?? {};
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw new VeerError('E_INVALID', 'trainClassifier: options.onProgress must be a function');
+  if (!Array.isArray(examples)) throw new VeerError('E_INVALID', 'trainClassifier: examples must be an array of { text, label }');
+  // Messages name positions and types, never the user's text.
+  examples.forEach((e, i) => {
+    if (!e || typeof e.text !== 'string' || typeof e.label !== 'string') throw new VeerError('E_INVALID', `trainClassifier: examples[${i}] must be { text: string, label: string }`);
+  });
+  const labels = train.labels ?? [...new Set(examples.map((e) => e.label))];
+  delete train.labels;
+  if (!Array.isArray(labels) || labels.some((l) => typeof l !== 'string') || new Set(labels).size !== labels.length) {
+    throw new VeerError('E_INVALID', 'trainClassifier: options.labels must be an array of distinct strings');
+  }
+  const labelIds = examples.map((e, i) => {
+    const k = labels.indexOf(e.label);
+    if (k < 0) throw new VeerError('E_INVALID', `trainClassifier: examples[${i}].label is not one of options.labels`);
+    return k;
+  });
+  const aborted = () => new VeerError('E_ABORTED', 'trainClassifier aborted');
+  if (signal?.aborted) throw aborted();
+  const clf = await loadClassifier(encoder, load);
+  try {
+    const texts = examples.map((e) => e.text);
+    const unique = [...new Set(texts)];
+    for (let i = 0; i < unique.length; i += CHUNK) {
+      if (signal?.aborted) throw aborted();
+      await clf._call('trainEmbed', { texts: unique.slice(i, i + CHUNK) });
+      onProgress?.({ phase: 'embed', done: Math.min(i + CHUNK, unique.length), total: unique.length });
+    }
+    if (signal?.aborted) throw aborted();
+    const t0 = performance.now();
+    const started = await clf._call('trainStart', { texts, labelIds, labels, options: train });
+    let p;
+    do {
+      if (signal?.aborted) throw aborted();
+      p = await clf._call('trainEpochs', { n: 5 });
+      onProgress?.({ phase: 'train', ...p });
+    } while (!p.done);
+    const name = typeof encoder === 'string' ? encoder.replace(/\/+$/, '').split('/').pop() : '';
+    const head = await clf._call('trainFinish', { encoder: name });
+    for (const ch of clf._pool ?? []) await ch.call('attachHead', { bytes: head });
+    // Part of the model's files from now on: a restart or a GPU → CPU reload keeps the trained head.
+    clf._sources.head = { ...FILES.head, name: 'trained head', bytes: head };
+    clf.labels = labels;
+    clf.training = { examples: texts.length, train: started.train, heldOut: started.heldOut, epochs: p.epoch, bestEpoch: p.bestEpoch, valLoss: p.valLoss, ms: Math.round(performance.now() - t0) };
+    return clf;
+  } catch (e) {
+    clf.dispose();
+    throw toVeerError(e);
+  }
 }
 
 let generations = 0;

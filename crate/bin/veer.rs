@@ -126,6 +126,28 @@ enum Command {
     /// Train a small classifier from gold labels, a teacher classifier or the LM (zero-shot), and export
     /// it as a folder the browser loads (plus head.safetensors and report.json).
     Distill(Box<DistillArgs>),
+    /// Train a classifier head on an encoder from labelled examples, JSONL lines `{"text", "label"}`:
+    /// the code path of the browser's `trainClassifier` (same options, same head for the same data and
+    /// seed). Writes head.safetensors; with --test (same format), reports accuracy and scores.
+    Train {
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// `trainClassifier`'s options as JSON: `{"epochs", "seed", "hidden", "learningRate",
+        /// "batchSize", "patience", "holdout", "classWeights"}`.
+        #[arg(long, default_value = "{}")]
+        options: String,
+        /// Label order (default: order of first appearance in --data).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Encoder folder + head.safetensors (from `veer distill`) → a complete classifier folder.
     Pack {
         #[arg(long)]
@@ -257,6 +279,10 @@ struct EncoderArgs {
     /// An HF folder with config.json, model.safetensors and tokenizer.json.
     #[arg(long)]
     model: PathBuf,
+    /// A head.safetensors (from `veer distill`/`veer train`/the browser's `trainClassifier`) to
+    /// classify with instead of the folder's own head.
+    #[arg(long)]
+    head: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     device: String,
     #[command(flatten)]
@@ -269,7 +295,11 @@ fn device(name: &str) -> Result<Backend> {
 
 /// Load an encoder folder as the browser does: the same files, the same defaults.
 fn encoder(args: &EncoderArgs) -> Result<Encoder> {
-    Encoder::load(&ModelFiles::from_dir(&args.model)?, &args.options, &device(&args.device)?.device)
+    let mut files = ModelFiles::from_dir(&args.model)?;
+    if let Some(head) = &args.head {
+        files.head = Some(veer::files::File { name: head.display().to_string(), bytes: read(head)? });
+    }
+    Encoder::load(&files, &args.options, &device(&args.device)?.device)
 }
 
 fn decoder(dir: &Path, device: &burn::tensor::Device) -> Result<generate::Model> {
@@ -356,6 +386,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             Ok(json!({"out": out, "method": result.method}))
         }
         Command::Distill(a) => distill(*a),
+        Command::Train { encoder, data, out, test, options, labels, device: name } => train_head(&encoder, &data, &out, test.as_deref(), &options, labels, &name),
         Command::Pack { encoder, head, out, dtype } => {
             let packed = veer::distill::export::pack(&encoder, &head, &out, dtype.into())?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
@@ -366,6 +397,64 @@ fn run(command: Command) -> Result<serde_json::Value> {
             Ok(json!({"device": b.kind.name(), "fallback_reason": b.fallback_reason, "self_check_max_abs_diff": max_diff}))
         }
     }
+}
+
+/// JSONL `{"text": …, "label": …}` lines.
+fn examples(path: &Path) -> Result<Vec<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Example {
+        text: String,
+        label: String,
+    }
+    let name = path.display().to_string();
+    String::from_utf8_lossy(&read(path)?)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str::<Example>(l).map(|e| (e.text, e.label)).map_err(|e| Error::file(&name, format!("line {}: {e}", i + 1))))
+        .collect()
+}
+
+fn train_head(encoder_dir: &Path, data: &Path, out: &Path, test: Option<&Path>, options: &str, mut labels: Vec<String>, device_name: &str) -> Result<serde_json::Value> {
+    use veer::train::{HeadOptions, HeadTraining};
+    let backend = device(device_name)?;
+    let opts: HeadOptions = veer::options::from_json(options, "options")?;
+    let train = examples(data)?;
+    for (_, l) in &train {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let ids: Vec<usize> = train.iter().map(|(_, l)| labels.iter().position(|x| x == l).unwrap_or(labels.len())).collect();
+    let enc = Encoder::load(&ModelFiles::from_dir(encoder_dir)?, &EncoderOptions::default(), &backend.device)?;
+    let spec = opts.spec(enc.max_len());
+    let t0 = std::time::Instant::now();
+    let features = backend::block_on(enc.features(&train.iter().map(|(t, _)| t).collect::<Vec<_>>(), &spec))?;
+    let embed_s = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
+    let mut training = backend::block_on(HeadTraining::new(features, &ids, labels.clone(), spec, &opts, &backend.device))?;
+    let progress = loop {
+        let p = backend::block_on(training.epochs(10))?;
+        if p.done {
+            break p;
+        }
+    };
+    let name = encoder_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let bytes = backend::block_on(training.head_file(&name))?;
+    let train_s = t0.elapsed().as_secs_f64();
+    write(out, &bytes)?;
+    let (n_train, held_out) = training.sizes();
+    let mut report = json!({"out": out, "labels": labels, "train": n_train, "held_out": held_out, "progress": progress, "seconds": {"embed": embed_s, "train": train_s}});
+    if let Some(test) = test {
+        let mut files = ModelFiles::from_dir(encoder_dir)?;
+        files.head = Some(veer::files::File { name: out.display().to_string(), bytes });
+        let enc = Encoder::load(&files, &EncoderOptions::default(), &backend.device)?;
+        let test = examples(test)?;
+        let results = backend::block_on(enc.classify(&test.iter().map(|(t, _)| t).collect::<Vec<_>>()))?;
+        let correct = results.iter().zip(&test).filter(|(r, (_, l))| r.label == *l).count();
+        report["test"] = json!({"n": test.len(), "accuracy": correct as f64 / test.len().max(1) as f64, "scores": results.iter().map(|r| r.scores.iter().map(|s| s.1).collect::<Vec<f32>>()).collect::<Vec<_>>()});
+    }
+    Ok(report)
 }
 
 fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_json::Value> {

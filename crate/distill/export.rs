@@ -5,46 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use burn::tensor::Tensor;
 use safetensors::SafeTensors;
 use serde_json::{Value as Json, json};
 
-use crate::backend::{block_on, read_f32};
-use crate::bert::{NamedParam, PooledHead};
-use crate::distill::train::Head;
+pub use crate::train::{HEAD_FORMAT, head_safetensors};
 use crate::error::{Error, Result};
+use crate::train::read_head_metadata;
 use crate::weights::{OutDtype, Stored, floats};
-
-pub const HEAD_FORMAT: &str = "veer-head/1";
-
-/// The head in HF layout ([out, in] weights): `pre_classifier.*` (when there is a hidden layer) and
-/// `classifier.*`, F32; plus any fine-tuned encoder layers under their HF names, in `dtype` (they
-/// replace the base encoder's tensors when packed).
-pub fn head_safetensors(head: &Head, layers: &[NamedParam], dtype: OutDtype, spec: &PooledHead, labels: &[String], encoder: &str) -> Result<Vec<u8>> {
-    let names: &[&str] = if head.has_hidden() { &["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"] } else { &["classifier.weight", "classifier.bias"] };
-    // HF layout: linear weights [out, in]; biases and norm parameters flat.
-    let hf = |name: &str, p: &Tensor<2>, transposed: bool, dtype: OutDtype| -> Result<Stored> {
-        let [i, o] = p.dims();
-        let (value, shape) = if transposed { (p.clone().transpose(), vec![o, i]) } else { (p.clone(), vec![i * o]) };
-        Ok(Stored::floats(name, shape, &block_on(read_f32(value))?, dtype))
-    };
-    let mut tensors = Vec::new();
-    for (name, p) in names.iter().zip(&head.params()) {
-        tensors.push(hf(name, p, name.ends_with(".weight"), OutDtype::F32)?);
-    }
-    for p in layers {
-        tensors.push(hf(&p.name, &p.value, p.transposed, dtype)?);
-    }
-    let json = |v: serde_json::Result<String>| v.map_err(|e| Error::file("head.safetensors", format!("metadata: {e}")));
-    let meta: HashMap<String, String> = [
-        ("format".to_string(), HEAD_FORMAT.to_string()),
-        ("labels".to_string(), json(serde_json::to_string(labels))?),
-        ("veer_head".to_string(), json(serde_json::to_string(spec))?),
-        ("encoder".to_string(), encoder.to_string()),
-    ]
-    .into();
-    crate::weights::write(&tensors, meta, "head.safetensors")
-}
 
 /// A tensor's shape and its values as f32, row-major.
 type Dense = (Vec<usize>, Vec<f32>);
@@ -99,13 +66,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
     let read = |p: &Path| std::fs::read(p).map_err(|e| Error::file(p.display().to_string(), e));
     let head_bytes = read(head_file)?;
     let head_name = head_file.display().to_string();
-    let (_, meta) = SafeTensors::read_metadata(&head_bytes).map_err(|e| Error::file(&head_name, e))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(HEAD_FORMAT) {
-        return Err(Error::file(&head_name, format!("not a {HEAD_FORMAT} file (written by `veer distill`)")));
-    }
-    let labels: Vec<String> = serde_json::from_str(meta.get("labels").map_or("", String::as_str)).map_err(|e| Error::file(&head_name, format!("metadata `labels`: {e}")))?;
-    let spec: PooledHead = serde_json::from_str(meta.get("veer_head").map_or("", String::as_str)).map_err(|e| Error::file(&head_name, format!("metadata `veer_head`: {e}")))?;
+    let (labels, spec) = read_head_metadata(&head_bytes, &head_name)?;
     let head = SafeTensors::deserialize(&head_bytes).map_err(|e| Error::file(&head_name, e))?;
 
     let config_path = encoder_dir.join("config.json");

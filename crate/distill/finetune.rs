@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::backend::{block_on, read_f32};
 use crate::bert::{self, NamedParam, PooledHead};
 use crate::distill::cache;
-use crate::distill::train::{AdamW, Head, loss, read_loss, targets};
+use crate::train::{AdamW, Head, loss, read_loss, targets};
 use crate::encoder::Encoder;
 use crate::error::Result;
 
@@ -254,7 +254,7 @@ pub fn finetune(
         let mut total = 0.0;
         for (xs, ys) in val_in.chunks(32).zip(val.2.chunks(32)) {
             let batch: Vec<&Input> = xs.iter().collect();
-            total += read_loss(loss(model.logits(&batch, &layers, &head, &device), targets(ys.iter(), &device)))? * xs.len() as f32;
+            total += block_on(read_loss(loss(model.logits(&batch, &layers, &head, &device), targets(ys.iter(), &device))))? * xs.len() as f32;
         }
         Ok(total / val_in.len().max(1) as f32)
     };
@@ -291,7 +291,8 @@ pub fn finetune(
             let grads = loss(logits, targets(idx.iter().map(|&i| &train.2[i]), &ad)).backward();
             let lr = |k: usize| scale * if k < params.n_layer { opts.lr } else { opts.head_lr };
             let decays = &params.decays;
-            values = adam.step(values, &tracked, &grads, lr, |k| if decays[k] { opts.weight_decay } else { 0.0 });
+            let grads = tracked.iter().map(|t| t.grad(&grads)).collect();
+            values = adam.step(values, grads, lr, |k| if decays[k] { opts.weight_decay } else { 0.0 });
             bar.inc(idx.len() as u64);
         }
         bar.finish_and_clear();

@@ -13,7 +13,7 @@ pub mod finetune;
 pub mod metrics;
 pub mod select;
 pub mod teacher;
-pub mod train;
+pub use crate::train;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use serde_json::json;
 
 use burn::tensor::Device;
 
+use crate::backend::block_on;
 use crate::bert::{PooledHead, Pooling};
 use crate::encoder::Encoder;
 use crate::files::ModelFiles;
@@ -168,7 +169,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let test_gold = if has_test_gold { Some(test.gold_ids("test")?) } else { None };
     let eval = |t: &Trainer| -> Result<Option<Scores>> {
         let Some(gold) = test_gold.as_ref() else { return Ok(None) };
-        let pred: Vec<usize> = t.predict(&test_x)?.iter().map(|p| argmax(p)).collect();
+        let pred: Vec<usize> = block_on(t.predict(&test_x))?.iter().map(|p| argmax(p)).collect();
         Ok(Some(metrics::score(&pred, gold, classes)))
     };
 
@@ -206,7 +207,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     };
     let encoder_name = o.encoder.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     std::fs::create_dir_all(&o.out).map_err(|e| Error::file(o.out.display().to_string(), e))?;
-    let head_bytes = export::head_safetensors(&head, &tuned_layers, o.dtype, &spec, &labels, &encoder_name)?;
+    let head_bytes = block_on(export::head_safetensors(&head, &tuned_layers, o.dtype, &spec, &labels, &encoder_name))?;
     let head_file = o.out.join("head.safetensors");
     std::fs::write(&head_file, &head_bytes).map_err(|e| Error::file(head_file.display().to_string(), e))?;
     let packed = export::pack(&o.encoder, &head_file, &o.out, o.dtype)?;
@@ -324,12 +325,12 @@ impl Students<'_> {
         match method {
             Method::All => {
                 let idx: Vec<usize> = (0..n).collect();
-                trainer.fit(train, &idx, valid)?;
+                block_on(trainer.fit(train, &idx, valid))?;
                 Ok((trainer, idx))
             }
             Method::Random => {
                 let idx = select::random(n, k, seed);
-                trainer.fit(train, &idx, valid)?;
+                block_on(trainer.fit(train, &idx, valid))?;
                 Ok((trainer, idx))
             }
             Method::Llkd => {
@@ -338,12 +339,12 @@ impl Students<'_> {
                 let mut chosen = Vec::with_capacity(k);
                 for r in 0..rounds {
                     let quota = k * (r + 1) / rounds - chosen.len();
-                    let student = trainer.predict(train.x)?;
+                    let student = block_on(trainer.predict(train.x))?;
                     for i in select::llkd_round(train.y, &student, &taken, quota) {
                         taken[i] = true;
                         chosen.push(i);
                     }
-                    trainer.fit(train, &chosen, valid)?;
+                    block_on(trainer.fit(train, &chosen, valid))?;
                 }
                 Ok((trainer, chosen))
             }

@@ -162,9 +162,7 @@ fn text_key(t: &str) -> String {
     Hash::default().str(t).hex()
 }
 
-pub fn one_hot(i: usize, n: usize) -> Vec<f32> {
-    (0..n).map(|j| if j == i { 1.0 } else { 0.0 }).collect()
-}
+pub use crate::train::one_hot;
 
 /// p / p_content_free, renormalised.
 pub fn calibrate(p: &[f32], prior: &[f32]) -> Vec<f32> {

@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, basename } from 'node:path';
-import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { serve, launchPersistent, blankPage, watch, nativeScores, maxDiff, www as wwwDir, models, root } from './helpers.mjs';
 
 /** The reference's long text (truncated at 256 tokens in tests/fixtures/bert.json). */
@@ -524,4 +525,79 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
   assert.equal(got.scaled, 30);
   assert.equal(got.wrong, 'E_INVALID');
   assert.equal(got.unknownOption, 'E_INVALID');
+});
+
+/** BBC News examples (bench/train_data.py over the CSV that `make assets` fetched for the topic
+ * classifier): `k` per label to train on and 10 per label held out, first 600 characters, one line. */
+function bbcExamples(k) {
+  const data = `${process.env.VEER_CACHE ?? `${root}.cache`}/data`;
+  const out = `${root}test-results/train-data`;
+  if (!existsSync(`${out}/bbc-test.jsonl`)) execFileSync('python3', [`${root}bench/train_data.py`, data, out], { stdio: 'ignore' });
+  const read = (f) => readFileSync(`${out}/${f}`, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((e) => ({ text: e.text.slice(0, 600).replace(/\s+/g, ' '), label: e.label }));
+  const test = read('bbc-test.jsonl');
+  const held = ['business', 'entertainment', 'politics', 'sports', 'tech'].flatMap((l) => test.filter((e) => e.label === l).slice(0, 10));
+  return { train: read(`bbc-${k}.jsonl`), test: held };
+}
+
+test('trainClassifier trains a head in the page that classifies held-out texts, and it loads natively with the same scores', async () => {
+  const { train, test: held } = bbcExamples(8);
+  const got = await inPage(
+    async (veer, { train, held }) => {
+      await veer.init({ device: 'cpu' });
+      const progress = [];
+      const clf = await veer.trainClassifier('models/all-minilm-l6-v2/', train, { seed: 3, onProgress: (p) => progress.push(p) });
+      const results = await clf.classify(held.map((e) => e.text));
+      const head = clf.save();
+      // The same seed and examples give the same head; the saved head loads on the encoder again.
+      const again = await veer.trainClassifier('models/all-minilm-l6-v2/', train, { seed: 3 });
+      const same = again.save().every((b, i) => b === head[i]) && again.save().length === head.length;
+      again.dispose();
+      const loaded = await veer.loadClassifier('models/all-minilm-l6-v2/', { head });
+      const reloaded = await loaded.classify(held.map((e) => e.text));
+      const code = (p) => p.then(() => 'ok', (e) => `${e.code} ${e.message}`);
+      const controller = new AbortController();
+      const aborted = await code(veer.trainClassifier('models/all-minilm-l6-v2/', train, { onProgress: (p) => p.phase === 'train' && controller.abort(), signal: controller.signal }));
+      const secret = 'my private note about a patient';
+      const badLabel = await code(veer.trainClassifier('models/all-minilm-l6-v2/', [...train, { text: secret, label: 'weather' }], { labels: ['business', 'entertainment', 'politics', 'sports', 'tech'] }));
+      const oneExample = await code(veer.trainClassifier('models/all-minilm-l6-v2/', [...train, { text: secret, label: 'weather' }]));
+      const badOption = await code(veer.trainClassifier('models/all-minilm-l6-v2/', train, { epochs: 0 }));
+      const folderHead = await code(Promise.resolve().then(() => loaded.save()));
+      const plain = await veer.loadClassifier('models/sentiment/');
+      const plainSave = await code(Promise.resolve().then(() => plain.save()));
+      plain.dispose();
+      loaded.dispose();
+      return {
+        labels: clf.labels, training: clf.training, results, reloaded, head: Array.from(head), same,
+        phases: [...new Set(progress.map((p) => p.phase))], lastProgress: progress.at(-1),
+        aborted, badLabel, oneExample, badOption, folderHead, plainSave, secret,
+      };
+    },
+    { train, held },
+  );
+  const correct = got.results.filter((r, i) => r.label === held[i].label).length;
+  const accuracy = correct / held.length;
+  // 8 examples per label, 5 labels; the native `veer train` on the same data reaches ~0.9.
+  assert.ok(accuracy >= 0.75, `held-out accuracy ${accuracy}`);
+  assert.deepEqual(got.labels, [...new Set(train.map((e) => e.label))]);
+  assert.equal(got.training.examples, 40);
+  assert.equal(got.training.train + got.training.heldOut, 40);
+  assert.ok(got.training.heldOut >= 5, JSON.stringify(got.training));
+  assert.deepEqual(got.phases, ['embed', 'train']);
+  assert.equal(got.lastProgress.done, true);
+  assert.ok(got.same, 'the same seed gives the same head');
+  assert.ok(maxDiff(got.reloaded, got.results.map((r) => ({ score: r.score, scores: Object.entries(r.scores) }))) <= 1e-6, 'loadClassifier(encoder, { head })');
+  assert.match(got.aborted, /^E_ABORTED/);
+  assert.match(got.badLabel, /^E_INVALID .*examples\[40\]\.label/);
+  assert.match(got.oneExample, /^E_INVALID .*`weather` has 1 example/);
+  assert.match(got.badOption, /^E_INVALID .*epochs/);
+  assert.equal(got.folderHead, 'ok');
+  assert.match(got.plainSave, /^E_INVALID/);
+  for (const e of [got.badLabel, got.oneExample]) assert.ok(!e.includes(got.secret), 'errors never contain the user\'s text');
+  // The exported head, natively: `veer classify --head` on the same encoder gives the same scores.
+  mkdirSync(`${root}test-results`, { recursive: true });
+  const headFile = `${root}test-results/trained-head.safetensors`;
+  writeFileSync(headFile, Buffer.from(got.head));
+  const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['classify', '--model', `${models}all-minilm-l6-v2`, '--head', headFile, '-'], { input: held.map((e) => e.text).join('\n'), encoding: 'utf8' })).results;
+  const diff = maxDiff(got.results, native.map((n) => ({ score: n.score, scores: Object.entries(n.scores) })));
+  assert.ok(diff <= 1e-4, `browser vs native scores of the exported head: max |Δ| ${diff}`);
 });

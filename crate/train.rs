@@ -1,0 +1,659 @@
+//! Classifier heads on frozen sentence embeddings: the one trainer behind `veer distill` and the
+//! browser's `trainClassifier`, and the `head.safetensors` file they both write.
+//!
+//! Soft-target cross-entropy (optionally class-weighted), AdamW, mini-batches, early stopping on a
+//! held-out split (best epoch kept). Gradients are written out by hand rather than taken from burn's
+//! autodiff: a head is at most two affine layers, its backward pass is five matrix products, and the
+//! wasm module then needs no autodiff backend (which would wrap every tensor operation of every
+//! backend in the build). `tests` check these gradients against autodiff natively.
+
+use std::collections::HashMap;
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::backend::read_f32;
+use crate::bert::{Activation, NamedParam, PooledHead};
+use crate::error::{Error, Result};
+use crate::weights::{OutDtype, Stored};
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Units of the hidden layer; 0 for a linear head.
+    pub hidden: usize,
+    pub activation: Activation,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch: usize,
+    /// Epochs per fit, and epochs without a better held-out loss before stopping.
+    pub epochs: usize,
+    pub patience: usize,
+    pub seed: u64,
+    /// Weight each example by n / (classes × its class's count), so that a rare class counts as much
+    /// as a common one (targets' argmax decides the class).
+    pub class_weights: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { hidden: 0, activation: Activation::Relu, lr: 3e-3, weight_decay: 1e-4, batch: 32, epochs: 200, patience: 15, seed: 0, class_weights: false }
+    }
+}
+
+/// Features [n, dim] row-major with soft targets [n][classes].
+pub struct Split<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [Vec<f32>],
+}
+
+impl Split<'_> {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FitStats {
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub val_loss: f32,
+}
+
+/// One affine layer of a head: weight [in, out] (HF stores the transpose) and bias [1, out], both
+/// matrices so that one optimiser loop serves every parameter.
+#[derive(Clone)]
+pub struct Dense {
+    pub weight: Tensor<2>,
+    pub bias: Tensor<2>,
+}
+
+impl Dense {
+    /// [n, in] → [n, out]
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.clone()) + self.bias.clone()
+    }
+
+    /// Gradients of weight and bias for input `x` [n, in] and output gradient `dy` [n, out].
+    fn grads(x: Tensor<2>, dy: &Tensor<2>) -> [Tensor<2>; 2] {
+        [x.transpose().matmul(dy.clone()), dy.clone().sum_dim(0)]
+    }
+}
+
+/// A classifier head: an optional hidden layer with its activation (HF `pre_classifier`), then the
+/// output layer (`classifier`).
+#[derive(Clone)]
+pub struct Head {
+    pub hidden: Option<Dense>,
+    pub out: Dense,
+    pub activation: Activation,
+}
+
+/// The derivative of `act` at the pre-activations `z`, element-wise.
+fn activation_grad(act: Activation, z: Tensor<2>) -> Tensor<2> {
+    match act {
+        Activation::Relu => z.greater_elem(0.0).float(),
+        Activation::Tanh => z.tanh().powi_scalar(2).neg() + 1.0,
+        // burn's gelu is x Φ(x) (erf form): d/dx = Φ(x) + x φ(x).
+        Activation::Gelu => {
+            let cdf = (z.clone() / std::f64::consts::SQRT_2).erf() * 0.5 + 0.5;
+            let pdf = (z.clone().powi_scalar(2) * -0.5).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            cdf + z * pdf
+        }
+    }
+}
+
+impl Head {
+    pub fn has_hidden(&self) -> bool {
+        self.hidden.is_some()
+    }
+
+    /// [n, dim] → logits [n, classes]
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = match &self.hidden {
+            Some(h) => self.activation.apply(h.forward(x)),
+            None => x,
+        };
+        self.out.forward(x)
+    }
+
+    /// The gradients of `loss(forward(x), targets, weights)` with respect to `params()`, in that
+    /// order. x: [n, dim]; targets: [n, classes] (rows summing to 1); weights: [n, 1].
+    pub fn gradients(&self, x: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Vec<Tensor<2>> {
+        // d loss / d logits = w_i (softmax_i − y_i) / Σ w  (for targets that sum to 1 per row).
+        let total = weights.clone().sum();
+        let (z, a) = match &self.hidden {
+            Some(h) => {
+                let z = h.forward(x.clone()); // [n, units]
+                (Some(z.clone()), self.activation.apply(z))
+            }
+            None => (None, x.clone()),
+        };
+        let dlogits = (softmax(self.out.forward(a.clone()), 1) - targets) * weights / total.unsqueeze(); // [n, classes]
+        let [dw, db] = Dense::grads(a, &dlogits);
+        match (&self.hidden, z) {
+            (Some(_), Some(z)) => {
+                let dz = dlogits.matmul(self.out.weight.clone().transpose()) * activation_grad(self.activation, z); // [n, units]
+                let [dw1, db1] = Dense::grads(x, &dz);
+                vec![dw1, db1, dw, db]
+            }
+            _ => vec![dw, db],
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.out.bias.dims()[1]
+    }
+
+    /// The parameters as the optimiser sees them: weight, bias per layer, the hidden layer first.
+    pub fn params(&self) -> Vec<Tensor<2>> {
+        self.hidden.iter().chain([&self.out]).flat_map(|d| [d.weight.clone(), d.bias.clone()]).collect()
+    }
+
+    /// The inverse of `params`: a head of this shape from new values (same order and count).
+    pub fn with_params(&self, values: &[Tensor<2>]) -> Head {
+        let dense = |k: usize| Dense { weight: values[2 * k].clone(), bias: values[2 * k + 1].clone() };
+        let hidden = self.hidden.as_ref().map(|_| dense(0));
+        Head { out: dense(hidden.is_some() as usize), hidden, activation: self.activation }
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(|t| t.dims().iter().product::<usize>()).sum()
+    }
+}
+
+/// Mean soft-target cross-entropy of logits [n, c] against targets [n, c].
+pub fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    (targets * log_softmax(logits, 1)).sum_dim(1).mean().neg().reshape([1])
+}
+
+/// `loss` with a weight per row (weights [n, 1]): Σ w_i ce_i / Σ w_i.
+pub fn weighted_loss(logits: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+    let total = weights.clone().sum();
+    ((targets * log_softmax(logits, 1)).sum_dim(1) * weights).sum().neg().reshape([1]) / total
+}
+
+/// A scalar loss back on the host (async: on WebGPU a readback is).
+pub async fn read_loss(l: Tensor<1>) -> Result<f32> {
+    Ok(read_f32(l).await?.first().copied().unwrap_or(f32::INFINITY))
+}
+
+/// AdamW over a list of matrix parameters (the head's, and the fine-tuned layers'): one optimiser for
+/// every trainer in veer.
+pub struct AdamW {
+    m: Vec<Tensor<2>>,
+    v: Vec<Tensor<2>>,
+    step: i32,
+}
+
+impl AdamW {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    pub fn new(params: &[Tensor<2>]) -> Self {
+        let m: Vec<Tensor<2>> = params.iter().map(Tensor::zeros_like).collect();
+        AdamW { v: m.clone(), m, step: 0 }
+    }
+
+    /// One step with gradients `grads` (one per parameter, `None` for one off the loss path); `lr(k)`
+    /// and `decay(k)` give parameter k's learning rate and decoupled weight decay.
+    pub fn step(&mut self, params: Vec<Tensor<2>>, grads: Vec<Option<Tensor<2>>>, lr: impl Fn(usize) -> f64, decay: impl Fn(usize) -> f64) -> Vec<Tensor<2>> {
+        self.step += 1;
+        let (c1, c2) = (1.0 - Self::B1.powi(self.step), 1.0 - Self::B2.powi(self.step));
+        params
+            .into_iter()
+            .zip(grads)
+            .enumerate()
+            .map(|(k, (p, g))| {
+                let g = g.unwrap_or_else(|| p.zeros_like());
+                self.m[k] = self.m[k].clone() * Self::B1 + g.clone() * (1.0 - Self::B1);
+                self.v[k] = self.v[k].clone() * Self::B2 + g.powi_scalar(2) * (1.0 - Self::B2);
+                let update = (self.m[k].clone() / c1) / ((self.v[k].clone() / c2).sqrt() + Self::EPS);
+                p * (1.0 - lr(k) * decay(k)) - update * lr(k)
+            })
+            .collect()
+    }
+}
+
+fn rows(x: &[f32], dim: usize, idx: &[usize], device: &Device) -> Tensor<2> {
+    let data: Vec<f32> = idx.iter().flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [idx.len(), dim]), device)
+}
+
+/// Soft targets [rows, classes] on `device`.
+pub fn targets<'a>(y: impl ExactSizeIterator<Item = &'a Vec<f32>> + Clone, device: &Device) -> Tensor<2> {
+    let (n, c) = (y.len(), y.clone().next().map_or(0, Vec::len));
+    let data: Vec<f32> = y.flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [n, c]), device)
+}
+
+/// A head and its optimiser state.
+pub struct Trainer {
+    pub head: Head,
+    opts: TrainOptions,
+    device: Device,
+    dim: usize,
+    classes: usize,
+    rng: SmallRng,
+}
+
+/// One `fit` in progress: what `Trainer::epoch` advances (the browser runs a few epochs per call, so
+/// that a page can report progress and abort between them).
+pub struct Fit {
+    adam: AdamW,
+    best: (f32, usize, Head),
+    order: Vec<usize>,
+    epoch: usize,
+    /// Per class (targets' argmax): the example weight; all 1 without class weighting.
+    class_weight: Vec<f32>,
+}
+
+impl Fit {
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+    pub fn best_val_loss(&self) -> f32 {
+        self.best.0
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    crate::sample::argmax(p)
+}
+
+impl Trainer {
+    pub fn new(dim: usize, classes: usize, opts: TrainOptions, device: &Device) -> Self {
+        let device = device.clone();
+        // Initialised from our own seeded generator: burn's random tensors are not reproducible
+        // across runs on every backend.
+        let mut rng = SmallRng::seed_from_u64(opts.seed);
+        let mut init = |i: usize, o: usize| {
+            let bound = 1.0 / (i as f32).sqrt();
+            let values: Vec<f32> = (0..i * o).map(|_| rng.random_range(-bound..bound)).collect();
+            Tensor::<2>::from_data(TensorData::new(values, [i, o]), &device)
+        };
+        let hidden = (opts.hidden > 0).then(|| Dense { weight: init(dim, opts.hidden), bias: Tensor::zeros([1, opts.hidden], &device) });
+        let width = if opts.hidden > 0 { opts.hidden } else { dim };
+        let out = Dense { weight: init(width, classes), bias: Tensor::zeros([1, classes], &device) };
+        let head = Head { hidden, out, activation: opts.activation };
+        Trainer { head, opts, device, dim, classes, rng }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Probabilities [n][classes] for features [n, dim].
+    pub async fn predict(&self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let n = x.len() / self.dim;
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(1024) {
+            let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
+            let p = softmax(self.head.forward(rows(x, self.dim, &idx, &self.device)), 1);
+            out.extend(read_f32(p).await?.chunks_exact(self.classes).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// Row weights [n, 1] for the targets `y` of rows `idx`.
+    fn weights(&self, fit: &Fit, y: &[Vec<f32>], idx: &[usize]) -> Tensor<2> {
+        let w: Vec<f32> = idx.iter().map(|&i| fit.class_weight.get(argmax(&y[i])).copied().unwrap_or(1.0)).collect();
+        Tensor::from_data(TensorData::new(w, [idx.len(), 1]), &self.device)
+    }
+
+    async fn val_loss(&self, fit: &Fit, val: &Split<'_>) -> Result<f32> {
+        let idx: Vec<usize> = (0..val.len()).collect();
+        let logits = self.head.forward(rows(val.x, self.dim, &idx, &self.device));
+        read_loss(weighted_loss(logits, targets(val.y.iter(), &self.device), self.weights(fit, val.y, &idx))).await
+    }
+
+    /// Start training on `train` (rows `idx`) with early stopping on `val`; `epoch` advances it.
+    pub async fn start(&mut self, train: &Split<'_>, idx: &[usize], val: &Split<'_>) -> Result<Fit> {
+        if idx.is_empty() || val.is_empty() {
+            return Err(Error::Invalid(format!("training needs examples to train on and to hold out ({} and {})", idx.len(), val.len())));
+        }
+        let mut class_weight = vec![1.0f32; self.classes];
+        if self.opts.class_weights {
+            let mut counts = vec![0usize; self.classes];
+            idx.iter().for_each(|&i| counts[argmax(&train.y[i]).min(self.classes - 1)] += 1);
+            for (w, &c) in class_weight.iter_mut().zip(&counts) {
+                *w = if c == 0 { 0.0 } else { idx.len() as f32 / (self.classes * c) as f32 };
+            }
+        }
+        let mut fit = Fit { adam: AdamW::new(&self.head.params()), best: (f32::INFINITY, 0, self.head.clone()), order: idx.to_vec(), epoch: 0, class_weight };
+        fit.best.0 = self.val_loss(&fit, val).await?;
+        Ok(fit)
+    }
+
+    /// One epoch over the training rows; `false` once the fit is over (epochs used up, or `patience`
+    /// epochs without a better held-out loss), with the best head in place.
+    pub async fn epoch(&mut self, fit: &mut Fit, train: &Split<'_>, val: &Split<'_>) -> Result<bool> {
+        if fit.epoch >= self.opts.epochs || fit.epoch - fit.best.1 >= self.opts.patience {
+            self.head = fit.best.2.clone();
+            return Ok(false);
+        }
+        fit.epoch += 1;
+        let mut order = std::mem::take(&mut fit.order);
+        order.shuffle(&mut self.rng);
+        for batch in order.chunks(self.opts.batch.max(1)) {
+            let x = rows(train.x, self.dim, batch, &self.device);
+            let y = targets(batch.iter().map(|&i| &train.y[i]), &self.device);
+            let grads = self.head.gradients(x, y, self.weights(fit, train.y, batch)).into_iter().map(Some).collect();
+            // Decoupled weight decay on weights (even indices of `params`), not biases.
+            let values = fit.adam.step(self.head.params(), grads, |_| self.opts.lr, |k| if k % 2 == 0 { self.opts.weight_decay } else { 0.0 });
+            self.head = self.head.with_params(&values);
+        }
+        fit.order = order;
+        let vl = self.val_loss(fit, val).await?;
+        if vl < fit.best.0 - 1e-5 {
+            fit.best = (vl, fit.epoch, self.head.clone());
+        }
+        Ok(true)
+    }
+
+    pub fn stats(fit: &Fit) -> FitStats {
+        FitStats { epochs: fit.epoch, best_epoch: fit.best.1, val_loss: fit.best.0 }
+    }
+
+    /// Train on `train` (rows `idx`), early-stopping on `val`; leaves the best head in place.
+    pub async fn fit(&mut self, train: &Split<'_>, idx: &[usize], val: &Split<'_>) -> Result<FitStats> {
+        let mut fit = self.start(train, idx, val).await?;
+        while self.epoch(&mut fit, train, val).await? {}
+        Ok(Self::stats(&fit))
+    }
+}
+
+// --- a head from labelled examples (the browser's `trainClassifier`, `veer train`) -----------------------
+
+/// Most examples one training takes: each keeps its features on the host (1.5 KB for MiniLM), and a
+/// page that passes more is better served by `veer distill`.
+pub const MAX_EXAMPLES: usize = 50_000;
+
+/// What a caller sets for `HeadTraining` (JS `trainClassifier` options; defaults in `Default`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HeadOptions {
+    pub epochs: usize,
+    pub seed: u64,
+    /// Units of a hidden layer (0: a linear head).
+    pub hidden: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub patience: usize,
+    /// Fraction of each label's examples held out for early stopping.
+    pub holdout: f64,
+    pub class_weights: bool,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        let t = TrainOptions::default();
+        HeadOptions { epochs: t.epochs, seed: 0, hidden: 0, learning_rate: t.lr, batch_size: t.batch, patience: t.patience, holdout: 0.2, class_weights: true }
+    }
+}
+
+impl HeadOptions {
+    /// How the trained head reads the encoder: mean-pooled, normalised last layer (as `veer distill`),
+    /// texts truncated to `max_length` tokens.
+    pub fn spec(&self, max_length: usize) -> PooledHead {
+        PooledHead { pooling: crate::bert::Pooling::Mean, normalize: true, activation: (self.hidden > 0).then_some(Activation::Relu), layers: Vec::new(), max_length: Some(max_length) }
+    }
+
+    fn check(&self) -> Result<TrainOptions> {
+        let bad = |what: &str, why: &str| Err(Error::Invalid(format!("{what}: {why}")));
+        if self.epochs == 0 || self.epochs > 10_000 {
+            return bad("epochs", "expected 1..=10000");
+        }
+        if self.hidden > 4096 {
+            return bad("hidden", "at most 4096 units");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return bad("learningRate", "expected a number in (0, 1]");
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return bad("batchSize", "expected 1..=4096");
+        }
+        if !(self.holdout.is_finite() && self.holdout > 0.0 && self.holdout < 1.0) {
+            return bad("holdout", "expected a fraction in (0, 1)");
+        }
+        Ok(TrainOptions {
+            hidden: self.hidden,
+            activation: Activation::Relu,
+            lr: self.learning_rate,
+            batch: self.batch_size,
+            epochs: self.epochs,
+            patience: self.patience.max(1),
+            seed: self.seed,
+            class_weights: self.class_weights,
+            ..TrainOptions::default()
+        })
+    }
+}
+
+/// Held-out rows per label: `fraction` of each label's rows (at least one where a label has two or
+/// more), the rest to train on; shuffled with `seed`. Stratified, so that a handful of examples per
+/// label still leaves every label on both sides.
+pub fn holdout(label_ids: &[usize], classes: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_0f_ba1d);
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        let mut rows: Vec<usize> = (0..label_ids.len()).filter(|&i| label_ids[i] == c).collect();
+        rows.shuffle(&mut rng);
+        let k = if rows.len() >= 2 { ((rows.len() as f64 * fraction).round() as usize).clamp(1, rows.len() - 1) } else { 0 };
+        val.extend_from_slice(&rows[..k]);
+        train.extend_from_slice(&rows[k..]);
+    }
+    (train, val)
+}
+
+/// Progress of a `HeadTraining`, after each call to `epochs`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub val_loss: f32,
+    pub done: bool,
+}
+
+/// A head trained from labelled examples' features: the one code path of the browser's
+/// `trainClassifier` and the CLI's `veer train` (so that both give the same head for the same data
+/// and seed). Run `epochs` until `done`, then `head_file`.
+pub struct HeadTraining {
+    trainer: Trainer,
+    fit: Option<Fit>,
+    x: Vec<f32>,
+    y: Vec<Vec<f32>>,
+    train_idx: Vec<usize>,
+    val_x: Vec<f32>,
+    val_y: Vec<Vec<f32>>,
+    labels: Vec<String>,
+    spec: PooledHead,
+    epochs: usize,
+    stats: Option<FitStats>,
+}
+
+impl HeadTraining {
+    /// `features[i]` (all one width) of an example labelled `label_ids[i]` (an index into `labels`).
+    pub async fn new(features: Vec<Vec<f32>>, label_ids: &[usize], labels: Vec<String>, spec: PooledHead, options: &HeadOptions, device: &Device) -> Result<Self> {
+        let opts = options.check()?;
+        let classes = labels.len();
+        if classes < 2 || classes > crate::bert::MAX_LABELS {
+            return Err(Error::Invalid(format!("{classes} labels: a classifier needs 2..={}", crate::bert::MAX_LABELS)));
+        }
+        if features.len() != label_ids.len() || features.len() > MAX_EXAMPLES {
+            return Err(Error::Invalid(format!("{} examples with {} labels: expected one label per example, at most {MAX_EXAMPLES}", features.len(), label_ids.len())));
+        }
+        if let Some(&bad) = label_ids.iter().find(|&&l| l >= classes) {
+            return Err(Error::Invalid(format!("label index {bad}: there are {classes} labels")));
+        }
+        let dim = features.first().map_or(0, Vec::len);
+        if dim == 0 || features.iter().any(|f| f.len() != dim || f.iter().any(|v| !v.is_finite())) {
+            return Err(Error::Invalid("example features differ in width or are not finite".into()));
+        }
+        let mut counts = vec![0usize; classes];
+        label_ids.iter().for_each(|&l| counts[l] += 1);
+        if let Some(c) = counts.iter().position(|&n| n < 2) {
+            return Err(Error::Invalid(format!("label `{}` has {} example(s): every label needs at least 2 (one to train on, one held out)", labels[c], counts[c])));
+        }
+        let (train_idx, val_idx) = holdout(label_ids, classes, options.holdout, options.seed);
+        let hot = |i: usize| one_hot(label_ids[i], classes);
+        let y: Vec<Vec<f32>> = (0..features.len()).map(hot).collect();
+        let val_x: Vec<f32> = val_idx.iter().flat_map(|&i| features[i].iter().copied()).collect();
+        let val_y: Vec<Vec<f32>> = val_idx.iter().map(|&i| hot(i)).collect();
+        let x: Vec<f32> = features.into_iter().flatten().collect();
+        let epochs = opts.epochs;
+        let mut trainer = Trainer::new(dim, classes, opts, device);
+        let fit = trainer.start(&Split { x: &x, y: &y }, &train_idx, &Split { x: &val_x, y: &val_y }).await?;
+        Ok(HeadTraining { trainer, fit: Some(fit), x, y, train_idx, val_x, val_y, labels, spec, epochs, stats: None })
+    }
+
+    /// Rows trained on and held out.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.train_idx.len(), self.val_y.len())
+    }
+
+    /// Up to `n` more epochs.
+    pub async fn epochs(&mut self, n: usize) -> Result<Progress> {
+        if let Some(fit) = self.fit.as_mut() {
+            let (train, val) = (Split { x: &self.x, y: &self.y }, Split { x: &self.val_x, y: &self.val_y });
+            for _ in 0..n {
+                if !self.trainer.epoch(fit, &train, &val).await? {
+                    self.stats = Some(Trainer::stats(fit));
+                    self.fit = None;
+                    break;
+                }
+            }
+        }
+        Ok(match (&self.fit, &self.stats) {
+            (Some(f), _) => Progress { epoch: f.epoch(), epochs: self.epochs, best_epoch: f.best.1, val_loss: f.best_val_loss(), done: false },
+            (None, Some(s)) => Progress { epoch: s.epochs, epochs: self.epochs, best_epoch: s.best_epoch, val_loss: s.val_loss, done: true },
+            (None, None) => Progress { epoch: 0, epochs: self.epochs, best_epoch: 0, val_loss: f32::INFINITY, done: true },
+        })
+    }
+
+    /// The trained head as a `head.safetensors` (call after `epochs` reports `done`; before, the head
+    /// of the latest epoch). `encoder`: what the file records as its encoder.
+    pub async fn head_file(&self, encoder: &str) -> Result<Vec<u8>> {
+        head_safetensors(&self.trainer.head, &[], OutDtype::F32, &self.spec, &self.labels, encoder).await
+    }
+}
+
+/// A one-hot target row.
+pub fn one_hot(c: usize, classes: usize) -> Vec<f32> {
+    let mut v = vec![0.0; classes];
+    if let Some(x) = v.get_mut(c) {
+        *x = 1.0;
+    }
+    v
+}
+
+// --- the head file -------------------------------------------------------------------------------------
+
+pub const HEAD_FORMAT: &str = "veer-head/1";
+
+/// The head in HF layout ([out, in] weights): `pre_classifier.*` (when there is a hidden layer) and
+/// `classifier.*`, F32; plus any fine-tuned encoder layers under their HF names, in `dtype` (they
+/// replace the base encoder's tensors when packed).
+pub async fn head_safetensors(head: &Head, layers: &[NamedParam], dtype: OutDtype, spec: &PooledHead, labels: &[String], encoder: &str) -> Result<Vec<u8>> {
+    let names: &[&str] = if head.has_hidden() { &["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"] } else { &["classifier.weight", "classifier.bias"] };
+    // HF layout: linear weights [out, in]; biases and norm parameters flat.
+    async fn hf(name: &str, p: &Tensor<2>, transposed: bool, dtype: OutDtype) -> Result<Stored> {
+        let [i, o] = p.dims();
+        let (value, shape) = if transposed { (p.clone().transpose(), vec![o, i]) } else { (p.clone(), vec![i * o]) };
+        Ok(Stored::floats(name, shape, &read_f32(value).await?, dtype))
+    }
+    let mut tensors = Vec::new();
+    for (name, p) in names.iter().zip(&head.params()) {
+        tensors.push(hf(name, p, name.ends_with(".weight"), OutDtype::F32).await?);
+    }
+    for p in layers {
+        tensors.push(hf(&p.name, &p.value, p.transposed, dtype).await?);
+    }
+    let json = |v: serde_json::Result<String>| v.map_err(|e| Error::file("head.safetensors", format!("metadata: {e}")));
+    let meta: HashMap<String, String> = [
+        ("format".to_string(), HEAD_FORMAT.to_string()),
+        ("labels".to_string(), json(serde_json::to_string(labels))?),
+        ("veer_head".to_string(), json(serde_json::to_string(spec))?),
+        ("encoder".to_string(), encoder.to_string()),
+    ]
+    .into();
+    crate::weights::write(&tensors, meta, "head.safetensors")
+}
+
+/// A head file's metadata: its labels and how it reads the encoder.
+pub fn read_head_metadata(bytes: &[u8], file: &str) -> Result<(Vec<String>, PooledHead)> {
+    crate::error::reject_html(bytes, file, "a head file")?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::file(file, format!("not a safetensors head file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(HEAD_FORMAT) {
+        return Err(Error::file(file, format!("not a {HEAD_FORMAT} file (written by `veer distill` or `trainClassifier`)")));
+    }
+    let labels: Vec<String> = serde_json::from_str(meta.get("labels").map_or("", String::as_str)).map_err(|e| Error::file(file, format!("metadata `labels`: {e}")))?;
+    let spec: PooledHead = serde_json::from_str(meta.get("veer_head").map_or("", String::as_str)).map_err(|e| Error::file(file, format!("metadata `veer_head`: {e}")))?;
+    Ok((labels, spec))
+}
+
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use super::*;
+    use crate::backend::block_on;
+
+    /// The hand-written backward pass against burn's autodiff (the native build has it), for every
+    /// head shape and activation, with uneven row weights.
+    #[test]
+    fn hand_written_gradients_match_autodiff() {
+        let device = crate::backend::cpu().device;
+        let (n, dim, classes) = (7, 5, 3);
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut values = |len: usize| (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        let x = Tensor::<2>::from_data(TensorData::new(values(n * dim), [n, dim]), &device);
+        let y: Vec<Vec<f32>> = (0..n).map(|i| (0..classes).map(|c| if c == i % classes { 0.8 } else { 0.1 }).collect()).collect();
+        let w = Tensor::<2>::from_data(TensorData::new((0..n).map(|i| 0.5 + i as f32 * 0.3).collect::<Vec<f32>>(), [n, 1]), &device);
+        for (hidden, activation) in [(0, Activation::Relu), (4, Activation::Relu), (4, Activation::Tanh), (4, Activation::Gelu)] {
+            let head = Trainer::new(dim, classes, TrainOptions { hidden, activation, seed: 3, ..Default::default() }, &device).head;
+            // Biases start at zero: give them values so that their gradients are exercised too.
+            let params: Vec<Tensor<2>> = head.params().into_iter().map(|p| p.clone() + Tensor::from_data(TensorData::new(values(p.dims().iter().product()), p.dims()), &device) * 0.3).collect();
+            let head = head.with_params(&params);
+            let ours = head.gradients(x.clone(), targets(y.iter(), &device), w.clone());
+            let ad = device.clone().autodiff();
+            let tracked: Vec<Tensor<2>> = params.iter().map(|p| p.clone().autodiff().require_grad()).collect();
+            let logits = head.with_params(&tracked).forward(x.clone().autodiff());
+            let grads = weighted_loss(logits, targets(y.iter(), &ad), w.clone().autodiff()).backward();
+            for (k, (mine, t)) in ours.into_iter().zip(&tracked).enumerate() {
+                let (a, b) = (block_on(read_f32(mine)).unwrap(), block_on(read_f32(t.grad(&grads).unwrap())).unwrap());
+                let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+                assert!(a.len() == b.len() && worst <= 1e-6, "hidden {hidden} {activation:?} param {k}: max |Δ| {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn class_weights_balance_a_skewed_training_set() {
+        let device = crate::backend::cpu().device;
+        // 1-d features: class 0 around -1 (18 rows), class 1 around +0.2 (2 rows): unweighted, the
+        // boundary sits near the rare class; weighted, it moves towards the middle.
+        let xs: Vec<f32> = (0..18).map(|i| -1.0 + (i as f32) * 0.01).chain([0.15, 0.25]).collect();
+        let ys: Vec<Vec<f32>> = (0..20).map(|i| if i < 18 { vec![1.0, 0.0] } else { vec![0.0, 1.0] }).collect();
+        let train = Split { x: &xs, y: &ys };
+        let idx: Vec<usize> = (0..20).collect();
+        let boundary = |class_weights: bool| {
+            let mut t = Trainer::new(1, 2, TrainOptions { class_weights, lr: 0.05, epochs: 300, patience: 300, seed: 1, ..Default::default() }, &device);
+            block_on(t.fit(&train, &idx, &train)).unwrap();
+            // The x where p(class 1) = 0.5, found on a grid.
+            let grid: Vec<f32> = (0..200).map(|i| -1.0 + i as f32 * 0.01).collect();
+            let p = block_on(t.predict(&grid)).unwrap();
+            grid[p.iter().position(|p| p[1] >= 0.5).unwrap_or(199)]
+        };
+        let (plain, weighted) = (boundary(false), boundary(true));
+        assert!(weighted < plain - 0.05, "class weighting moves the boundary away from the rare class: {plain} → {weighted}");
+    }
+}
