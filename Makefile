@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -126,6 +126,11 @@ bench-coldstart: setup assets pkg
 # one token more is an error. Minutes; writes bench/results/longprompt.json; asserts nothing.
 bench-longprompt: setup assets pkg
 	node bench/longprompt.mjs
+
+# trainClassifier in headless Chromium against `veer train` on the same examples and seed (BBC topics,
+# tweets; 8/32/128 per label) and the time to train on 50/500 examples (bench/train.mjs, ≈ 15 min).
+bench-train: assets pkg
+	node bench/train.mjs
 
 # Mutation fuzzing (tests/fuzz.rs, stable Rust) of the GGUF, vector, config/safetensors, tokenizer.json,
 # chat-template and sampler paths, FUZZ_SECONDS per target; `make test` runs each for 2 s.

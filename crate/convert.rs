@@ -70,6 +70,9 @@ fn arch(g: &Gguf) -> Result<Arch> {
     };
     let f = |k: &str, default: f64| -> f64 { g.metadata.get(&format!("llama.{k}")).and_then(Value::as_f64).unwrap_or(default) };
     let heads = u("attention.head_count")?;
+    if heads == 0 {
+        return Err(Error::config("llama.attention.head_count", "0: expected at least 1"));
+    }
     Ok(Arch {
         hidden: u("embedding_length")?,
         layers: u("block_count")?,

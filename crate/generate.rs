@@ -180,6 +180,9 @@ pub struct Generation {
     /// Bytes of `text` already handed out.
     emitted: usize,
     pub finish: Option<Finish>,
+    /// The model it ran on: `resume` uses only a cache of the same model (a cache of another shape
+    /// would fail inside the attention's concatenation).
+    signature: crate::llama::Signature,
 }
 
 impl Generation {
@@ -200,7 +203,7 @@ impl Generation {
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
-        let (mut cache, reused) = match previous {
+        let (mut cache, reused) = match previous.filter(|p| p.signature == model.llama.signature) {
             Some(p) => {
                 // The cache holds the tokens read so far: the prompt and every sampled token but the
                 // last (whose forward has not run).
@@ -216,7 +219,7 @@ impl Generation {
         };
         let out = model.llama.prefill(&prompt[reused..], &mut cache, steer, PREFILL_CHUNK)?;
         let pending = Some(read_f32(out.logits).await?);
-        Ok(Generation { options: options.clone(), sampler, cache, prompt, reused, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None })
+        Ok(Generation { options: options.clone(), sampler, cache, prompt, reused, ids: Vec::new(), pending, text: String::new(), emitted: 0, finish: None, signature: model.llama.signature.clone() })
     }
 
     /// Prompt tokens whose keys and values came from the previous generation (see `resume`).

@@ -13,6 +13,10 @@ const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
 /// Metadata arrays of arrays of arrays at most.
 const MAX_ARRAY_DEPTH: usize = 3;
+/// Metadata array elements one file may hold in all: each costs a file as little as one byte but a
+/// parsed `Value` 32, so a 50 MB file of u8 arrays would take 1.6 GB. 4 M is ten times the largest
+/// tokenizer (vocabulary + merges) of a Llama-family model.
+const MAX_METADATA_ELEMENTS: usize = 1 << 22;
 
 /// A metadata value. Arrays keep their element values (token lists are arrays of strings).
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +129,8 @@ struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
     file: &'a str,
+    /// Metadata array elements read so far (bounded by `MAX_METADATA_ELEMENTS`).
+    elements: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -179,6 +185,10 @@ impl<'a> Cursor<'a> {
                 }
                 let elem = self.u32()?;
                 let n = self.len()?;
+                self.elements = self.elements.saturating_add(n);
+                if self.elements > MAX_METADATA_ELEMENTS {
+                    return Err(Error::file(self.file, format!("more than {MAX_METADATA_ELEMENTS} metadata array elements (at offset {})", self.pos)));
+                }
                 let mut items = Vec::with_capacity(n.min(1 << 20));
                 for _ in 0..n {
                     items.push(self.value(elem, depth + 1)?);
@@ -196,7 +206,7 @@ impl<'a> Cursor<'a> {
 impl<'a> Gguf<'a> {
     /// Parse the header, metadata and tensor table of a GGUF file held in memory.
     pub fn parse(bytes: &'a [u8], file: &str) -> Result<Self> {
-        let mut c = Cursor { bytes, pos: 0, file };
+        let mut c = Cursor { bytes, pos: 0, file, elements: 0 };
         if c.take(4)? != MAGIC {
             return Err(Error::file(file, "not a GGUF file (magic bytes are not `GGUF`)"));
         }
@@ -267,9 +277,10 @@ impl<'a> Gguf<'a> {
         self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::tensor(name, format!("not found in {}", self.file)))
     }
 
-    /// The tensor's raw bytes (still quantised).
+    /// The tensor's raw bytes (still quantised). `parse` checked `offset + bytes ≤ len` for every
+    /// tensor it lists; a `TensorInfo` edited by the caller (or from another file) gets no bytes.
     pub fn raw(&self, info: &TensorInfo) -> &'a [u8] {
-        &self.bytes[info.offset..info.offset + info.bytes]
+        self.bytes.get(info.offset..info.offset.saturating_add(info.bytes)).unwrap_or_default()
     }
 
     /// All elements as f32, in ggml order (which is row-major for the HF shape).
@@ -284,7 +295,8 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 
 /// Dequantise `n` elements of type `ty` from `raw` (exactly `n / block * block_bytes` long).
 pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n);
+    // At most 32 elements per 18 bytes (Q4_0): a wrong `n` cannot size the allocation.
+    let mut out = Vec::with_capacity(n.min(2 * raw.len()));
     match ty {
         GgmlType::F32 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         GgmlType::F16 => out.extend(raw.chunks_exact(2).map(|b| f16_at(b, 0))),
@@ -321,7 +333,10 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
 /// halves of each head (HF rows [heads, 2, half] stored as [heads, half, 2]); the inverse views the GGUF
 /// rows as [heads, half, 2] and swaps the last two axes back. `w` is [out, cols].
 pub fn unpermute_rows(w: &[f32], out: usize, cols: usize, heads: usize) -> Result<Vec<f32>> {
-    if heads == 0 || out % (heads * 2) != 0 || w.len() != out * cols {
+    let (Some(group), Some(len)) = (heads.checked_mul(2), out.checked_mul(cols)) else {
+        return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
+    };
+    if heads == 0 || out % group != 0 || w.len() != len {
         return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
     }
     let half = out / heads / 2;

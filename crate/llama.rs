@@ -326,7 +326,12 @@ impl Llama {
         if cache.len + ids.len() > self.config.context() {
             return Err(Error::Invalid(format!("{} tokens exceed the model's context of {}", cache.len + ids.len(), self.config.context())));
         }
-        let mut parts = ids.chunks(chunk.max(1));
+        // One forward's attention scores (and causal mask) are at most heads × chunk × context floats:
+        // a config with many heads and a long context gets shorter chunks, so that no forward needs
+        // more than the encoder's ATTENTION_BYTES at once (SmolLM2 keeps 512).
+        let per_row = (self.config.num_attention_heads as u64).saturating_mul(self.config.context() as u64).saturating_mul(4).max(1);
+        let most = (crate::encoder::ATTENTION_BYTES as u64 / per_row).max(1) as usize;
+        let mut parts = ids.chunks(chunk.clamp(1, most));
         let mut out = self.forward(parts.next().unwrap_or_default(), cache, steer, false)?; // [] is `forward`'s error
         for part in parts {
             out = self.forward(part, cache, steer, false)?;

@@ -43,6 +43,10 @@ impl Injection {
 
 /// Blocks a vector file may address (SmolLM2-135M has 30; the largest Llama-family models ~128).
 pub const MAX_LAYERS: usize = 1024;
+/// Widest vector a file may hold: the decoder's own cap on `hidden_size` (no model it could steer is
+/// wider). Bounded before the rows are allocated: a GGUF `direction.1023` of a quantised type would
+/// otherwise size 1024 rows from a width that costs the file a fraction of a byte per value.
+pub const MAX_HIDDEN: usize = 1 << 15;
 
 /// Vector values must be finite: one NaN would turn every steered activation, then every logit, to NaN.
 fn check_finite(row: &[f32], tensor: &str, file: &str) -> Result<()> {
@@ -171,14 +175,17 @@ impl Vector {
         if rows.is_empty() {
             return Err(Error::file(file, "no `direction.{N}` tensors: not a control vector"));
         }
-        let hidden = rows[0].1.len();
+        let hidden = rows[0].1.len(); // rows is not empty (checked above)
         if rows.iter().any(|(_, r)| r.len() != hidden) {
             return Err(Error::file(file, "directions differ in length"));
+        }
+        if hidden > MAX_HIDDEN {
+            return Err(Error::file(file, format!("directions of {hidden} values: veer steers models of at most {MAX_HIDDEN}")));
         }
         let count = rows.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
         let mut layers = vec![vec![0.0; hidden]; count];
         for (n, r) in rows {
-            layers[n] = r;
+            layers[n] = r; // n < count = max(n) + 1
         }
         let hint = g.metadata.get("controlvector.model_hint").and_then(|v| v.as_str()).unwrap_or_default();
         Ok(Vector { layers, model: hint.to_string(), method: "control-vector".into(), injection: Injection::Residual, default_strength: 1.0, pairs: 0, signature: Signature::default() })

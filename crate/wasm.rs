@@ -360,6 +360,9 @@ pub struct Generator {
     /// (under the same steering: `steer_key`).
     current: Option<crate::generate::Generation>,
     steer_key: String,
+    /// Bumped whenever a vector is put or dropped: part of `steer_key`, since a vector replaced
+    /// under the same id steers differently.
+    vectors_version: u64,
 }
 
 #[wasm_bindgen]
@@ -368,7 +371,7 @@ impl Generator {
     /// the vectors computed with this model. Weights are uploaded once, here.
     pub fn create(runtime: &Runtime, files: &mut ModelFiles, name: Option<String>) -> Result<Generator, JsError> {
         let model = crate::generate::Model::load(&files.take()?, &name.unwrap_or_default(), &runtime.backend.device).map_err(js)?;
-        Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None, steer_key: String::new() })
+        Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None, steer_key: String::new(), vectors_version: 0 })
     }
 
     #[wasm_bindgen(getter)]
@@ -393,6 +396,7 @@ impl Generator {
     #[wasm_bindgen(js_name = putVector)]
     pub fn put_vector(&mut self, id: String, vector: &Vector) {
         self.vectors.insert(id, vector.inner.clone());
+        self.vectors_version += 1;
     }
 
     #[wasm_bindgen(js_name = hasVector)]
@@ -419,7 +423,7 @@ impl Generator {
         let prompt = crate::generate::Prompt::from_json(prompt).map_err(js)?;
         let o: GenerateOptions = options_from_js(&options, "options")?;
         // The cache holds keys and values computed under the steering of its generation.
-        let steer_key = serde_json::to_string(&(&o.steer, &o.mode, &o.layers)).unwrap_or_default();
+        let steer_key = serde_json::to_string(&(&o.steer, &o.mode, &o.layers, self.vectors_version)).unwrap_or_default();
         let previous = previous.filter(|_| steer_key == self.steer_key);
         self.steer_key = steer_key;
         let vectors = &self.vectors;

@@ -47,6 +47,18 @@ fn sizes_from_the_file_are_checked_before_they_are_used() {
     // The same block twice.
     let (_, msg) = err(&file(1, |g| g.tensor("direction.1", &[4], 0, &data).tensor("direction.1", &[4], 0, &data)));
     assert!(msg.contains("twice"), "{msg}");
+    // A wide quantised direction in the last block: 1024 rows of 65536 values (256 MiB) from a 36 KiB
+    // file, refused before the rows are allocated.
+    let q4 = vec![0u8; 65536 / 32 * 18];
+    let (code, msg) = err(&file(1, |g| g.tensor("direction.1023", &[65536], 2, &q4)));
+    assert_eq!(code, "E_FILE");
+    assert!(msg.contains("65536 values") && msg.contains("at most 32768"), "{msg}");
+    // Metadata arrays whose elements cost one byte each in the file but 32 parsed: bounded in all.
+    let many: Vec<String> = (0..(1 << 22) + 1).map(|_| String::new()).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let (code, msg) = err(&Gguf::default().strings("tokenizer.ggml.tokens", &refs).tensor("direction.1", &[4], 0, &data).bytes());
+    assert_eq!(code, "E_FILE");
+    assert!(msg.contains("metadata array elements"), "{msg}");
     // Metadata arrays nested beyond what any GGUF writer produces.
     let (code, msg) = err(&file(50, |g| g.tensor("direction.1", &[4], 0, &data)));
     assert_eq!(code, "E_FILE");
