@@ -128,7 +128,7 @@ impl Encoder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         order
-            .chunks(self.batch_size)
+            .chunks(self.batch_size) // ≥ 1: checked in `load`, the only constructor
             .map(|chunk| {
                 let seq = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
                 let (mut flat, mut mask) = (Vec::with_capacity(chunk.len() * seq), Vec::with_capacity(chunk.len() * seq));
@@ -187,7 +187,7 @@ impl Encoder {
                 if row.iter().any(|x| !x.is_finite()) {
                     return Err(Error::Invalid("the model produced non-finite scores (NaN): check its weights".into()));
                 }
-                let best = crate::sample::argmax(row);
+                let best = crate::sample::argmax(row); // < row.len() == labels.len() ≥ 1 (a head has labels)
                 out[at] = Some(Classification {
                     label: labels[best].clone(),
                     score: row[best],

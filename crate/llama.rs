@@ -227,6 +227,7 @@ impl Cache {
         if len >= self.len {
             return;
         }
+        // len < self.len == every cached K/V's dim 2 (`forward` extends all of them and `len` together).
         for (k, v) in self.layers.iter_mut().flatten() {
             let [b, n, _, d] = k.dims();
             *k = k.clone().slice([0..b, 0..n, 0..len, 0..d]);
@@ -354,7 +355,7 @@ impl Llama {
             return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary ({} ids)", c.vocab_size)));
         }
         let (h, heads, kv, dh) = (c.hidden_size, c.num_attention_heads, c.kv_heads(), c.head_dim());
-        let rep = heads / kv;
+        let rep = heads / kv; // kv ≥ 1 and heads % kv == 0: checked in `Config::parse`
         cache.layers.resize_with(self.blocks.len(), || None);
 
         let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [s]), &self.device);

@@ -32,8 +32,8 @@ impl Sampler {
                 }
             }
         }
-        if p.temperature == 0.0 {
-            return argmax(logits) as u32;
+        if p.temperature == 0.0 || logits.is_empty() {
+            return argmax(logits) as u32; // 0 for no logits (a model has ≥ 1: `vocab_size` is checked)
         }
         // Candidates sorted by logit, highest first; ties keep the lower id first.
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
@@ -41,7 +41,7 @@ impl Sampler {
         if p.top_k > 0 {
             order.truncate(p.top_k);
         }
-        let max = logits[order[0] as usize];
+        let max = logits[order[0] as usize]; // order is not empty: logits are not, top_k > 0 keeps ≥ 1
         let mut probs: Vec<f32> = order.iter().map(|&i| ((logits[i as usize] - max) / p.temperature).exp()).collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= total);
@@ -74,7 +74,7 @@ impl Sampler {
                 return id;
             }
         }
-        order[probs.len() - 1]
+        order[probs.len() - 1] // min_p and top_p each keep ≥ 1 candidate, and probs is order's length
     }
 }
 

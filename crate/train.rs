@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::rngs::SmallRng;
+// StdRng (ChaCha12) rather than SmallRng: SmallRng is a different generator on 32-bit targets, and the
+// browser (wasm32) must train the same head as the CLI for the same seed.
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -79,11 +81,6 @@ impl Dense {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         x.matmul(self.weight.clone()) + self.bias.clone()
     }
-
-    /// Gradients of weight and bias for input `x` [n, in] and output gradient `dy` [n, out].
-    fn grads(x: Tensor<2>, dy: &Tensor<2>) -> [Tensor<2>; 2] {
-        [x.transpose().matmul(dy.clone()), dy.clone().sum_dim(0)]
-    }
 }
 
 /// A classifier head: an optional hidden layer with its activation (HF `pre_classifier`), then the
@@ -93,20 +90,6 @@ pub struct Head {
     pub hidden: Option<Dense>,
     pub out: Dense,
     pub activation: Activation,
-}
-
-/// The derivative of `act` at the pre-activations `z`, element-wise.
-fn activation_grad(act: Activation, z: Tensor<2>) -> Tensor<2> {
-    match act {
-        Activation::Relu => z.greater_elem(0.0).float(),
-        Activation::Tanh => z.tanh().powi_scalar(2).neg() + 1.0,
-        // burn's gelu is x Φ(x) (erf form): d/dx = Φ(x) + x φ(x).
-        Activation::Gelu => {
-            let cdf = (z.clone() / std::f64::consts::SQRT_2).erf() * 0.5 + 0.5;
-            let pdf = (z.clone().powi_scalar(2) * -0.5).exp() / (2.0 * std::f64::consts::PI).sqrt();
-            cdf + z * pdf
-        }
-    }
 }
 
 impl Head {
@@ -121,30 +104,6 @@ impl Head {
             None => x,
         };
         self.out.forward(x)
-    }
-
-    /// The gradients of `loss(forward(x), targets, weights)` with respect to `params()`, in that
-    /// order. x: [n, dim]; targets: [n, classes] (rows summing to 1); weights: [n, 1].
-    pub fn gradients(&self, x: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Vec<Tensor<2>> {
-        // d loss / d logits = w_i (softmax_i − y_i) / Σ w  (for targets that sum to 1 per row).
-        let total = weights.clone().sum();
-        let (z, a) = match &self.hidden {
-            Some(h) => {
-                let z = h.forward(x.clone()); // [n, units]
-                (Some(z.clone()), self.activation.apply(z))
-            }
-            None => (None, x.clone()),
-        };
-        let dlogits = (softmax(self.out.forward(a.clone()), 1) - targets) * weights / total.unsqueeze(); // [n, classes]
-        let [dw, db] = Dense::grads(a, &dlogits);
-        match (&self.hidden, z) {
-            (Some(_), Some(z)) => {
-                let dz = dlogits.matmul(self.out.weight.clone().transpose()) * activation_grad(self.activation, z); // [n, units]
-                let [dw1, db1] = Dense::grads(x, &dz);
-                vec![dw1, db1, dw, db]
-            }
-            _ => vec![dw, db],
-        }
     }
 
     pub fn classes(&self) -> usize {
@@ -234,25 +193,185 @@ pub fn targets<'a>(y: impl ExactSizeIterator<Item = &'a Vec<f32>> + Clone, devic
     Tensor::from_data(TensorData::new(data, [n, c]), device)
 }
 
+/// One affine layer on the host: weight [inp, out] row-major (burn's layout) and bias [out].
+#[derive(Clone, Debug)]
+pub struct HostLayer {
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub inp: usize,
+    pub out: usize,
+}
+
+impl HostLayer {
+    /// x [n, inp] → [n, out]
+    fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y: Vec<f32> = (0..n).flat_map(|_| self.b.iter().copied()).collect();
+        for (xi, yi) in x.chunks_exact(self.inp).zip(y.chunks_exact_mut(self.out)) {
+            for (&xv, wrow) in xi.iter().zip(self.w.chunks_exact(self.out)) {
+                yi.iter_mut().zip(wrow).for_each(|(y, &w)| *y += xv * w);
+            }
+        }
+        y
+    }
+
+    /// Gradients of weight and bias for input x [n, inp] and output gradient dy [n, out].
+    fn grads(&self, x: &[f32], dy: &[f32]) -> [Vec<f32>; 2] {
+        let mut dw = vec![0.0f32; self.w.len()];
+        let mut db = vec![0.0f32; self.out];
+        for (xi, di) in x.chunks_exact(self.inp).zip(dy.chunks_exact(self.out)) {
+            for (&xv, row) in xi.iter().zip(dw.chunks_exact_mut(self.out)) {
+                row.iter_mut().zip(di).for_each(|(g, &d)| *g += xv * d);
+            }
+            db.iter_mut().zip(di).for_each(|(g, &d)| *g += d);
+        }
+        [dw, db]
+    }
+
+    /// The input gradient dx [n, inp] = dy [n, out] · wᵀ.
+    fn input_grad(&self, dy: &[f32]) -> Vec<f32> {
+        dy.chunks_exact(self.out).flat_map(|di| self.w.chunks_exact(self.out).map(move |wrow| wrow.iter().zip(di).map(|(w, d)| w * d).sum::<f32>())).collect()
+    }
+
+    fn dense(&self, device: &Device) -> Dense {
+        Dense {
+            weight: Tensor::from_data(TensorData::new(self.w.clone(), [self.inp, self.out]), device),
+            bias: Tensor::from_data(TensorData::new(self.b.clone(), [1, self.out]), device),
+        }
+    }
+}
+
+/// `act` and its derivative at `z`, on the host (burn's definitions: GELU is the erf form).
+fn activate(act: Activation, z: f32) -> (f32, f32) {
+    match act {
+        Activation::Relu => (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Tanh => {
+            let t = z.tanh();
+            (t, 1.0 - t * t)
+        }
+        Activation::Gelu => {
+            let cdf = 0.5 * (1.0 + libm::erff(z / std::f32::consts::SQRT_2));
+            let pdf = (-0.5 * z * z).exp() / (2.0 * std::f32::consts::PI).sqrt();
+            (z * cdf, cdf + z * pdf)
+        }
+    }
+}
+
+/// A head on the host: the optional hidden layer, then the output layer. Training runs here, in plain
+/// f32 loops: a head is small (MiniLM's 384 inputs × a few labels), its data is on the host already,
+/// and the same loops give the same bits natively and in wasm (no backend's kernels in between).
+#[derive(Clone, Debug)]
+pub struct HostHead {
+    pub layers: Vec<HostLayer>,
+    pub activation: Activation,
+}
+
+impl HostHead {
+    /// Logits [n, classes] for x [n, dim], with what the backward pass needs: the pre-activations of
+    /// the hidden layer and its outputs.
+    fn forward(&self, x: &[f32], n: usize) -> (Vec<f32>, Option<(Vec<f32>, Vec<f32>)>) {
+        match self.layers.as_slice() {
+            [hidden, out] => {
+                let z = hidden.forward(x, n);
+                let a: Vec<f32> = z.iter().map(|&v| activate(self.activation, v).0).collect();
+                (out.forward(&a, n), Some((z, a)))
+            }
+            [out] => (out.forward(x, n), None),
+            _ => (Vec::new(), None),
+        }
+    }
+
+    fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out)
+    }
+
+    /// Σ w_i ce_i / Σ w_i of the logits against soft targets (rows of `y`), and d loss / d logits.
+    fn loss(&self, logits: &[f32], y: &[&Vec<f32>], w: &[f32]) -> (f32, Vec<f32>) {
+        let c = self.classes();
+        let total: f32 = w.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+        let mut loss = 0.0f32;
+        let mut grad = vec![0.0f32; logits.len()];
+        for (((row, g), yi), &wi) in logits.chunks_exact(c).zip(grad.chunks_exact_mut(c)).zip(y).zip(w) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+            let ysum: f32 = yi.iter().sum();
+            loss -= wi * yi.iter().zip(row).map(|(t, v)| t * (v - lse)).sum::<f32>();
+            // d/dz of −Σ y log softmax(z) = softmax(z) Σ y − y.
+            g.iter_mut().zip(row).zip(yi.iter()).for_each(|((g, v), t)| *g = wi * ((v - lse).exp() * ysum - t) / total);
+        }
+        (loss / total, grad)
+    }
+
+    /// Gradients of `loss` for rows x [n, dim], targets `y`, row weights `w`, in `params` order
+    /// (weight, bias per layer, the hidden layer first).
+    pub fn gradients(&self, x: &[f32], y: &[&Vec<f32>], w: &[f32]) -> Vec<Vec<f32>> {
+        let n = y.len();
+        let (logits, hidden) = self.forward(x, n);
+        let (_, dlogits) = self.loss(&logits, y, w);
+        match (self.layers.as_slice(), hidden) {
+            ([h, out], Some((z, a))) => {
+                let [dw2, db2] = out.grads(&a, &dlogits);
+                let dz: Vec<f32> = out.input_grad(&dlogits).iter().zip(&z).map(|(d, &v)| d * activate(self.activation, v).1).collect();
+                let [dw1, db1] = h.grads(x, &dz);
+                vec![dw1, db1, dw2, db2]
+            }
+            ([out], _) => out.grads(x, &dlogits).into(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn to_head(&self, device: &Device) -> Head {
+        let mut dense: Vec<Dense> = self.layers.iter().map(|l| l.dense(device)).collect();
+        let out = dense.pop().unwrap_or_else(|| HostLayer { w: vec![0.0], b: vec![0.0], inp: 1, out: 1 }.dense(device));
+        Head { hidden: dense.pop(), out, activation: self.activation }
+    }
+}
+
+/// AdamW on host parameters (the head's): the same update as `AdamW` for tensors.
+struct HostAdam {
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    step: i32,
+}
+
+impl HostAdam {
+    fn step(&mut self, params: &mut [&mut Vec<f32>], grads: &[Vec<f32>], lr: f32, decay: impl Fn(usize) -> f32) {
+        self.step += 1;
+        let (b1, b2, eps) = (AdamW::B1 as f32, AdamW::B2 as f32, AdamW::EPS as f32);
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+        for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            let keep = 1.0 - lr * decay(k);
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(&mut self.m[k]).zip(&mut self.v[k]) {
+                *m = *m * b1 + g * (1.0 - b1);
+                *v = *v * b2 + g * g * (1.0 - b2);
+                *p = *p * keep - (*m / c1) / ((*v / c2).sqrt() + eps) * lr;
+            }
+        }
+    }
+}
+
 /// A head and its optimiser state.
 pub struct Trainer {
+    /// The head as tensors (prediction, export, fine-tuning), kept equal to `host`.
     pub head: Head,
+    host: HostHead,
     opts: TrainOptions,
     device: Device,
     dim: usize,
     classes: usize,
-    rng: SmallRng,
+    rng: StdRng,
 }
 
 /// One `fit` in progress: what `Trainer::epoch` advances (the browser runs a few epochs per call, so
 /// that a page can report progress and abort between them).
 pub struct Fit {
-    adam: AdamW,
-    best: (f32, usize, Head),
+    adam: HostAdam,
+    best: (f32, usize, HostHead),
     order: Vec<usize>,
     epoch: usize,
     /// Per class (targets' argmax): the example weight; all 1 without class weighting.
     class_weight: Vec<f32>,
+    /// The latest epoch's held-out loss.
+    last: f32,
 }
 
 impl Fit {
@@ -261,6 +380,9 @@ impl Fit {
     }
     pub fn best_val_loss(&self) -> f32 {
         self.best.0
+    }
+    pub fn last_val_loss(&self) -> f32 {
+        self.last
     }
 }
 
@@ -273,17 +395,19 @@ impl Trainer {
         let device = device.clone();
         // Initialised from our own seeded generator: burn's random tensors are not reproducible
         // across runs on every backend.
-        let mut rng = SmallRng::seed_from_u64(opts.seed);
-        let mut init = |i: usize, o: usize| {
-            let bound = 1.0 / (i as f32).sqrt();
-            let values: Vec<f32> = (0..i * o).map(|_| rng.random_range(-bound..bound)).collect();
-            Tensor::<2>::from_data(TensorData::new(values, [i, o]), &device)
+        let mut rng = StdRng::seed_from_u64(opts.seed);
+        let mut init = |inp: usize, out: usize| {
+            let bound = 1.0 / (inp as f32).sqrt();
+            HostLayer { w: (0..inp * out).map(|_| rng.random_range(-bound..bound)).collect(), b: vec![0.0; out], inp, out }
         };
-        let hidden = (opts.hidden > 0).then(|| Dense { weight: init(dim, opts.hidden), bias: Tensor::zeros([1, opts.hidden], &device) });
+        let mut layers = Vec::new();
+        if opts.hidden > 0 {
+            layers.push(init(dim, opts.hidden));
+        }
         let width = if opts.hidden > 0 { opts.hidden } else { dim };
-        let out = Dense { weight: init(width, classes), bias: Tensor::zeros([1, classes], &device) };
-        let head = Head { hidden, out, activation: opts.activation };
-        Trainer { head, opts, device, dim, classes, rng }
+        layers.push(init(width, classes));
+        let host = HostHead { layers, activation: opts.activation };
+        Trainer { head: host.to_head(&device), host, opts, device, dim, classes, rng }
     }
 
     pub fn classes(&self) -> usize {
@@ -302,16 +426,15 @@ impl Trainer {
         Ok(out)
     }
 
-    /// Row weights [n, 1] for the targets `y` of rows `idx`.
-    fn weights(&self, fit: &Fit, y: &[Vec<f32>], idx: &[usize]) -> Tensor<2> {
-        let w: Vec<f32> = idx.iter().map(|&i| fit.class_weight.get(argmax(&y[i])).copied().unwrap_or(1.0)).collect();
-        Tensor::from_data(TensorData::new(w, [idx.len(), 1]), &self.device)
+    /// Row weights for the targets `y` of rows `idx`.
+    fn weights(fit: &Fit, y: &[Vec<f32>], idx: &[usize]) -> Vec<f32> {
+        idx.iter().map(|&i| fit.class_weight.get(argmax(&y[i])).copied().unwrap_or(1.0)).collect()
     }
 
-    async fn val_loss(&self, fit: &Fit, val: &Split<'_>) -> Result<f32> {
+    fn val_loss(&self, head: &HostHead, fit: &Fit, val: &Split) -> f32 {
         let idx: Vec<usize> = (0..val.len()).collect();
-        let logits = self.head.forward(rows(val.x, self.dim, &idx, &self.device));
-        read_loss(weighted_loss(logits, targets(val.y.iter(), &self.device), self.weights(fit, val.y, &idx))).await
+        let (logits, _) = head.forward(val.x, val.len());
+        head.loss(&logits, &val.y.iter().collect::<Vec<_>>(), &Self::weights(fit, val.y, &idx)).0
     }
 
     /// Start training on `train` (rows `idx`) with early stopping on `val`; `epoch` advances it.
@@ -327,8 +450,10 @@ impl Trainer {
                 *w = if c == 0 { 0.0 } else { idx.len() as f32 / (self.classes * c) as f32 };
             }
         }
-        let mut fit = Fit { adam: AdamW::new(&self.head.params()), best: (f32::INFINITY, 0, self.head.clone()), order: idx.to_vec(), epoch: 0, class_weight };
-        fit.best.0 = self.val_loss(&fit, val).await?;
+        let zeros = || self.host.layers.iter().flat_map(|l| [vec![0.0f32; l.w.len()], vec![0.0f32; l.b.len()]]).collect::<Vec<_>>();
+        let adam = HostAdam { m: zeros(), v: zeros(), step: 0 };
+        let mut fit = Fit { adam, best: (f32::INFINITY, 0, self.host.clone()), order: idx.to_vec(), epoch: 0, class_weight, last: f32::INFINITY };
+        fit.best.0 = self.val_loss(&self.host, &fit, val);
         Ok(fit)
     }
 
@@ -336,25 +461,32 @@ impl Trainer {
     /// epochs without a better held-out loss), with the best head in place.
     pub async fn epoch(&mut self, fit: &mut Fit, train: &Split<'_>, val: &Split<'_>) -> Result<bool> {
         if fit.epoch >= self.opts.epochs || fit.epoch - fit.best.1 >= self.opts.patience {
-            self.head = fit.best.2.clone();
+            self.host = fit.best.2.clone();
+            self.head = self.host.to_head(&self.device);
             return Ok(false);
         }
         fit.epoch += 1;
         let mut order = std::mem::take(&mut fit.order);
         order.shuffle(&mut self.rng);
         for batch in order.chunks(self.opts.batch.max(1)) {
-            let x = rows(train.x, self.dim, batch, &self.device);
-            let y = targets(batch.iter().map(|&i| &train.y[i]), &self.device);
-            let grads = self.head.gradients(x, y, self.weights(fit, train.y, batch)).into_iter().map(Some).collect();
-            // Decoupled weight decay on weights (even indices of `params`), not biases.
-            let values = fit.adam.step(self.head.params(), grads, |_| self.opts.lr, |k| if k % 2 == 0 { self.opts.weight_decay } else { 0.0 });
-            self.head = self.head.with_params(&values);
+            let x: Vec<f32> = batch.iter().flat_map(|&i| train.x[i * self.dim..(i + 1) * self.dim].iter().copied()).collect();
+            let y: Vec<&Vec<f32>> = batch.iter().map(|&i| &train.y[i]).collect();
+            let grads = self.host.gradients(&x, &y, &Self::weights(fit, train.y, batch));
+            let mut params: Vec<&mut Vec<f32>> = self.host.layers.iter_mut().flat_map(|l| [&mut l.w, &mut l.b]).collect();
+            // Decoupled weight decay on weights (even indices), not biases.
+            let decay = self.opts.weight_decay as f32;
+            fit.adam.step(&mut params, &grads, self.opts.lr as f32, |k| if k % 2 == 0 { decay } else { 0.0 });
         }
         fit.order = order;
-        let vl = self.val_loss(fit, val).await?;
-        if vl < fit.best.0 - 1e-5 {
-            fit.best = (vl, fit.epoch, self.head.clone());
+        let vl = self.val_loss(&self.host, fit, val);
+        fit.last = vl;
+        if !vl.is_finite() {
+            return Err(Error::Invalid(format!("training diverged: held-out loss {vl} at epoch {} (lower the learning rate)", fit.epoch)));
         }
+        if vl < fit.best.0 - 1e-5 {
+            fit.best = (vl, fit.epoch, self.host.clone());
+        }
+        self.head = self.host.to_head(&self.device);
         Ok(true)
     }
 
@@ -441,7 +573,7 @@ impl HeadOptions {
 /// more), the rest to train on; shuffled with `seed`. Stratified, so that a handful of examples per
 /// label still leaves every label on both sides.
 pub fn holdout(label_ids: &[usize], classes: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_0f_ba1d);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_ba1d);
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for c in 0..classes {
         let mut rows: Vec<usize> = (0..label_ids.len()).filter(|&i| label_ids[i] == c).collect();
@@ -461,6 +593,8 @@ pub struct Progress {
     pub epochs: usize,
     pub best_epoch: usize,
     pub val_loss: f32,
+    /// The latest epoch's held-out loss (`val_loss` is the best one's).
+    pub last_loss: f32,
     pub done: bool,
 }
 
@@ -479,6 +613,7 @@ pub struct HeadTraining {
     spec: PooledHead,
     epochs: usize,
     stats: Option<FitStats>,
+    last: f32,
 }
 
 impl HeadTraining {
@@ -513,7 +648,7 @@ impl HeadTraining {
         let epochs = opts.epochs;
         let mut trainer = Trainer::new(dim, classes, opts, device);
         let fit = trainer.start(&Split { x: &x, y: &y }, &train_idx, &Split { x: &val_x, y: &val_y }).await?;
-        Ok(HeadTraining { trainer, fit: Some(fit), x, y, train_idx, val_x, val_y, labels, spec, epochs, stats: None })
+        Ok(HeadTraining { trainer, fit: Some(fit), x, y, train_idx, val_x, val_y, labels, spec, epochs, stats: None, last: f32::INFINITY })
     }
 
     /// Rows trained on and held out.
@@ -526,7 +661,9 @@ impl HeadTraining {
         if let Some(fit) = self.fit.as_mut() {
             let (train, val) = (Split { x: &self.x, y: &self.y }, Split { x: &self.val_x, y: &self.val_y });
             for _ in 0..n {
-                if !self.trainer.epoch(fit, &train, &val).await? {
+                let more = self.trainer.epoch(fit, &train, &val).await?;
+                self.last = fit.last_val_loss();
+                if !more {
                     self.stats = Some(Trainer::stats(fit));
                     self.fit = None;
                     break;
@@ -534,9 +671,9 @@ impl HeadTraining {
             }
         }
         Ok(match (&self.fit, &self.stats) {
-            (Some(f), _) => Progress { epoch: f.epoch(), epochs: self.epochs, best_epoch: f.best.1, val_loss: f.best_val_loss(), done: false },
-            (None, Some(s)) => Progress { epoch: s.epochs, epochs: self.epochs, best_epoch: s.best_epoch, val_loss: s.val_loss, done: true },
-            (None, None) => Progress { epoch: 0, epochs: self.epochs, best_epoch: 0, val_loss: f32::INFINITY, done: true },
+            (Some(f), _) => Progress { epoch: f.epoch(), epochs: self.epochs, best_epoch: f.best.1, val_loss: f.best_val_loss(), last_loss: f.last_val_loss(), done: false },
+            (None, Some(s)) => Progress { epoch: s.epochs, epochs: self.epochs, best_epoch: s.best_epoch, val_loss: s.val_loss, last_loss: self.last, done: true },
+            (None, None) => Progress { epoch: 0, epochs: self.epochs, best_epoch: 0, val_loss: f32::INFINITY, last_loss: f32::INFINITY, done: true },
         })
     }
 
@@ -607,32 +744,39 @@ mod tests {
     use super::*;
     use crate::backend::block_on;
 
-    /// The hand-written backward pass against burn's autodiff (the native build has it), for every
-    /// head shape and activation, with uneven row weights.
+    /// The host backward pass against burn's autodiff (the native build has it) on the same head as
+    /// tensors, for every head shape and activation, with uneven row weights and soft targets.
     #[test]
     fn hand_written_gradients_match_autodiff() {
         let device = crate::backend::cpu().device;
         let (n, dim, classes) = (7, 5, 3);
-        let mut rng = SmallRng::seed_from_u64(9);
+        let mut rng = StdRng::seed_from_u64(9);
         let mut values = |len: usize| (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-        let x = Tensor::<2>::from_data(TensorData::new(values(n * dim), [n, dim]), &device);
+        let x = values(n * dim);
         let y: Vec<Vec<f32>> = (0..n).map(|i| (0..classes).map(|c| if c == i % classes { 0.8 } else { 0.1 }).collect()).collect();
-        let w = Tensor::<2>::from_data(TensorData::new((0..n).map(|i| 0.5 + i as f32 * 0.3).collect::<Vec<f32>>(), [n, 1]), &device);
+        let w: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 * 0.3).collect();
         for (hidden, activation) in [(0, Activation::Relu), (4, Activation::Relu), (4, Activation::Tanh), (4, Activation::Gelu)] {
-            let head = Trainer::new(dim, classes, TrainOptions { hidden, activation, seed: 3, ..Default::default() }, &device).head;
+            let mut host = Trainer::new(dim, classes, TrainOptions { hidden, activation, seed: 3, ..Default::default() }, &device).host;
             // Biases start at zero: give them values so that their gradients are exercised too.
-            let params: Vec<Tensor<2>> = head.params().into_iter().map(|p| p.clone() + Tensor::from_data(TensorData::new(values(p.dims().iter().product()), p.dims()), &device) * 0.3).collect();
-            let head = head.with_params(&params);
-            let ours = head.gradients(x.clone(), targets(y.iter(), &device), w.clone());
-            let ad = device.clone().autodiff();
-            let tracked: Vec<Tensor<2>> = params.iter().map(|p| p.clone().autodiff().require_grad()).collect();
-            let logits = head.with_params(&tracked).forward(x.clone().autodiff());
-            let grads = weighted_loss(logits, targets(y.iter(), &ad), w.clone().autodiff()).backward();
-            for (k, (mine, t)) in ours.into_iter().zip(&tracked).enumerate() {
-                let (a, b) = (block_on(read_f32(mine)).unwrap(), block_on(read_f32(t.grad(&grads).unwrap())).unwrap());
-                let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
-                assert!(a.len() == b.len() && worst <= 1e-6, "hidden {hidden} {activation:?} param {k}: max |Δ| {worst}");
+            for l in &mut host.layers {
+                l.b = values(l.out);
             }
+            let ours = host.gradients(&x, &y.iter().collect::<Vec<_>>(), &w);
+            let head = host.to_head(&device);
+            let ad = device.clone().autodiff();
+            let tracked: Vec<Tensor<2>> = head.params().iter().map(|p| p.clone().autodiff().require_grad()).collect();
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, dim]), &ad);
+            let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, 1]), &ad);
+            let grads = weighted_loss(head.with_params(&tracked).forward(xt), targets(y.iter(), &ad), wt).backward();
+            for (k, (mine, t)) in ours.into_iter().zip(&tracked).enumerate() {
+                let theirs = block_on(read_f32(t.grad(&grads).unwrap())).unwrap();
+                let worst = mine.iter().zip(&theirs).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+                assert!(mine.len() == theirs.len() && worst <= 1e-6, "hidden {hidden} {activation:?} param {k}: max |Δ| {worst}");
+            }
+            // The host forward is the tensor forward.
+            let (logits, _) = host.forward(&x, n);
+            let want = block_on(read_f32(head.forward(Tensor::from_data(TensorData::new(x.clone(), [n, dim]), &device)))).unwrap();
+            assert!(logits.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-5), "hidden {hidden} {activation:?}: forward");
         }
     }
 

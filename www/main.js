@@ -1,7 +1,7 @@
 // Demo page: live classification with two classifiers, steered generation side by side with plain,
 // and what this browser gives veer. URL parameters: ?device=auto|webgpu|cpu, ?worker=0 (run inline),
 // ?maxTokens=N (default length of a generation).
-import { init, loadClassifier, loadGenerator, loadVector } from './veer.js';
+import { init, loadClassifier, loadGenerator, loadVector, trainClassifier } from './veer.js';
 
 const params = new URLSearchParams(location.search);
 const device = params.get('device') ?? 'auto';
@@ -334,13 +334,96 @@ function setupGeneration(rt) {
   listVectors().then(() => $('vector').dispatchEvent(new Event('change')));
 }
 
+// --- teach it: a classifier trained in the page from the user's own examples ----------------------
+
+let taught;
+
+/** `label: text` lines → examples (lines without a colon are skipped). */
+function parseExamples(text) {
+  return text
+    .split('\n')
+    .map((line) => line.match(/^\s*([^:]+?)\s*:\s*(.+?)\s*$/))
+    .filter(Boolean)
+    .map(([, label, text]) => ({ label, text }));
+}
+
+async function classifyTaught() {
+  if (!taught) return;
+  const t0 = performance.now();
+  const result = await taught.classify($('teach-text').value);
+  const bars = $('teach-bars');
+  bars.replaceChildren();
+  for (const [label, score] of Object.entries(result.scores)) {
+    const bar = document.createElement('div');
+    bar.className = 'bar';
+    bar.dataset.label = label;
+    bar.innerHTML = '<span class="name"></span><span class="fill"></span><span class="value"></span>';
+    bar.children[0].textContent = label;
+    bar.children[1].style.width = `${(score * 100).toFixed(1)}%`;
+    bar.children[2].textContent = score.toFixed(3);
+    bars.append(bar);
+  }
+  $('teach').dataset.result = result.label;
+  $('teach-note').dataset.latency = String(Math.round(performance.now() - t0));
+}
+
+async function teach(rt) {
+  const section = $('teach');
+  const note = $('teach-note');
+  const progress = $('teach-progress');
+  const examples = parseExamples($('teach-examples').value);
+  section.dataset.state = 'training';
+  $('teach-train').disabled = true;
+  progress.hidden = false;
+  try {
+    taught?.dispose();
+    taught = undefined;
+    const t0 = performance.now();
+    taught = await trainClassifier('models/all-minilm-l6-v2/', examples, {
+      runtime: rt,
+      integrity: (await manifest) ? MANIFEST : undefined,
+      seed: 1,
+      onProgress: (p) => {
+        if (p.phase === 'embed') note.textContent = `embedding ${p.done}/${p.total} examples…`;
+        else note.textContent = `epoch ${p.epoch} of at most ${p.epochs}, held-out loss ${p.valLoss.toFixed(3)}`;
+        progress.max = p.phase === 'embed' ? p.total : p.epochs;
+        progress.value = p.phase === 'embed' ? p.done : p.epoch;
+      },
+    });
+    const t = taught.training;
+    note.textContent = `trained on ${t.train} examples (${t.heldOut} held out) in ${ms(performance.now() - t0)}; best epoch ${t.bestEpoch} of ${t.epochs}. Type below.`;
+    $('teach-text').disabled = false;
+    $('teach-export').disabled = false;
+    await classifyTaught();
+    section.dataset.state = 'ready';
+  } catch (e) {
+    section.dataset.state = 'error';
+    note.textContent = `${e.code ?? 'error'}: ${e.message}`;
+  } finally {
+    $('teach-train').disabled = false;
+    progress.hidden = true;
+  }
+}
+
+function setupTeach(rt) {
+  $('teach-train').addEventListener('click', () => teach(rt));
+  $('teach-text').addEventListener('input', () => classifyTaught().catch((e) => ($('teach-note').textContent = `${e.code ?? 'error'}: ${e.message}`)));
+  $('teach-export').addEventListener('click', () => {
+    const url = URL.createObjectURL(new Blob([taught.save()], { type: 'application/octet-stream' }));
+    const a = Object.assign(document.createElement('a'), { href: url, download: 'head.safetensors' });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  });
+}
+
 // --- start ----------------------------------------------------------------------------------------
 
 listModels();
 startRuntime()
   .then(async (rt) => {
-    window.veerDemo = { rt, classifiers, getGenerator: () => getGenerator(rt), getVector: (n) => getVector(rt, n) };
+    window.veerDemo = { rt, classifiers, taught: () => taught, getGenerator: () => getGenerator(rt), getVector: (n) => getVector(rt, n) };
     setupGeneration(rt);
+    setupTeach(rt);
     await startClassifiers(rt);
   })
   .catch((err) => {

@@ -159,3 +159,27 @@ test('steered generation on the page: plain and steered stream side by side and 
     await browser.close();
   }
 });
+
+test('teach it: the page trains a classifier from the examples in the box and classifies what is typed (?device=cpu)', async () => {
+  const { browser, page, errors } = await openDemo(noWebGpuArgs, '?device=cpu');
+  try {
+    await page.click('#teach-train');
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.getElementById('teach').dataset.state), null, { timeout: 300_000 });
+    const note = await page.textContent('#teach-note');
+    assert.equal(await page.$eval('#teach', (s) => s.dataset.state), 'ready', note);
+    assert.match(note, /trained on \d+ examples \(\d+ held out\)/);
+    // The default text is an outage; a wish for later is the other label.
+    assert.equal(await page.$eval('#teach', (s) => s.dataset.result), 'urgent');
+    await page.fill('#teach-text', 'Maybe one day we could add more colour themes');
+    await page.waitForFunction(() => document.getElementById('teach').dataset.result === 'later', null, { timeout: 60_000 });
+    const bars = await page.$$eval('#teach-bars .bar', (b) => b.map((x) => x.dataset.label));
+    assert.deepEqual(bars, ['urgent', 'later']);
+    // Export hands the page a head.safetensors download.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#teach-export')]);
+    assert.equal(download.suggestedFilename(), 'head.safetensors');
+    await page.screenshot({ path: `${results}demo-teach.png`, fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

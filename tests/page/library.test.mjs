@@ -600,4 +600,13 @@ test('trainClassifier trains a head in the page that classifies held-out texts, 
   const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['classify', '--model', `${models}all-minilm-l6-v2`, '--head', headFile, '-'], { input: held.map((e) => e.text).join('\n'), encoding: 'utf8' })).results;
   const diff = maxDiff(got.results, native.map((n) => ({ score: n.score, scores: Object.entries(n.scores) })));
   assert.ok(diff <= 1e-4, `browser vs native scores of the exported head: max |Δ| ${diff}`);
+  // Trained natively from the same examples and seed (`veer train`, the same trainer): the same head,
+  // up to the embeddings' rounding.
+  const jsonl = (list) => list.map((e) => JSON.stringify(e)).join('\n');
+  writeFileSync(`${root}test-results/train.jsonl`, jsonl(train));
+  writeFileSync(`${root}test-results/held.jsonl`, jsonl(held));
+  const cli = JSON.parse(execFileSync(`${root}target/release/veer`, ['train', '--encoder', `${models}all-minilm-l6-v2`, '--data', `${root}test-results/train.jsonl`, '--test', `${root}test-results/held.jsonl`, '--out', `${root}test-results/native-head.safetensors`, '--options', '{"seed": 3}'], { encoding: 'utf8' }));
+  assert.equal(cli.progress.epoch, got.training.epochs, 'the same number of epochs');
+  const trained = maxDiff(got.results, cli.test.scores.map((row) => ({ score: Math.max(...row), scores: cli.labels.map((l, i) => [l, row[i]]) })));
+  assert.ok(trained <= 1e-3, `browser-trained vs natively trained head: max |Δ| ${trained}`);
 });
