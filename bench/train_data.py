@@ -1,7 +1,9 @@
 """Labelled example sets for the in-browser training measurements (bench/train.mjs, `make bench-train`):
 k examples per label from BBC News (topic, 5 labels) and the driverless-car tweets (sentiment, 3
-labels), seeded, plus a fixed test set of 100 per label disjoint from every training set. JSONL lines
-{"text", "label"}, the shape `trainClassifier` and `veer train` take.
+labels), seeded, plus a fixed test set of 50 per label disjoint from every training set. JSONL lines
+{"text", "label"}, the shape `trainClassifier` and `veer train` take. Texts are cut to their first 600
+characters (a BBC article's opening paragraph names its topic; the whole article would take the browser
+minutes per run at MiniLM's 256 tokens).
 
 usage: python3 bench/train_data.py DATA_DIR OUT_DIR
 """
@@ -18,7 +20,7 @@ tasks = {
     "tweets": (data / "tweets.csv", "text", "sentiment", ["negative", "neutral", "positive"]),
 }
 for task, (path, text_col, label_col, keep) in tasks.items():
-    rows = [(r[text_col].strip(), r[label_col].strip()) for r in csv.DictReader(open(path, encoding="utf-8", errors="replace"))]
+    rows = [(" ".join(r[text_col].split())[:600], r[label_col].strip()) for r in csv.DictReader(open(path, encoding="utf-8", errors="replace"))]
     rows = [r for r in rows if r[0] and (keep is None or r[1] in keep)]
     by_label = {}
     for t, l in rows:
@@ -27,7 +29,7 @@ for task, (path, text_col, label_col, keep) in tasks.items():
     for l in by_label:
         rng.shuffle(by_label[l])
     labels = sorted(by_label)
-    test = [(t, l) for l in labels for t in by_label[l][:100]]
+    test = [(t, l) for l in labels for t in by_label[l][:50]]
     random.Random(8).shuffle(test)
     with open(out / f"{task}-test.jsonl", "w") as f:
         for t, l in test:

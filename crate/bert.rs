@@ -248,7 +248,7 @@ impl Layer {
     /// x: [batch, seq, hidden]; mask_bias: [batch, 1, 1, seq] (0 for real tokens, very negative for pads)
     fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>, heads: usize) -> Tensor<3> {
         let [b, s, h] = x.dims();
-        let dh = h / heads;
+        let dh = h / heads; // heads ≥ 1 and hidden % heads == 0: checked in `Config::parse`
         let split = |t: Tensor<3>| t.reshape([b, s, heads, dh]).swap_dims(1, 2); // [b, heads, s, dh]
         let q = split(self.q.forward3(x.clone()));
         let k = split(self.k.forward3(x.clone()));

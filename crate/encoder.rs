@@ -60,7 +60,7 @@ impl Encoder {
         // full-length texts fits a wasm32 instance beside the weights. In u64: heads × len² × 4 can
         // pass 2^32 for a config's caps (256 heads, 2^16 positions).
         let per_text = config.num_attention_heads as u64 * (max_len as u64).pow(2) * 4;
-        let most = (ATTENTION_BYTES as u64 / per_text).max(1);
+        let most = (ATTENTION_BYTES as u64 / per_text).max(1); // per_text ≥ 16: heads ≥ 1 (checked), max_len ≥ 2
         if options.batch_size as u64 > most {
             return Err(Error::Invalid(format!(
                 "batchSize {}: at most {most} texts of up to {max_len} tokens per batch ({} MiB of attention scores each)",
@@ -165,6 +165,7 @@ impl Encoder {
         for batch in self.batches(&self.tokenize(texts)?) {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
             let pooled = bert::pool_layers(&states, layers, &batch.mask, pooling, normalize)?; // [b, hidden * layers]
+            // hidden_size ≥ 1 (checked at load): a chunk size of 0 is impossible.
             for (&row, v) in batch.rows.iter().zip(read_f32(pooled).await?.chunks_exact(hidden * layers.len().max(1))) {
                 out[row] = v.to_vec();
             }

@@ -65,6 +65,7 @@ pub async fn compute(model: &Llama, pairs: &[(Vec<u32>, Vec<u32>)], method: Meth
         diffs.push(hy.iter().zip(&hx).map(|(b, a)| *b as f64 - *a as f64).collect());
     }
     let n = diffs.len() as f64;
+    // Every diff is (layers + 1) × hidden = width long: `forward(capture)` returns that many residuals.
     let mean: Vec<f64> = (0..width).map(|j| diffs.iter().map(|d| d[j]).sum::<f64>() / n).collect();
     let flat: Vec<f64> = match method {
         Method::Mean => mean,

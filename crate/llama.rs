@@ -382,6 +382,8 @@ impl Llama {
             let k = rope(block.k.forward3(a.clone()).reshape([1, s, kv, dh]).swap_dims(1, 2), &cos, &sin); // [1, kv, s, dh]
             let v = block.v.forward3(a).reshape([1, s, kv, dh]).swap_dims(1, 2); // [1, kv, s, dh]
             let (k, v) = match cache.layers[i].take() {
+                // The cache was filled by this model (`Generation::resume` keeps only a cache of the same
+                // model's signature), so its shapes match but for the sequence axis.
                 Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)), // [1, kv, past+s, dh]
                 None => (k, v),
             };

@@ -1,7 +1,9 @@
 //! Next-token choice from logits on the host: greedy, temperature, top-k, min-p, top-p, repetition penalty,
 //! seeded so that a seed reproduces a generation on every device.
 
-use rand::rngs::SmallRng;
+// StdRng (ChaCha12): SmallRng is another generator on 32-bit targets, and a seed must give the same
+// sample in the browser (wasm32) as natively.
+use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
@@ -9,14 +11,14 @@ use crate::options::GenerateOptions;
 
 pub struct Sampler {
     options: GenerateOptions,
-    rng: SmallRng,
+    rng: StdRng,
 }
 
 impl Sampler {
     /// A sampler for one request; checks the request's numbers first.
     pub fn new(options: &GenerateOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Sampler { options: options.clone(), rng: SmallRng::seed_from_u64(options.seed) })
+        Ok(Sampler { options: options.clone(), rng: StdRng::seed_from_u64(options.seed) })
     }
 
     /// Choose the next token. `history`: prompt and generated ids (for the repetition penalty).

@@ -59,7 +59,9 @@ fn check_finite(row: &[f32], tensor: &str, file: &str) -> Result<()> {
 /// A steering vector on the host: one row per decoder layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vector {
-    pub layers: Vec<Vec<f32>>, // [num_layers][hidden]
+    /// [num_layers][hidden]: every row one length (checked by both readers, kept by `compute` and the
+    /// arithmetic); `fit` checks it against the model before steering broadcasts a row over [b, s, hidden].
+    pub layers: Vec<Vec<f32>>,
     pub model: String,
     pub method: String,
     pub injection: Injection,

@@ -92,6 +92,8 @@ impl<'a> Loader<'a> {
     /// allocation.)
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
         match self.values(name, &shape) {
+            // v.len() == Π shape: `values` checked the stored shape equals `shape`, and safetensors
+            // checked the data length against the stored shape and dtype.
             Some(v) => Tensor::from_data(TensorData::new(v, shape), &self.device),
             None => Tensor::zeros([1; D], &self.device),
         }
@@ -105,7 +107,7 @@ impl<'a> Loader<'a> {
                 let mut t = vec![0.0f32; v.len()];
                 for (o, row) in v.chunks_exact(inp).enumerate() {
                     for (i, &x) in row.iter().enumerate() {
-                        t[i * out + o] = x;
+                        t[i * out + o] = x; // i < inp, o < out: v is [out, inp] (see `tensor`)
                     }
                 }
                 Tensor::from_data(TensorData::new(t, [inp, out]), &self.device)

@@ -456,6 +456,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     // The strength defaults to the vector's own; minP 1 keeps only the top token: greedy at any temperature.
     const steeredDefault = await run({ steer: [{ vector: positive }] });
     const minP = await run({ temperature: 1, seed: 7, minP: 1 });
+    const sampled = await run({ temperature: 0.9, topP: 0.95, seed: 11 });
     // Abort after two pieces: the loop throws an AbortError with code E_ABORTED.
     const controller = new AbortController();
     let seen = 0;
@@ -490,6 +491,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       steered,
       steeredDefault,
       minP,
+      sampled,
       withComputed,
       badStrength,
       aborted,
@@ -510,6 +512,9 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
   assert.notEqual(got.steered.text, got.plain.text, `steered output equals plain: ${got.plain.text}`);
   assert.deepEqual(got.steeredDefault.ids, got.steered.ids, 'strength defaults to the vector file');
   assert.deepEqual(got.minP.ids, got.plain.ids, 'minP 1 samples the greedy token');
+  // A seed gives the same sample in the browser (wasm32) as natively.
+  const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['generate', '--model', `${models}smollm2-135m-instruct`, '--prompt', 'Describe the weather today in one sentence.', '--chat', '--max-tokens', '12', '--temperature', '0.9', '--top-p', '0.95', '--seed', '11'], { encoding: 'utf8' }));
+  assert.deepEqual(got.sampled.ids, native.ids, `sampled: browser ${got.sampled.text} vs native ${native.text}`);
   assert.notEqual(got.withComputed.text, got.plain.text, 'a vector computed in the generator steers it');
   assert.equal(got.badStrength, 'E_INVALID');
   assert.deepEqual(got.aborted, { name: 'AbortError', code: 'E_ABORTED', finish: 'abort' });
