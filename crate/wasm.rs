@@ -252,7 +252,7 @@ impl Classifier {
     }
 
     /// Up to `n` more epochs of the training `train_start` began; resolves to its progress
-    /// `{ epoch, epochs, bestEpoch, valLoss, done }`.
+    /// `{ epoch, epochs, bestEpoch, valLoss (the best epoch's), lastLoss, done }`.
     #[wasm_bindgen(js_name = trainEpochs)]
     pub async fn train_epochs(&mut self, n: usize) -> Result<JsValue, JsError> {
         let training = self.training.as_mut().ok_or_else(|| js(Error::Invalid("no training in progress (call trainStart first)".into())))?;
@@ -360,7 +360,7 @@ pub struct Generator {
     /// (under the same steering: `steer_key`).
     current: Option<crate::generate::Generation>,
     steer_key: String,
-    /// Bumped whenever a vector is put or dropped: part of `steer_key`, since a vector replaced
+    /// Bumped whenever a vector is put: part of `steer_key`, since a vector replaced
     /// under the same id steers differently.
     vectors_version: u64,
 }

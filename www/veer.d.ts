@@ -108,7 +108,7 @@ export interface TrainOptions extends ClassifierOptions {
 
 export type TrainProgress =
   | { phase: 'embed'; done: number; total: number }
-  | { phase: 'train'; epoch: number; epochs: number; bestEpoch: number; valLoss: number; done: boolean };
+  | { phase: 'train'; epoch: number; epochs: number; bestEpoch: number; valLoss: number; lastLoss: number; done: boolean };
 
 export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
