@@ -2,10 +2,12 @@
 //! browser's `trainClassifier`, and the `head.safetensors` file they both write.
 //!
 //! Soft-target cross-entropy (optionally class-weighted), AdamW, mini-batches, early stopping on a
-//! held-out split (best epoch kept). Gradients are written out by hand rather than taken from burn's
-//! autodiff: a head is at most two affine layers, its backward pass is five matrix products, and the
-//! wasm module then needs no autodiff backend (which would wrap every tensor operation of every
-//! backend in the build). `tests` check these gradients against autodiff natively.
+//! held-out split (best epoch kept). Training runs on the host in plain f32 loops with the gradients
+//! written out (`HostHead`): a head is at most two affine layers, its backward pass five small matrix
+//! products, its features are on the host already; the wasm module then needs no autodiff backend
+//! (which would wrap every tensor operation of every backend in the build), and the browser and the
+//! CLI get the same bits. `tests` check the gradients against burn's autodiff natively. The tensor
+//! `Head` serves prediction, export and `veer distill`'s fine-tuning.
 
 use std::collections::HashMap;
 
@@ -130,12 +132,6 @@ impl Head {
 /// Mean soft-target cross-entropy of logits [n, c] against targets [n, c].
 pub fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (targets * log_softmax(logits, 1)).sum_dim(1).mean().neg().reshape([1])
-}
-
-/// `loss` with a weight per row (weights [n, 1]): Σ w_i ce_i / Σ w_i.
-pub fn weighted_loss(logits: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
-    let total = weights.clone().sum();
-    ((targets * log_softmax(logits, 1)).sum_dim(1) * weights).sum().neg().reshape([1]) / total
 }
 
 /// A scalar loss back on the host (async: on WebGPU a readback is).
@@ -351,7 +347,8 @@ impl HostAdam {
 
 /// A head and its optimiser state.
 pub struct Trainer {
-    /// The head as tensors (prediction, export, fine-tuning), kept equal to `host`.
+    /// The head as tensors (prediction, export, fine-tuning): the best head once a fit has ended
+    /// (uploaded then, not after every epoch).
     pub head: Head,
     host: HostHead,
     opts: TrainOptions,
@@ -486,7 +483,6 @@ impl Trainer {
         if vl < fit.best.0 - 1e-5 {
             fit.best = (vl, fit.epoch, self.host.clone());
         }
-        self.head = self.host.to_head(&self.device);
         Ok(true)
     }
 
@@ -680,7 +676,8 @@ impl HeadTraining {
     /// The trained head as a `head.safetensors` (call after `epochs` reports `done`; before, the head
     /// of the latest epoch). `encoder`: what the file records as its encoder.
     pub async fn head_file(&self, encoder: &str) -> Result<Vec<u8>> {
-        head_safetensors(&self.trainer.head, &[], OutDtype::F32, &self.spec, &self.labels, encoder).await
+        // The host head: the tensor one is uploaded when the fit ends.
+        head_safetensors(&self.trainer.host.to_head(&self.trainer.device), &[], OutDtype::F32, &self.spec, &self.labels, encoder).await
     }
 }
 
@@ -743,6 +740,13 @@ pub fn read_head_metadata(bytes: &[u8], file: &str) -> Result<(Vec<String>, Pool
 mod tests {
     use super::*;
     use crate::backend::block_on;
+
+    /// `loss` with a weight per row (weights [n, 1]), Σ w_i ce_i / Σ w_i, in tensors: what autodiff
+    /// differentiates for the check below.
+    fn weighted_loss(logits: Tensor<2>, targets: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+        let total = weights.clone().sum();
+        ((targets * log_softmax(logits, 1)).sum_dim(1) * weights).sum().neg().reshape([1]) / total
+    }
 
     /// The host backward pass against burn's autodiff (the native build has it) on the same head as
     /// tensors, for every head shape and activation, with uneven row weights and soft targets.

@@ -214,8 +214,8 @@ impl Classifier {
             return Err(js(Error::Invalid(format!("{} examples: at most {}", texts.len(), crate::train::MAX_EXAMPLES))));
         }
         let spec = options.spec(self.encoder.max_len());
-        let embedded = self.train_embed(texts.clone()).await?;
-        // Every text is in the cache now (`train_embed` added those it lacked).
+        let embedded = self.embed_new(&texts).await?;
+        // Every text is in the cache now (`embed_new` added those it lacked).
         let features: Vec<Vec<f32>> = texts.iter().map(|t| self.features.get(t).cloned().unwrap_or_default()).collect();
         let ids: Vec<usize> = label_ids.iter().map(|&l| l as usize).collect();
         let training = crate::train::HeadTraining::new(features, &ids, labels, spec, &options, self.encoder.model().device()).await.map_err(js)?;
@@ -229,19 +229,7 @@ impl Classifier {
     /// (mean-pooled, normalised last layer), not on the head's options.
     #[wasm_bindgen(js_name = trainEmbed)]
     pub async fn train_embed(&mut self, texts: Vec<String>) -> Result<usize, JsError> {
-        if self.features.len() + texts.len() > 4 * crate::train::MAX_EXAMPLES {
-            self.features.clear(); // a page streaming many texts through: memory stays bounded
-        }
-        let spec = crate::train::HeadOptions::default().spec(self.encoder.max_len());
-        let mut new: Vec<&String> = texts.iter().filter(|t| !self.features.contains_key(*t)).collect();
-        new.sort();
-        new.dedup();
-        let computed = self.encoder.features(&new, &spec).await.map_err(js)?;
-        let count = new.len();
-        for (t, f) in new.into_iter().zip(computed) {
-            self.features.insert(t.clone(), f);
-        }
-        Ok(count)
+        self.embed_new(&texts).await
     }
 
     /// Classify with the head in `bytes` (a `head.safetensors`) from now on; resolves to its labels.
@@ -273,6 +261,25 @@ impl Classifier {
     pub fn tokenize(&self, texts: Vec<String>) -> Result<Vec<js_sys::Uint32Array>, JsError> {
         let ids = self.encoder.tokenize(&texts).map_err(js)?;
         Ok(ids.iter().map(|v| js_sys::Uint32Array::from(v.as_slice())).collect())
+    }
+}
+
+impl Classifier {
+    /// Compute and keep the head features of the `texts` not cached yet; how many were new.
+    async fn embed_new(&mut self, texts: &[String]) -> Result<usize, JsError> {
+        if self.features.len() + texts.len() > 4 * crate::train::MAX_EXAMPLES {
+            self.features.clear(); // a page streaming many texts through: memory stays bounded
+        }
+        let spec = crate::train::HeadOptions::default().spec(self.encoder.max_len());
+        let mut new: Vec<&String> = texts.iter().filter(|t| !self.features.contains_key(*t)).collect();
+        new.sort();
+        new.dedup();
+        let computed = self.encoder.features(&new, &spec).await.map_err(js)?;
+        let count = new.len();
+        for (t, f) in new.into_iter().zip(computed) {
+            self.features.insert(t.clone(), f);
+        }
+        Ok(count)
     }
 }
 
