@@ -185,9 +185,28 @@ struct DistillArgs {
     /// Label names in id order, comma-separated (default: the sorted gold labels).
     #[arg(long, value_delimiter = ',')]
     labels: Option<Vec<String>>,
-    /// gold | a classifier folder | llm:FOLDER (decoder LM, zero-shot).
+    /// gold | a classifier folder | llm:FOLDER (decoder LM, zero-shot) | openai:URL[,URL…][#MODEL] (an
+    /// OpenAI-compatible server, zero-shot).
     #[arg(long, default_value = "gold")]
     teacher: String,
+    /// openai teacher: requests in flight at once, over all its servers.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// openai teacher: retries of a failed request (connection, 408/409/429/5xx), with backoff.
+    #[arg(long, default_value_t = 6)]
+    retries: u32,
+    /// openai teacher: at most this many requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// openai teacher: seconds one request may take.
+    #[arg(long, default_value_t = 120)]
+    request_timeout: u64,
+    /// openai teacher: the environment variable with an API key (sent as a bearer token when set).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    api_key_env: String,
+    /// openai teacher: auto (log-probabilities where the server gives them), logprobs or generate.
+    #[arg(long, default_value = "auto")]
+    teacher_mode: veer::distill::server::ServerMode,
     /// llkd | all | random
     #[arg(long, default_value = "all")]
     select: String,
@@ -526,8 +545,17 @@ fn distill(a: DistillArgs) -> Result<serde_json::Value> {
         chat: !a.no_chat,
         vector: a.teacher_vector.clone(),
     };
-    if a.teacher.starts_with("llm:") && prompt.verbalisers.is_empty() {
-        return Err(Error::Invalid("--teacher llm:… needs --labels (or --verbalisers) so the prompt can name them".into()));
+    if (a.teacher.starts_with("llm:") || a.teacher.starts_with("openai:")) && prompt.verbalisers.is_empty() {
+        return Err(Error::Invalid("--teacher llm:… / openai:… needs --labels (or --verbalisers) so the prompt can name them".into()));
+    }
+    let mut teacher = teacher::Teacher::parse(&a.teacher, prompt)?;
+    if let teacher::Teacher::Server { options, .. } = &mut teacher {
+        options.concurrency = a.concurrency;
+        options.retries = a.retries;
+        options.rate = a.rate;
+        options.timeout_s = a.request_timeout;
+        options.api_key_env = a.api_key_env.clone();
+        options.mode = a.teacher_mode;
     }
     let backend = device(&a.device)?;
     if let Some(why) = &backend.fallback_reason {
@@ -544,7 +572,7 @@ fn distill(a: DistillArgs) -> Result<serde_json::Value> {
         ..Default::default()
     });
     let options = distill::Options {
-        teacher: teacher::Teacher::parse(&a.teacher, prompt)?,
+        teacher,
         select: a.select.parse()?,
         data: a.data,
         test: a.test,

@@ -2,7 +2,7 @@
 //! so a changed model, prompt or text set never reuses stale numbers.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -86,14 +86,26 @@ pub struct JsonLines<T> {
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> JsonLines<T> {
     pub fn open(path: PathBuf) -> Result<Self> {
+        let err = |e: std::io::Error| Error::file(path.display().to_string(), e);
         let mut items = Vec::new();
-        if let Ok(f) = File::open(&path) {
-            for line in BufReader::new(f).lines() {
-                // A torn last line from an interrupted run is recomputed, not an error.
-                match line.ok().and_then(|l| serde_json::from_str(&l).ok()) {
-                    Some(item) => items.push(item),
+        if let Ok(mut f) = File::open(&path) {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(err)?;
+            // Complete lines up to the first that does not parse: a torn last line from an interrupted
+            // run is cut off, so the next append starts a fresh line (appending after it would join
+            // the two, and every line after that would be lost on the next read).
+            let mut good = 0;
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                match (line.last() == Some(&b'\n')).then(|| serde_json::from_slice(line).ok()).flatten() {
+                    Some(item) => {
+                        items.push(item);
+                        good += line.len();
+                    }
                     None => break,
                 }
+            }
+            if good < bytes.len() {
+                OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(good as u64)).map_err(err)?;
             }
         }
         Ok(JsonLines { path, items })

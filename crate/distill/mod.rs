@@ -12,6 +12,7 @@ pub mod features;
 pub mod finetune;
 pub mod metrics;
 pub mod select;
+pub mod server;
 pub mod teacher;
 pub use crate::train;
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{block_on, read_f32};
 use crate::distill::cache::{self, Hash, JsonLines};
 use crate::distill::data::Dataset;
+use crate::distill::server::{ServerOptions, ServerTeacher};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::files::ModelFiles;
@@ -42,6 +43,28 @@ pub enum Teacher {
     Gold,
     Classifier(PathBuf),
     Llm { dir: PathBuf, prompt: LlmPrompt },
+    /// Any OpenAI-compatible server (`openai:URL[,URL…][#MODEL]`, `server.rs`).
+    Server { options: ServerOptions, prompt: LlmPrompt },
+}
+
+/// One text's label probabilities from an LM teacher, and how they were obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub p: Vec<f32>,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Verbaliser log-probabilities (in process: whole verbalisers; a server: first answer tokens).
+    Logprobs,
+    /// A server's answer constrained to the labels by a JSON schema (one-hot).
+    Schema,
+    /// A server's free answer matched to a verbaliser (one-hot).
+    Generate,
+    /// A free answer that names no label: equal probabilities.
+    Unparsed,
 }
 
 /// A teacher's probabilities for one dataset, plus (LLM) the uncalibrated ones.
@@ -57,10 +80,11 @@ impl Teacher {
         Ok(match spec {
             "gold" => Teacher::Gold,
             s if s.starts_with("llm:") => Teacher::Llm { dir: PathBuf::from(&s[4..]), prompt },
+            s if s.starts_with("openai:") => Teacher::Server { options: ServerOptions::parse(&s[7..])?, prompt },
             s => {
                 let dir = PathBuf::from(s);
                 if !dir.join("config.json").is_file() {
-                    return Err(Error::Invalid(format!("--teacher `{s}`: expected gold, a classifier folder with config.json, or llm:FOLDER")));
+                    return Err(Error::Invalid(format!("--teacher `{s}`: expected gold, a classifier folder with config.json, llm:FOLDER or openai:URL[#MODEL]")));
                 }
                 Teacher::Classifier(dir)
             }
@@ -72,6 +96,7 @@ impl Teacher {
             Teacher::Gold => "gold".into(),
             Teacher::Classifier(d) => format!("classifier:{}", d.display()),
             Teacher::Llm { dir, .. } => format!("llm:{}", dir.display()),
+            Teacher::Server { options, .. } => format!("openai:{}{}", options.urls.join(","), options.model.as_ref().map(|m| format!("#{m}")).unwrap_or_default()),
         }
     }
 
@@ -112,50 +137,87 @@ impl Teacher {
             }
             Teacher::Llm { dir, prompt } => {
                 let labeller = LlmLabeller::load(dir, prompt, &sets[0].labels, device)?;
-                let key = labeller.key();
-                cache::ensure_dir(cache_dir)?;
-                let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", key.hex())))?;
-                let calibration = match store.items.iter().find(|s| s.h == "content-free") {
-                    Some(s) => s.p.clone(),
-                    None => {
-                        // Contextual calibration (Zhao et al., 2021): the label prior on a content-free input.
-                        let p = labeller.score("N/A")?;
-                        store.push(Scored { h: "content-free".into(), p: p.clone() })?;
-                        p
+                label_cached(sets, cache_dir, labeller.key(), &mut |texts, done| {
+                    for (i, t) in texts.iter().enumerate() {
+                        done(i, Score { p: labeller.score(t)?, via: Via::Logprobs })?;
                     }
-                };
-                let mut known: HashMap<String, Vec<f32>> = store.items.iter().map(|s| (s.h.clone(), s.p.clone())).collect();
-                let todo: Vec<&String> = {
-                    let mut seen = std::collections::HashSet::new();
-                    sets.iter().flat_map(|d| d.texts.iter()).filter(|t| !known.contains_key(&text_key(t)) && seen.insert(text_key(t))).collect()
-                };
-                if !todo.is_empty() {
-                    let bar = cache::bar(todo.len(), "llm labels");
-                    for t in todo {
-                        let p = labeller.score(t)?;
-                        store.push(Scored { h: text_key(t), p: p.clone() })?;
-                        known.insert(text_key(t), p);
-                        bar.inc(1);
-                    }
-                    bar.finish_and_clear();
-                }
-                Ok(sets
-                    .iter()
-                    .map(|d| {
-                        let raw: Vec<Vec<f32>> = d.texts.iter().map(|t| known[&text_key(t)].clone()).collect();
-                        let probs = raw.iter().map(|r| calibrate(r, &calibration)).collect();
-                        Labels { probs, raw: Some(raw) }
-                    })
-                    .collect())
+                    Ok(())
+                })
+            }
+            Teacher::Server { options, prompt } => {
+                let server = ServerTeacher::connect(options, prompt, &sets[0].labels)?;
+                let out = label_cached(sets, cache_dir, server.key(), &mut |texts, done| server.score_all(texts, done));
+                eprintln!("teacher {}: model `{}`, {} requests", self.name(), server.model(), server.requests.load(std::sync::atomic::Ordering::Relaxed));
+                out
             }
         }
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// Scores every text of `texts`, passing each to `done` (index into `texts`, score) as it is ready.
+type ScoreAll<'a> = dyn FnMut(&[&str], &mut dyn FnMut(usize, Score) -> Result<()>) -> Result<()> + 'a;
+
+/// LM teacher labels through the per-text cache `cache_dir/llm-KEY.jsonl`: texts already there are not
+/// asked again, and each new answer is appended as it arrives, so an interrupted run resumes where it
+/// stopped. The content-free input "N/A" is scored first, for contextual calibration (Zhao et al.,
+/// 2021): log-probability rows are divided by its label prior; one-hot rows (generated answers) are not.
+fn label_cached(sets: &[&Dataset], cache_dir: &Path, key: Hash, score_all: &mut ScoreAll) -> Result<Vec<Labels>> {
+    cache::ensure_dir(cache_dir)?;
+    let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", key.hex())))?;
+    if !store.items.iter().any(|s| s.h == CONTENT_FREE) {
+        let mut first = None;
+        score_all(&["N/A"], &mut |_, s| {
+            first = Some(s);
+            Ok(())
+        })?;
+        let s = first.ok_or_else(|| Error::Invalid("the teacher gave no score for the content-free input".into()))?;
+        store.push(Scored { h: CONTENT_FREE.into(), p: s.p, via: s.via })?;
+    }
+    let mut known: HashMap<String, Scored> = store.items.drain(..).map(|s| (s.h.clone(), s)).collect();
+    let todo: Vec<&str> = {
+        let mut seen = std::collections::HashSet::new();
+        sets.iter().flat_map(|d| d.texts.iter()).filter(|t| !known.contains_key(&text_key(t)) && seen.insert(text_key(t))).map(String::as_str).collect()
+    };
+    if !todo.is_empty() {
+        let bar = cache::bar(todo.len(), "llm labels");
+        let result = score_all(&todo, &mut |i, s| {
+            let scored = Scored { h: text_key(todo[i]), p: s.p, via: s.via };
+            store.push(scored.clone())?;
+            known.insert(scored.h.clone(), scored);
+            bar.inc(1);
+            Ok(())
+        });
+        bar.finish_and_clear();
+        result?;
+    }
+    let prior = &known[CONTENT_FREE];
+    let unparsed = known.values().filter(|s| s.via == Via::Unparsed).count();
+    if unparsed > 0 {
+        eprintln!("teacher: {unparsed} answer(s) named no label (equal probabilities)");
+    }
+    Ok(sets
+        .iter()
+        .map(|d| {
+            let rows: Vec<&Scored> = d.texts.iter().map(|t| &known[&text_key(t)]).collect();
+            let probs = rows.iter().map(|r| if r.via == Via::Logprobs && prior.via == Via::Logprobs { calibrate(&r.p, &prior.p) } else { r.p.clone() }).collect();
+            Labels { probs, raw: Some(rows.iter().map(|r| r.p.clone()).collect()) }
+        })
+        .collect())
+}
+
+const CONTENT_FREE: &str = "content-free";
+
+#[derive(Clone, Serialize, Deserialize)]
 struct Scored {
     h: String,
     p: Vec<f32>,
+    /// Absent in caches written before servers could be teachers: those are all log-probabilities.
+    #[serde(default = "logprobs")]
+    via: Via,
+}
+
+fn logprobs() -> Via {
+    Via::Logprobs
 }
 
 fn text_key(t: &str) -> String {
@@ -219,10 +281,8 @@ impl LlmLabeller {
         self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8])
     }
 
-    /// The prompt's text for one input (before any chat template).
     fn render(&self, text: &str) -> String {
-        let text = truncate_words(text.trim(), self.prompt.max_chars);
-        self.prompt.template.replace("{labels}", &self.labels.join(", ")).replace("{text}", &text)
+        render(&self.prompt, &self.labels, text)
     }
 
     /// Softmax over labels of each verbaliser's total log-probability after the prompt.
@@ -249,6 +309,12 @@ impl LlmLabeller {
         let sum: f32 = exp.iter().sum();
         Ok(exp.iter().map(|e| e / sum).collect())
     }
+}
+
+/// The prompt's text for one input (before any chat template).
+pub fn render(prompt: &LlmPrompt, labels: &[String], text: &str) -> String {
+    let text = truncate_words(text.trim(), prompt.max_chars);
+    prompt.template.replace("{labels}", &labels.join(", ")).replace("{text}", &text)
 }
 
 /// At most `max` characters, cut at the last whitespace when there is one.
