@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train bench-teacher test-server fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -131,6 +131,21 @@ bench-longprompt: setup assets pkg
 # tweets; 8/32/128 per label) and the time to train on 50/500 examples (bench/train.mjs, ≈ 15 min).
 bench-train: assets pkg
 	node bench/train.mjs
+
+# `veer distill --teacher openai:URL` against llama-cpp-python's OpenAI-compatible server started by the
+# tests (tests/teacher_server.rs: log-probabilities, constrained generation, a server killed mid-run and
+# restarted). PyPI has only the server's source: building it takes ≈ 14 min on 2 cores the first time
+# (scripts/teacher-server.sh keeps the wheel in .cache/wheels), which is why `make test` leaves this out;
+# the tests take ≈ 3 min.
+test-server: assets
+	@scripts/teacher-server.sh
+	VEER_TEST_LLAMACPP_PYTHON=$(CURDIR)/.cache/server-venv/bin/python cargo test --release --test teacher_server -- --ignored --test-threads 1 --nocapture
+
+# Labelling throughput, in-process teacher vs the server at 1/4/16 requests in flight (bench/teacher.py,
+# ≈ 10 min with RUNS=3). Writes bench/results/teacher.json; asserts nothing.
+bench-teacher: assets
+	@scripts/teacher-server.sh
+	RUNS=$(or $(TEACHER_RUNS),3) python3 bench/teacher.py
 
 # Mutation fuzzing (tests/fuzz.rs, stable Rust) of the GGUF, vector, config/safetensors, tokenizer.json,
 # chat-template and sampler paths, FUZZ_SECONDS per target; `make test` runs each for 2 s.

@@ -6,7 +6,9 @@ import sys
 
 
 def short(name):
-    """llm:/abs/path/smollm2-135m-instruct -> llm:smollm2-135m-instruct"""
+    """llm:/abs/path/smollm2-135m-instruct -> llm:smollm2-135m-instruct; openai:URL#MODEL -> openai:MODEL"""
+    if name.startswith("openai:"):
+        return "openai:" + name.rpartition("#")[2] if "#" in name else name
     kind, _, path = name.rpartition(":")
     return f"{kind}:{os.path.basename(path.rstrip('/'))}" if kind else name
 

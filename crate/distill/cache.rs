@@ -136,3 +136,26 @@ pub fn bar(len: usize, what: &str) -> indicatif::ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Item {
+        h: String,
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_so_later_appends_survive() {
+        let path = std::env::temp_dir().join(format!("veer-jsonlines-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "{\"h\":\"a\"}\n{\"h\":\"b\"}\n{\"h\":\"c").unwrap(); // killed mid-write
+        let mut store: JsonLines<Item> = JsonLines::open(path.clone()).unwrap();
+        assert_eq!(store.items, [Item { h: "a".into() }, Item { h: "b".into() }]);
+        store.push(Item { h: "c".into() }).unwrap();
+        store.push(Item { h: "d".into() }).unwrap();
+        let again: JsonLines<Item> = JsonLines::open(path.clone()).unwrap();
+        assert_eq!(again.items.iter().map(|i| i.h.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let _ = std::fs::remove_file(&path);
+    }
+}

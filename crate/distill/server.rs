@@ -227,10 +227,6 @@ impl ServerTeacher {
     }
 
     /// One text's label probabilities. `index` names the text in errors (never its content).
-    pub fn score(&self, text: &str, index: usize) -> Result<Score> {
-        self.score_with(text, index, 0)
-    }
-
     fn score_with(&self, text: &str, index: usize, worker: usize) -> Result<Score> {
         let prompt = self.render(text);
         let mode = self.mode.load(Ordering::Relaxed);
@@ -241,7 +237,7 @@ impl ServerTeacher {
             match self.logprobs(&prompt, worker, probe) {
                 Ok(Some(tokens)) => {
                     self.mode.store(MODE_LOGPROBS, Ordering::Relaxed);
-                    if let Some(p) = self.from_tokens(&tokens) {
+                    if let Some(p) = self.label_probs(&tokens) {
                         return Ok(Score { p, via: Via::Logprobs });
                     }
                 }
@@ -283,7 +279,7 @@ impl ServerTeacher {
     }
 
     /// Label probabilities from the listed first tokens, or None when no token begins a verbaliser.
-    fn from_tokens(&self, tokens: &[(String, f32)]) -> Option<Vec<f32>> {
+    fn label_probs(&self, tokens: &[(String, f32)]) -> Option<Vec<f32>> {
         let verbs: Vec<String> = self.prompt.verbalisers.iter().map(|v| v.trim().to_lowercase()).collect();
         let n = verbs.len();
         let mut mass = vec![0f32; n];
@@ -324,7 +320,8 @@ impl ServerTeacher {
     fn generate(&self, prompt: &str, index: usize, worker: usize) -> Result<Score> {
         let messages = json!([{"role": "user", "content": prompt}]);
         let schema = json!({"type": "object", "properties": {"label": {"type": "string", "enum": self.labels}}, "required": ["label"], "additionalProperties": false});
-        while self.prompt.chat {
+        // Chat only: `/completions` has no response_format.
+        while self.prompt.chat && self.schema_form.load(Ordering::Relaxed) != SCHEMA_NONE {
             let form = self.schema_form.load(Ordering::Relaxed);
             let format = match form {
                 SCHEMA_UNKNOWN | SCHEMA_OPENAI => json!({"type": "json_schema", "json_schema": {"name": "label", "strict": true, "schema": schema}}),
@@ -504,14 +501,14 @@ mod tests {
         let t = teacher(&["positive", "negative", "neutral"]);
         let lp = |p: f32| p.ln();
         // "ne" could begin two verbalisers: it counts for neither.
-        let p = t.from_tokens(&[("Positive".into(), lp(0.5)), (" positive".into(), lp(0.1)), ("Neg".into(), lp(0.2)), ("ne".into(), lp(0.1))]).unwrap();
+        let p = t.label_probs(&[("Positive".into(), lp(0.5)), (" positive".into(), lp(0.1)), ("Neg".into(), lp(0.2)), ("ne".into(), lp(0.1))]).unwrap();
         // neutral is unlisted: the 0.1 outside the list, capped by the least listed (0.1).
         let expect = [0.6, 0.2, 0.1];
         let sum: f32 = expect.iter().sum();
         for (a, e) in p.iter().zip(expect) {
             assert!((a - e / sum).abs() < 1e-6, "{p:?}");
         }
-        assert!(t.from_tokens(&[("The".into(), lp(0.9))]).is_none());
+        assert!(t.label_probs(&[("The".into(), lp(0.9))]).is_none());
     }
 
     #[test]
