@@ -403,7 +403,9 @@ impl ServerTeacher {
         loop {
             match request() {
                 Err(f) if f.retry && k < self.options.retries => {
-                    let jitter = 0.5 + (Hash::default().bytes(&(k as u64).to_le_bytes()).bytes(&format!("{:?}", std::thread::current().id()).into_bytes()).hex().as_bytes()[0] % 16) as f64 / 16.0;
+                    // Workers that failed together should not retry together: the clock's nanoseconds spread them.
+                    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+                    let jitter = 0.5 + (nanos % 1000) as f64 / 1000.0;
                     let wait = f.after.unwrap_or_else(|| Duration::from_secs_f64((0.25 * 2f64.powi(k as i32)).min(20.0) * jitter));
                     std::thread::sleep(wait.min(Duration::from_secs(60)));
                     k += 1;
