@@ -306,6 +306,50 @@ impl Generation {
     }
 }
 
+/// Several prompts decoded together under one steering, each row sampled with its own options (its
+/// own seed): what an evaluation over many prompts needs (`steer_eval`), since decoding reads every
+/// weight per step whatever the batch. Same prefill, sampler and EOS/`stop_ids` rules as `Generation`
+/// (no stop strings, no streaming); a row that ends is carried along, its tokens ignored. Returns each
+/// row's generated ids (EOS included when it ended the row).
+pub async fn generate_rows(model: &Model, prompts: &[Vec<u32>], options: &[GenerateOptions], steer: &dyn Steer) -> Result<Vec<Vec<u32>>> {
+    if prompts.len() != options.len() {
+        return Err(Error::Invalid(format!("{} prompts with {} option sets", prompts.len(), options.len())));
+    }
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let vocab = model.llama.config.vocab_size;
+    let mut samplers = options.iter().map(Sampler::new).collect::<Result<Vec<_>>>()?;
+    let rows: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+    let mut cache = Cache::default();
+    let mut logits = read_f32(model.llama.forward_rows(&rows, &mut cache, steer, false)?).await?; // [b * vocab]
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut done: Vec<bool> = options.iter().map(|o| o.max_tokens == 0).collect();
+    loop {
+        let mut next = Vec::with_capacity(prompts.len());
+        for (r, row) in logits.chunks_mut(vocab).enumerate() {
+            if done[r] {
+                next.push(0); // any id: the row's result is complete
+                continue;
+            }
+            if let Some(i) = row.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+                return Err(Error::Invalid(format!("the model produced a non-finite logit ({} for token {i}) in row {r}: check the weights and the steering strengths", row[i])));
+            }
+            let history: Vec<u32> = prompts[r].iter().chain(&out[r]).copied().collect();
+            let id = samplers[r].sample(row, &history);
+            out[r].push(id);
+            done[r] = model.eos_ids.contains(&id) || options[r].stop_ids.contains(&id) || out[r].len() >= options[r].max_tokens;
+            next.push(id);
+        }
+        if done.iter().all(|&d| d) || cache.len() + 1 > model.llama.config.context() {
+            return Ok(out);
+        }
+        let step: Vec<[u32; 1]> = next.iter().map(|&id| [id]).collect();
+        let rows: Vec<&[u32]> = step.iter().map(|s| s.as_slice()).collect();
+        logits = read_f32(model.llama.forward_rows(&rows, &mut cache, steer, false)?).await?;
+    }
+}
+
 /// Template instructions one rendering may execute: SmolLM2's template spends a few thousand on a short
 /// conversation; a template that loops for longer is stopped with an error instead of hanging the tab.
 pub const TEMPLATE_FUEL: u64 = 2_000_000;

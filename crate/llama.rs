@@ -203,11 +203,14 @@ impl Block {
     }
 }
 
-/// Keys and values of every layer so far: [1, kv_heads, past, head_dim] each.
+/// Keys and values of every layer so far: [batch, kv_heads, past, head_dim] each.
 #[derive(Default)]
 pub struct Cache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// Left padding of each row (`forward_rows`): positions a row's queries never see. One entry per
+    /// row once the cache holds anything.
+    pad: Vec<usize>,
 }
 
 impl Cache {
@@ -343,8 +346,37 @@ impl Llama {
     /// Run `ids` after what `cache` holds; returns the logits at the last position.
     /// `capture` also returns the last-token residual stream of every layer (for computing vectors).
     pub fn forward(&self, ids: &[u32], cache: &mut Cache, steer: &dyn Steer, capture: bool) -> Result<Output> {
+        let (logits, residuals) = self.run(ids, 1, ids.len(), &[], cache, steer, capture, false)?;
+        Ok(Output { logits: logits.reshape([self.config.vocab_size]), residuals })
+    }
+
+    /// Several sequences at once, under one steering (batched evaluation: decoding is bound by reading
+    /// the weights, so rows decoded together cost little more than one). The first call on an empty
+    /// cache may give rows of different lengths: they are left-padded to the longest, and the padding
+    /// is masked for every later call on this cache; later calls give rows of one length (one token
+    /// each, when decoding). Returns logits [batch, seq, vocab] at every position with `every_position`
+    /// (the padding's are meaningless), else [batch, 1, vocab] at the last.
+    pub fn forward_rows(&self, rows: &[&[u32]], cache: &mut Cache, steer: &dyn Steer, every_position: bool) -> Result<Tensor<3>> {
+        let b = rows.len();
+        let s = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        if b == 0 || rows.iter().any(|r| r.is_empty()) {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        let pad: Vec<usize> = rows.iter().map(|r| s - r.len()).collect();
+        if !cache.is_empty() && (pad.iter().any(|&p| p > 0) || b != cache.pad.len()) {
+            return Err(Error::Invalid(format!("{b} rows of {s} tokens after a cache of {} rows: continue a batch with one length per row", cache.pad.len())));
+        }
+        // Padding is token 0 (any id would do: it is masked).
+        let ids: Vec<u32> = rows.iter().zip(&pad).flat_map(|(r, &p)| std::iter::repeat_n(0, p).chain(r.iter().copied())).collect();
+        Ok(self.run(&ids, b, s, &pad, cache, steer, false, every_position)?.0)
+    }
+
+    /// The one forward pass. `ids`: [b * s] row-major; `pad`: each row's left padding on a fresh cache
+    /// (empty: none). Returns logits [b, s or 1, vocab] and the captured residuals of row 0.
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, ids: &[u32], b: usize, s: usize, pad: &[usize], cache: &mut Cache, steer: &dyn Steer, capture: bool, every_position: bool) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
         let c = &self.config;
-        let (s, past) = (ids.len(), cache.len);
+        let past = cache.len;
         if s == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
         }
@@ -357,47 +389,67 @@ impl Llama {
         let (h, heads, kv, dh) = (c.hidden_size, c.num_attention_heads, c.kv_heads(), c.head_dim());
         let rep = heads / kv; // kv ≥ 1 and heads % kv == 0: checked in `Config::parse`
         cache.layers.resize_with(self.blocks.len(), || None);
+        if past == 0 {
+            cache.pad = if pad.is_empty() { vec![0; b] } else { pad.to_vec() };
+        }
+        let padded = cache.pad.iter().any(|&p| p > 0);
 
-        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [s]), &self.device);
-        let mut x = self.embed.clone().select(0, ids_t).reshape([1, s, h]); // [1, s, h]
+        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [b * s]), &self.device);
+        let mut x = self.embed.clone().select(0, ids_t).reshape([b, s, h]); // [b, s, h]
         let mut captured = Vec::new();
         let last = |x: &Tensor<3>| x.clone().slice([0..1, s - 1..s]).reshape([1, h]); // [1, h]
         if capture {
             captured.push(last(&x));
         }
-        let cos = self.rope_cos.clone().slice([past..past + s, 0..dh]); // [s, dh]
-        let sin = self.rope_sin.clone().slice([past..past + s, 0..dh]);
+        // RoPE angles: a row's positions count from its first real token.
+        let (cos, sin) = if padded {
+            let pos: Vec<i32> = cache.pad.iter().flat_map(|&p| (past..past + s).map(move |t| t.saturating_sub(p) as i32)).collect();
+            let pos = Tensor::<1, Int>::from_data(TensorData::new(pos, [b * s]), &self.device);
+            let table = |t: &Tensor<2>| t.clone().select(0, pos.clone()).reshape([b, 1, s, dh]);
+            (table(&self.rope_cos), table(&self.rope_sin)) // [b, 1, s, dh]
+        } else {
+            let table = |t: &Tensor<2>| t.clone().slice([past..past + s, 0..dh]).unsqueeze::<4>();
+            (table(&self.rope_cos), table(&self.rope_sin)) // [1, 1, s, dh]
+        };
         // Causal mask for the new positions against all positions, repeated for the query heads that
-        // share a KV head: [rep * s, past + s]. One new token sees everything: no mask.
-        let mask = (s > 1).then(|| {
+        // share a KV head: [b or 1, 1, rep * s, past + s]. One new token of an unpadded batch sees
+        // everything: no mask. Padding keys get −1e9, not −∞, so that a padding query (which sees only
+        // padding) has a finite softmax; exp(−1e9) is exactly 0 for the real queries.
+        let mask = (s > 1 || padded).then(|| {
             let t = past + s;
-            let row = |i: usize| (0..t).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 });
-            let m: Vec<f32> = (0..rep).flat_map(|_| (0..s).flat_map(row)).collect();
-            Tensor::<2>::from_data(TensorData::new(m, [rep * s, t]), &self.device).reshape([1, 1, rep * s, t])
+            let rows = if padded { b } else { 1 };
+            let m: Vec<f32> = (0..rows)
+                .flat_map(|r| {
+                    let p = cache.pad.get(r).copied().unwrap_or(0);
+                    (0..rep).flat_map(move |_| (0..s).flat_map(move |i| (0..t).map(move |j| if j > past + i { f32::NEG_INFINITY } else if j < p { -1e9 } else { 0.0 })))
+                })
+                .collect();
+            Tensor::<1>::from_data(TensorData::new(m, [rows * rep * s * t]), &self.device).reshape([rows, 1, rep * s, t])
         });
 
         for (i, block) in self.blocks.iter().enumerate() {
             let a = block.input_norm.forward(x.clone());
-            let q = rope(block.q.forward3(a.clone()).reshape([1, s, heads, dh]).swap_dims(1, 2), &cos, &sin); // [1, heads, s, dh]
-            let k = rope(block.k.forward3(a.clone()).reshape([1, s, kv, dh]).swap_dims(1, 2), &cos, &sin); // [1, kv, s, dh]
-            let v = block.v.forward3(a).reshape([1, s, kv, dh]).swap_dims(1, 2); // [1, kv, s, dh]
+            let q = rope(block.q.forward3(a.clone()).reshape([b, s, heads, dh]).swap_dims(1, 2), &cos, &sin); // [b, heads, s, dh]
+            let k = rope(block.k.forward3(a.clone()).reshape([b, s, kv, dh]).swap_dims(1, 2), &cos, &sin); // [b, kv, s, dh]
+            let v = block.v.forward3(a).reshape([b, s, kv, dh]).swap_dims(1, 2); // [b, kv, s, dh]
             let (k, v) = match cache.layers[i].take() {
                 // The cache was filled by this model (`Generation::resume` keeps only a cache of the same
-                // model's signature), so its shapes match but for the sequence axis.
-                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)), // [1, kv, past+s, dh]
+                // model's signature) and this batch (`forward_rows` checks), so its shapes match but for
+                // the sequence axis.
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)), // [b, kv, past+s, dh]
                 None => (k, v),
             };
             cache.layers[i] = Some((k.clone(), v.clone()));
             // Query heads grouped by the KV head they read: no copy of K/V per query head.
-            let qg = q.reshape([1, kv, rep * s, dh]); // [1, kv, rep*s, dh]
-            let mut scores = qg.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [1, kv, rep*s, t]
+            let qg = q.reshape([b, kv, rep * s, dh]); // [b, kv, rep*s, dh]
+            let mut scores = qg.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [b, kv, rep*s, t]
             if let Some(m) = &mask {
                 scores = scores + m.clone();
             }
-            let attn = softmax(scores, 3).matmul(v).reshape([1, heads, s, dh]).swap_dims(1, 2).reshape([1, s, heads * dh]);
+            let attn = softmax(scores, 3).matmul(v).reshape([b, heads, s, dh]).swap_dims(1, 2).reshape([b, s, heads * dh]);
             x = x + block.o.forward3(attn);
             let m = block.post_norm.forward(x.clone());
-            let m = block.down.forward3(silu(block.gate.forward3(m.clone())) * block.up.forward3(m)); // [1, s, h]
+            let m = block.down.forward3(silu(block.gate.forward3(m.clone())) * block.up.forward3(m)); // [b, s, h]
             x = x + steer.steer(i, Site::MlpOut, m);
             x = steer.steer(i, Site::BlockOut, x);
             if capture {
@@ -405,12 +457,13 @@ impl Llama {
             }
         }
         cache.len = past + s;
-        let x = self.norm.forward(last(&x).reshape([1, 1, h])).reshape([1, h]); // [1, h]
+        let (x, n) = if every_position { (x, s) } else { (x.slice([0..b, s - 1..s]), 1) };
+        let x = self.norm.forward(x).reshape([b * n, h]); // [b*n, h]
         let logits = match &self.lm_head_t {
             Some(w) => x.matmul(w.clone()),
             None => x.matmul(self.embed.clone().transpose()),
-        }; // [1, vocab]
-        Ok(Output { logits: logits.reshape([c.vocab_size]), residuals: capture.then(|| Tensor::cat(captured, 0)) })
+        }; // [b*n, vocab]
+        Ok((logits.reshape([b, n, c.vocab_size]), capture.then(|| Tensor::cat(captured, 0))))
     }
 }
 
@@ -431,12 +484,13 @@ fn rope_tables(c: &Config, device: &Device) -> (Tensor<2>, Tensor<2>) {
     (Tensor::from_data(TensorData::new(cos, [n, dh]), device), Tensor::from_data(TensorData::new(sin, [n, dh]), device))
 }
 
-/// x * cos + rotate_half(x) * sin, with rotate_half([a, b]) = [-b, a]. x: [1, heads, s, dh]; cos/sin [s, dh].
-fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+/// x * cos + rotate_half(x) * sin, with rotate_half([a, b]) = [-b, a]. x: [b, heads, s, dh]; cos/sin
+/// [b or 1, 1, s, dh].
+fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let [b, n, s, dh] = x.dims();
     let half = dh / 2;
     let x1 = x.clone().slice([0..b, 0..n, 0..s, 0..half]);
     let x2 = x.clone().slice([0..b, 0..n, 0..s, half..dh]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone().unsqueeze::<4>() + rotated * sin.clone().unsqueeze::<4>()
+    x * cos.clone() + rotated * sin.clone()
 }

@@ -262,3 +262,38 @@ fn a_second_chat_turn_reuses_the_kv_cache_and_equals_a_full_prefill() {
     assert!(Prompt::from_json(serde_json::json!([])).is_err());
     assert!(Prompt::from_json(serde_json::json!(42)).is_err());
 }
+
+/// Batched decoding (`generate_rows`: rows of different lengths left-padded, one steering) gives every
+/// row what `Generation` gives it alone: the same greedy ids, the same seeded samples, steered or not;
+/// and the batch's logits at the first step match a single forward's within the CPU tolerance.
+#[test]
+fn batched_rows_decode_as_each_prompt_alone() {
+    use veer::generate::generate_rows;
+    let m = smollm();
+    let fixture = common::fixture("llama.json");
+    let prompts: Vec<Vec<u32>> = fixture["cases"].as_array().unwrap().iter().map(|c| ids(&c["input_ids"])).take(4).collect();
+    assert!(prompts.iter().map(|p| p.len()).min() < prompts.iter().map(|p| p.len()).max(), "the rows must need padding");
+    let steered = steering(vec![(reference_vector(), 0.1)], None);
+    for steer in [&Plain as &dyn veer::llama::Steer, &steered] {
+        let options: Vec<GenerateOptions> = (0..prompts.len())
+            .map(|i| GenerateOptions { max_tokens: 12, temperature: if i % 2 == 0 { 0.0 } else { 0.8 }, seed: 7 + i as u64, ..Default::default() })
+            .collect();
+        let batch = block_on(generate_rows(&m, &prompts, &options, steer)).unwrap();
+        for ((p, o), got) in prompts.iter().zip(&options).zip(&batch) {
+            let text = m.tokenizer.decode(p, false).unwrap();
+            let mut g = block_on(Generation::start(&m, text.as_str(), o, steer)).unwrap();
+            assert_eq!(g.prompt(), p.as_slice());
+            while block_on(g.next(&m, steer)).unwrap().is_some() {}
+            assert_eq!(got.as_slice(), g.ids(), "row of {} tokens, temperature {}", p.len(), o.temperature);
+        }
+    }
+    // First-step logits of the padded batch against each prompt alone.
+    let rows: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+    let batch = block_on(read_f32(m.llama.forward_rows(&rows, &mut Cache::default(), &Plain, false).unwrap())).unwrap();
+    let vocab = m.llama.config.vocab_size;
+    for (r, p) in prompts.iter().enumerate() {
+        let alone = block_on(read_f32(m.llama.forward(p, &mut Cache::default(), &Plain, false).unwrap().logits)).unwrap();
+        let worst = alone.iter().zip(&batch[r * vocab..(r + 1) * vocab]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-3, "row {r}: max |Δ logit| {worst}");
+    }
+}
