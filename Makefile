@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train bench-teacher test-server fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train bench-teacher test-server steer-eval steer-judges fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -146,6 +146,24 @@ test-server: assets
 bench-teacher: assets
 	@scripts/teacher-server.sh
 	RUNS=$(or $(TEACHER_RUNS),3) python3 bench/teacher.py
+
+# Does steering steer? (crate/steer_eval.rs, bench/steer/): 64 prompts × greedy and sampled answers
+# for every method and strength in bench/steer/eval.json, scored by the judges in bench/steer/judges/,
+# perplexity, degenerate rate and MiniLM similarity. Writes bench/results/steer-eval.{json,md,svg}, the
+# README's table; ≈ 45 min on 2 cores. `make test` runs the --quick variant (tests/steer_eval.rs).
+steer-eval: assets
+	python3 scripts/steer-judges.py .cache/data .cache/steer
+	$(VEER) steer-eval --config bench/steer/eval.json --out bench/results/steer-eval > /dev/null
+
+# Retrain the judges (committed): MiniLM heads on tweets negative/positive and tweets/BBC sentences
+# (informal/formal), held-out accuracy in bench/steer/judges/*-report.json. ≈ 4 min.
+steer-judges: assets
+	python3 scripts/steer-judges.py .cache/data .cache/steer
+	@for j in sentiment:negative,positive formality:informal,formal; do n=$${j%%:*}; \
+	  $(VEER) train --encoder www/models/all-minilm-l6-v2 --data .cache/steer/$$n-train.jsonl --test .cache/steer/$$n-test.jsonl \
+	    --labels $${j#*:} --out bench/steer/judges/$$n.safetensors \
+	  | python3 -c 'import json,sys; d=json.load(sys.stdin); d["test"].pop("scores"); json.dump(d, open(sys.argv[1], "w"), indent=1)' bench/steer/judges/$$n-report.json; \
+	done
 
 # Mutation fuzzing (tests/fuzz.rs, stable Rust) of the GGUF, vector, config/safetensors, tokenizer.json,
 # chat-template and sampler paths, FUZZ_SECONDS per target; `make test` runs each for 2 s.

@@ -18,6 +18,8 @@ pub mod nn;
 pub mod options;
 pub mod sample;
 pub mod steer;
+#[cfg(feature = "cli")]
+pub mod steer_eval;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

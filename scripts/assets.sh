@@ -116,10 +116,12 @@ mkdir -p "$models/vectors"
 for pairs in "$root"/www/vectors/*.jsonl; do
   name=$(basename "$pairs" .jsonl)
   out=$models/vectors/$name.safetensors
-  stamp="$(sha256sum "$pairs" | cut -c1-16) $(cat "$models/smollm2-135m-instruct/.source" | tr ' ' _)"
+  # The strength the file suggests, chosen from `make steer-eval` (README, "Does steering steer?").
+  strength=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$root/www/vectors/defaults.json" "$name")
+  stamp="$(sha256sum "$pairs" | cut -c1-16) $(cat "$models/smollm2-135m-instruct/.source" | tr ' ' _) $strength"
   if [ "$(cat "$models/vectors/.$name.source" 2>/dev/null)" != "$stamp" ]; then
-    say "computing the $name vector (veer vector, SmolLM2) -> ${out#"$root"/}"
-    "$veer" vector --model "$models/smollm2-135m-instruct" --pairs "$pairs" --out "$out" >/dev/null
+    say "computing the $name vector (veer vector, SmolLM2, default strength $strength) -> ${out#"$root"/}"
+    "$veer" vector --model "$models/smollm2-135m-instruct" --pairs "$pairs" --out "$out" --default-strength "$strength" >/dev/null
     echo "$stamp" > "$models/vectors/.$name.source"
   else
     say "$name vector is up to date"

@@ -110,6 +110,10 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value = "pca")]
         method: String,
+        /// The strength the file suggests (`defaultStrength`): what `make steer-eval` supports for this
+        /// vector (see www/vectors/defaults.json). Default 0.1.
+        #[arg(long)]
+        default_strength: Option<f32>,
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -158,6 +162,21 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
+    },
+    /// Steering efficacy (bench/steer/eval.json): every method and strength on the prompt set, scored
+    /// by a judge classifier, perplexity, degenerate rate and MiniLM similarity. Writes OUT.json,
+    /// OUT.md and OUT.svg.
+    SteerEval {
+        #[arg(long)]
+        config: PathBuf,
+        /// Output path without extension.
+        #[arg(long)]
+        out: PathBuf,
+        /// A few prompts of each kind, greedy only, unsteered and the `quick` ICV strengths.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Report the device that `--device` resolves to and check that it computes.
     Device {
@@ -391,7 +410,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             };
             generate(&model, prompt, &options, &device, stream)
         }
-        Command::Vector { model, pairs, out, method, device } => vector(&model, &pairs, &out, &method, &device),
+        Command::Vector { model, pairs, out, method, default_strength, device } => vector(&model, &pairs, &out, &method, default_strength, &device),
         Command::VectorOp { op, a, b, out } => {
             let va = read_vector(&a)?;
             let need = || b.clone().ok_or_else(|| Error::Invalid(format!("`{op}` needs a second argument")));
@@ -410,6 +429,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let packed = veer::distill::export::pack(&encoder, &head, &out, dtype.into())?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
+        Command::SteerEval { config, out, quick, device: name } => steer_eval(&config, &out, quick, &name),
         Command::Device { device: name } => {
             let b = device(&name)?;
             let max_diff = backend::block_on(backend::self_check(&b))?;
@@ -515,7 +535,7 @@ fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, device_name
     }))
 }
 
-fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, device_name: &str) -> Result<serde_json::Value> {
+fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength: Option<f32>, device_name: &str) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
     let m = decoder(model, &backend.device)?;
     let file = pairs.display().to_string();
@@ -525,10 +545,56 @@ fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, device_name: &st
         let pair: icv::Pair = serde_json::from_str(line).map_err(|e| Error::file(&file, format!("line {}: expected {{\"from\": …, \"to\": …}}: {e}", n + 1)))?;
         ids.push((m.encode(&pair.from)?, m.encode(&pair.to)?));
     }
-    let vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
+    let mut vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
+    if let Some(s) = default_strength {
+        if !s.is_finite() {
+            return Err(Error::Invalid(format!("--default-strength {s}: expected a finite number")));
+        }
+        vector.default_strength = s;
+    }
     write(out, &vector.to_safetensors()?)?;
     let norms: Vec<f32> = vector.layers.iter().map(|l| l.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
     Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
+}
+
+fn steer_eval(config: &Path, out: &Path, quick: bool, device_name: &str) -> Result<serde_json::Value> {
+    use veer::steer_eval::{Eval, markdown, summarize, svg};
+    let backend = device(device_name)?;
+    let t0 = std::time::Instant::now();
+    let eval = Eval::load(config, quick, &backend.device)?;
+    let base = config.parent().unwrap_or(Path::new("."));
+    let judges = eval.validate_judges(base)?;
+    eprintln!("judges: {}", serde_json::to_string(&judges).unwrap_or_default());
+    let cells = eval.cells().len();
+    let mut done = 0;
+    let results = eval.run(|r| {
+        done += 1;
+        let tokens: usize = r.answers.iter().map(|a| a.tokens).sum();
+        eprintln!("[{done}/{cells}] {} {} {:?}: {} answers, {tokens} tokens in {:.0} s ({:.1} tokens/s)", r.cell.attribute.as_deref().unwrap_or("-"), r.cell.method, r.cell.strength, r.answers.len(), r.seconds, tokens as f64 / r.seconds);
+    })?;
+    let latency = if quick { Vec::new() } else { eval.latency()? };
+    let panels: Vec<(String, Vec<veer::steer_eval::Summary>)> = eval.attributes().into_iter().map(|(name, _)| (name.clone(), summarize(&results, &name))).collect();
+    let mut md = String::new();
+    for (name, rows) in &panels {
+        md += &format!("### {name}\n\n{}\n", markdown(rows));
+    }
+    if !latency.is_empty() {
+        md += "### cost per method (one prompt at a time, greedy, 32 tokens)\n\n| method | prompt tokens | prefill ms | decode ms/token | extra ms/token |\n|---|---|---|---|---|\n";
+        for l in &latency {
+            md += &format!("| {} | {:.0} | {:.0} | {:.1} | {:+.1} |\n", l["method"].as_str().unwrap_or(""), l["prompt_tokens"].as_f64().unwrap_or(0.0), l["prefill_ms"].as_f64().unwrap_or(0.0), l["decode_ms_per_token"].as_f64().unwrap_or(0.0), l["extra_ms_per_token"].as_f64().unwrap_or(0.0));
+        }
+    }
+    let with = |ext: &str| out.with_extension(ext);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir.display().to_string(), e))?;
+    }
+    let summary: Vec<_> = panels.iter().flat_map(|(_, rows)| rows.clone()).collect();
+    let report = json!({"config": config, "quick": quick, "seconds": t0.elapsed().as_secs_f64(), "judges": judges, "latency": latency, "summary": summary, "cells": results});
+    write(&with("json"), serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?.as_bytes())?;
+    write(&with("md"), md.as_bytes())?;
+    write(&with("svg"), svg(&panels).as_bytes())?;
+    println!("{md}");
+    Ok(json!({"out": out, "seconds": t0.elapsed().as_secs_f64(), "judges": judges, "summary": summary}))
 }
 
 fn distill(a: DistillArgs) -> Result<serde_json::Value> {
