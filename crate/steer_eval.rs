@@ -71,7 +71,7 @@ pub struct AttributeSpec {
     pub instruction: String,
     /// Strengths per vector method (`icv-pca`, `icv-mean`, `residual`); negative = −v.
     pub strengths: std::collections::BTreeMap<String, Vec<f32>>,
-    /// `--quick`: the `icv-pca` strengths to run.
+    /// `--quick`: the `icv-pca` strengths to run (none: the attribute is left out).
     pub quick: Vec<f32>,
 }
 
@@ -88,12 +88,12 @@ pub struct Config {
     pub attributes: Vec<AttributeSpec>,
     /// Prompts timed one at a time per method for the latency table.
     pub latency_prompts: usize,
-    /// `--quick`: prompts of each kind.
+    /// `--quick`: prompts of each kind (every decoding).
     pub quick_per_kind: usize,
 }
 
 /// What one cell is: a method and, for vectors, a strength.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// None for the unsteered cell, which every attribute's judge scores.
     pub attribute: Option<String>,
@@ -102,7 +102,7 @@ pub struct Cell {
 }
 
 /// One answer and its scores.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
     pub prompt: usize,
     pub kind: String,
@@ -122,7 +122,7 @@ pub struct Answer {
 }
 
 /// A cell's answers and how long they took.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellResult {
     pub cell: Cell,
     pub seconds: f64,
@@ -250,6 +250,7 @@ impl Eval {
         for a in &self.attributes {
             let name = Some(a.spec.name.clone());
             if self.quick {
+                // Only attributes with quick strengths; their other cells are left out.
                 cells.extend(a.spec.quick.iter().map(|&s| Cell { attribute: name.clone(), method: "icv-pca".into(), strength: Some(s) }));
                 continue;
             }
@@ -264,7 +265,7 @@ impl Eval {
     }
 
     fn decodings(&self) -> &[Decoding] {
-        if self.quick { &self.config.decodings[..1] } else { &self.config.decodings }
+        &self.config.decodings
     }
 
     fn attribute(&self, cell: &Cell) -> Option<&Attribute> {
@@ -556,30 +557,32 @@ pub fn markdown(summaries: &[Summary]) -> String {
     t
 }
 
-/// Success against degenerate rate, one panel per attribute: each vector method a line through its
-/// strengths (−v dashed), the baselines single points.
+/// Success against drift (1 − MiniLM similarity to the unsteered answer of the same prompt and
+/// decoding), one panel per attribute: each vector method a line through its strengths (−v dashed), the
+/// baselines single points; a ring marks a cell where ≥ 10 % of the answers are degenerate.
 pub fn svg(panels: &[(String, Vec<Summary>)]) -> String {
     let (w, h, pad) = (420.0, 320.0, 48.0);
     let colors = [("unsteered", "#555"), ("prompt", "#1b9e77"), ("icl", "#7570b3"), ("icv-pca", "#d95f02"), ("icv-mean", "#e7298a"), ("residual", "#1f78b4")];
     let color = |m: &str| colors.iter().find(|c| c.0 == m).map_or("#000", |c| c.1);
+    let drift = |r: &Summary| if r.method == "unsteered" { 0.0 } else { (1.0 - r.similarity_unsteered).clamp(0.0, 1.0) };
     let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">\n", w * panels.len() as f64, h + 40.0);
     for (i, (name, rows)) in panels.iter().enumerate() {
         let ox = i as f64 * w;
         let x = |v: f64| ox + pad + v * (w - 2.0 * pad);
         let y = |v: f64| h - pad + 20.0 - v * (h - 2.0 * pad);
-        s += &format!("<text x=\"{}\" y=\"16\" font-weight=\"bold\">{name}: judge success vs degenerate answers</text>\n", ox + pad);
+        s += &format!("<text x=\"{}\" y=\"16\" font-weight=\"bold\">{name}: judge success vs drift from the unsteered answer</text>\n", ox + pad);
         s += &format!("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>\n", x(0.0), y(0.0), x(1.0), y(0.0), x(0.0), y(0.0), x(0.0), y(1.0));
         for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
             s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{t}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{t}</text>\n", x(t), y(0.0) + 14.0, x(0.0) - 4.0, y(t) + 4.0);
         }
-        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">degenerate rate</text>\n", x(0.5), y(0.0) + 28.0);
+        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">drift: 1 − similarity to the unsteered answer</text>\n", x(0.5), y(0.0) + 28.0);
         s += &format!("<text transform=\"translate({},{}) rotate(-90)\" text-anchor=\"middle\">success rate</text>\n", ox + 12.0, y(0.5));
         for (m, c) in colors {
             for sign in [1.0f32, -1.0] {
                 let mut pts: Vec<&Summary> = rows.iter().filter(|r| r.method == m && r.strength.unwrap_or(0.0) * sign >= 0.0).collect();
                 pts.sort_by(|a, b| a.strength.unwrap_or(0.0).abs().total_cmp(&b.strength.unwrap_or(0.0).abs()));
                 if pts.len() > 1 {
-                    let line: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", x(p.degenerate.rate), y(p.success.rate))).collect();
+                    let line: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", x(drift(p)), y(p.success.rate))).collect();
                     let dash = if sign < 0.0 { " stroke-dasharray=\"4 3\"" } else { "" };
                     s += &format!("<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\"{dash}/>\n", line.join(" "));
                 }
@@ -587,14 +590,17 @@ pub fn svg(panels: &[(String, Vec<Summary>)]) -> String {
         }
         for r in rows {
             let c = color(&r.method);
-            s += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"><title>{} {}: success {:.2}, degenerate {:.2}</title></circle>\n", x(r.degenerate.rate), y(r.success.rate), r.method, strength_label(r), r.success.rate, r.degenerate.rate);
-            if r.strength.is_some() {
-                s += &format!("<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{c}\" font-size=\"9\">{}</text>\n", x(r.degenerate.rate) + 5.0, y(r.success.rate) - 4.0, strength_label(r));
+            s += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"><title>{} {}: success {:.2}, drift {:.2}, degenerate {:.2}</title></circle>\n", x(drift(r)), y(r.success.rate), r.method, strength_label(r), r.success.rate, drift(r), r.degenerate.rate);
+            if r.degenerate.rate >= 0.1 {
+                s += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"7\" fill=\"none\" stroke=\"#c00\"/>\n", x(drift(r)), y(r.success.rate));
             }
+            let label = if r.strength.is_some() { strength_label(r) } else { r.method.clone() };
+            s += &format!("<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{c}\" font-size=\"9\">{label}</text>\n", x(drift(r)) + 5.0, y(r.success.rate) - 4.0);
         }
         for (k, (m, c)) in colors.iter().enumerate() {
-            s += &format!("<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{m}</text>\n", ox + w - 110.0, 30.0 + k as f64 * 14.0, ox + w - 96.0, 39.0 + k as f64 * 14.0);
+            s += &format!("<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{m}</text>\n", ox + w - 110.0, 170.0 + k as f64 * 14.0, ox + w - 96.0, 179.0 + k as f64 * 14.0);
         }
+        s += &format!("<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"none\" stroke=\"#c00\"/><text x=\"{}\" y=\"{}\">≥ 10 % degenerate</text>\n", ox + w - 105.0, 175.0 + colors.len() as f64 * 14.0, ox + w - 96.0, 179.0 + colors.len() as f64 * 14.0);
     }
     s + "</svg>\n"
 }

@@ -172,9 +172,12 @@ enum Command {
         /// Output path without extension.
         #[arg(long)]
         out: PathBuf,
-        /// A few prompts of each kind, greedy only, unsteered and the `quick` ICV strengths.
+        /// A few prompts of each kind, unsteered and each attribute's `quick` ICV strengths.
         #[arg(long)]
         quick: bool,
+        /// Render OUT.md and OUT.svg again from an earlier run's OUT.json instead of running.
+        #[arg(long)]
+        replot: bool,
         #[arg(long, default_value = "cpu")]
         device: String,
     },
@@ -429,7 +432,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let packed = veer::distill::export::pack(&encoder, &head, &out, dtype.into())?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
-        Command::SteerEval { config, out, quick, device: name } => steer_eval(&config, &out, quick, &name),
+        Command::SteerEval { config, out, quick, replot, device: name } => steer_eval(&config, &out, quick, replot, &name),
         Command::Device { device: name } => {
             let b = device(&name)?;
             let max_diff = backend::block_on(backend::self_check(&b))?;
@@ -557,44 +560,53 @@ fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength
     Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
 }
 
-fn steer_eval(config: &Path, out: &Path, quick: bool, device_name: &str) -> Result<serde_json::Value> {
-    use veer::steer_eval::{Eval, markdown, summarize, svg};
-    let backend = device(device_name)?;
+fn steer_eval(config: &Path, out: &Path, quick: bool, replot: bool, device_name: &str) -> Result<serde_json::Value> {
+    use veer::steer_eval::{CellResult, Eval, Summary, markdown, summarize, svg};
+    let with = |ext: &str| out.with_extension(ext);
     let t0 = std::time::Instant::now();
-    let eval = Eval::load(config, quick, &backend.device)?;
-    let base = config.parent().unwrap_or(Path::new("."));
-    let judges = eval.validate_judges(base)?;
-    eprintln!("judges: {}", serde_json::to_string(&judges).unwrap_or_default());
-    let cells = eval.cells().len();
-    let mut done = 0;
-    let results = eval.run(|r| {
-        done += 1;
-        let tokens: usize = r.answers.iter().map(|a| a.tokens).sum();
-        eprintln!("[{done}/{cells}] {} {} {:?}: {} answers, {tokens} tokens in {:.0} s ({:.1} tokens/s)", r.cell.attribute.as_deref().unwrap_or("-"), r.cell.method, r.cell.strength, r.answers.len(), r.seconds, tokens as f64 / r.seconds);
-    })?;
-    let latency = if quick { Vec::new() } else { eval.latency()? };
-    let panels: Vec<(String, Vec<veer::steer_eval::Summary>)> = eval.attributes().into_iter().map(|(name, _)| (name.clone(), summarize(&results, &name))).collect();
+    let mut report = if replot {
+        let name = with("json").display().to_string();
+        serde_json::from_slice::<serde_json::Value>(&read(&with("json"))?).map_err(|e| Error::file(&name, e))?
+    } else {
+        let backend = device(device_name)?;
+        let eval = Eval::load(config, quick, &backend.device)?;
+        let judges = eval.validate_judges(config.parent().unwrap_or(Path::new(".")))?;
+        eprintln!("judges: {}", serde_json::to_string(&judges).unwrap_or_default());
+        let cells = eval.cells().len();
+        let mut done = 0;
+        let results = eval.run(|r| {
+            done += 1;
+            let tokens: usize = r.answers.iter().map(|a| a.tokens).sum();
+            eprintln!("[{done}/{cells}] {} {} {:?}: {} answers, {tokens} tokens in {:.0} s ({:.1} tokens/s)", r.cell.attribute.as_deref().unwrap_or("-"), r.cell.method, r.cell.strength, r.answers.len(), r.seconds, tokens as f64 / r.seconds);
+        })?;
+        let latency = if quick { Vec::new() } else { eval.latency()? };
+        let attributes: Vec<String> = eval.attributes().into_iter().map(|(name, _)| name).collect();
+        json!({"config": config, "quick": quick, "seconds": t0.elapsed().as_secs_f64(), "attributes": attributes, "judges": judges, "latency": latency, "cells": results})
+    };
+    let results: Vec<CellResult> = serde_json::from_value(report["cells"].clone()).map_err(|e| Error::file(with("json").display().to_string(), format!("cells: {e}")))?;
+    let attributes: Vec<String> = serde_json::from_value(report["attributes"].clone()).map_err(|e| Error::file(with("json").display().to_string(), format!("attributes: {e}")))?;
+    let panels: Vec<(String, Vec<Summary>)> = attributes.iter().map(|name| (name.clone(), summarize(&results, name))).collect();
     let mut md = String::new();
     for (name, rows) in &panels {
         md += &format!("### {name}\n\n{}\n", markdown(rows));
     }
+    let latency = report["latency"].as_array().cloned().unwrap_or_default();
     if !latency.is_empty() {
         md += "### cost per method (one prompt at a time, greedy, 32 tokens)\n\n| method | prompt tokens | prefill ms | decode ms/token | extra ms/token |\n|---|---|---|---|---|\n";
         for l in &latency {
             md += &format!("| {} | {:.0} | {:.0} | {:.1} | {:+.1} |\n", l["method"].as_str().unwrap_or(""), l["prompt_tokens"].as_f64().unwrap_or(0.0), l["prefill_ms"].as_f64().unwrap_or(0.0), l["decode_ms_per_token"].as_f64().unwrap_or(0.0), l["extra_ms_per_token"].as_f64().unwrap_or(0.0));
         }
     }
-    let with = |ext: &str| out.with_extension(ext);
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir.display().to_string(), e))?;
     }
-    let summary: Vec<_> = panels.iter().flat_map(|(_, rows)| rows.clone()).collect();
-    let report = json!({"config": config, "quick": quick, "seconds": t0.elapsed().as_secs_f64(), "judges": judges, "latency": latency, "summary": summary, "cells": results});
+    let summary: Vec<&Summary> = panels.iter().flat_map(|(_, rows)| rows).collect();
+    report["summary"] = json!(summary);
     write(&with("json"), serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?.as_bytes())?;
     write(&with("md"), md.as_bytes())?;
     write(&with("svg"), svg(&panels).as_bytes())?;
     println!("{md}");
-    Ok(json!({"out": out, "seconds": t0.elapsed().as_secs_f64(), "judges": judges, "summary": summary}))
+    Ok(json!({"out": out, "seconds": t0.elapsed().as_secs_f64(), "judges": report["judges"], "summary": summary}))
 }
 
 fn distill(a: DistillArgs) -> Result<serde_json::Value> {
