@@ -391,6 +391,9 @@ impl Llama {
         cache.layers.resize_with(self.blocks.len(), || None);
         if past == 0 {
             cache.pad = if pad.is_empty() { vec![0; b] } else { pad.to_vec() };
+        } else if cache.pad.len() != b {
+            // A cache of another batch would fail inside the attention's concatenation.
+            return Err(Error::Invalid(format!("{b} rows after a cache of {} rows", cache.pad.len())));
         }
         let padded = cache.pad.iter().any(|&p| p > 0);
 
