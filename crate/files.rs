@@ -131,3 +131,24 @@ impl ModelFiles {
         Ok(f.json::<SentenceBertConfig>("sentence_bert_config.json")?.max_seq_length)
     }
 }
+
+/// One labelled text, as `veer train` and `veer steer-eval` read them (JSONL `{"text", "label"}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Labelled {
+    pub text: String,
+    pub label: String,
+}
+
+/// A JSONL file: one value per non-blank line; an error names the file and the line. Bytes that are not
+/// UTF-8 are replaced rather than refused (data files from the wild).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<Vec<T>> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::file(&name, e))?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::file(&name, format!("line {}: {e}", i + 1))))
+        .collect()
+}

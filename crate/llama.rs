@@ -363,8 +363,9 @@ impl Llama {
             return Err(Error::Invalid("no tokens to run".into()));
         }
         let pad: Vec<usize> = rows.iter().map(|r| s - r.len()).collect();
-        if !cache.is_empty() && (pad.iter().any(|&p| p > 0) || b != cache.pad.len()) {
-            return Err(Error::Invalid(format!("{b} rows of {s} tokens after a cache of {} rows: continue a batch with one length per row", cache.pad.len())));
+        // (`run` checks the batch size against the cache.)
+        if !cache.is_empty() && pad.iter().any(|&p| p > 0) {
+            return Err(Error::Invalid("rows of different lengths after the first call on a cache: continue a batch with one length per row".into()));
         }
         // Padding is token 0 (any id would do: it is masked).
         let ids: Vec<u32> = rows.iter().zip(&pad).flat_map(|(r, &p)| std::iter::repeat_n(0, p).chain(r.iter().copied())).collect();

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::backend::{block_on, read_f32};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::files::{File, ModelFiles};
+use crate::files::{File, Labelled, ModelFiles, read_jsonl};
 use crate::generate::{Generation, Message, Model, Prompt, generate_rows};
 use crate::icv::{self, Method, Pair};
 use crate::llama::{Cache, Plain, Steer};
@@ -177,16 +177,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
 }
 
-fn jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(&name, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::file(&name, format!("line {}: {e}", i + 1))))
-        .collect()
-}
-
 /// An attribute loaded: its pairs as token ids, its vectors, its judge.
 struct Attribute {
     spec: AttributeSpec,
@@ -216,7 +206,7 @@ impl Eval {
         let model_dir = path(&config.model);
         let model = Model::load(&ModelFiles::from_dir(&model_dir)?, &config.model, device)?;
         let encoder = Encoder::load(&ModelFiles::from_dir(&path(&config.encoder))?, &EncoderOptions::default(), device)?;
-        let mut prompts: Vec<EvalPrompt> = jsonl(&path(&config.prompts))?;
+        let mut prompts: Vec<EvalPrompt> = read_jsonl(&path(&config.prompts))?;
         if quick {
             let mut seen = std::collections::HashMap::new();
             prompts.retain(|p| {
@@ -227,7 +217,7 @@ impl Eval {
         }
         let mut attributes = Vec::new();
         for spec in &config.attributes {
-            let pairs: Vec<Pair> = jsonl(&path(&spec.pairs))?;
+            let pairs: Vec<Pair> = read_jsonl(&path(&spec.pairs))?;
             let ids = pairs.iter().map(|p| Ok((model.encode(&p.from)?, model.encode(&p.to)?))).collect::<Result<Vec<_>>>()?;
             let pca = block_on(icv::compute(&model.llama, &ids, Method::Pca, &model.name))?;
             let mean = block_on(icv::compute(&model.llama, &ids, Method::Mean, &model.name))?;
@@ -329,7 +319,8 @@ impl Eval {
     /// plain prompt (the same context whatever the method). Rows in batches; logits [b, s, vocab].
     fn perplexities(&self, answers: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Option<f64>>> {
         let mut out = vec![None; answers.len()];
-        let todo: Vec<usize> = (0..answers.len()).filter(|&i| !answers[i].1.is_empty()).collect();
+        // An answer needs a token before it to be predicted from (chat-templated prompts always have some).
+        let todo: Vec<usize> = (0..answers.len()).filter(|&i| !answers[i].0.is_empty() && !answers[i].1.is_empty()).collect();
         for chunk in todo.chunks(8) {
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| [answers[i].0.as_slice(), answers[i].1.as_slice()].concat()).collect();
             let s = seqs.iter().map(|q| q.len()).max().unwrap_or(0);
@@ -402,11 +393,6 @@ impl Eval {
     /// The judges' accuracy on their validation sets: (attribute, file, n, accuracy); n = 0 when the
     /// file is absent.
     pub fn validate_judges(&self, base: &Path) -> Result<Vec<serde_json::Value>> {
-        #[derive(Deserialize)]
-        struct Labelled {
-            text: String,
-            label: String,
-        }
         let mut out = Vec::new();
         for a in &self.attributes {
             for file in &a.spec.validation {
@@ -415,7 +401,7 @@ impl Eval {
                     out.push(json!({"attribute": a.spec.name, "file": file, "n": 0, "accuracy": null}));
                     continue;
                 }
-                let set: Vec<Labelled> = jsonl(&path)?;
+                let set: Vec<Labelled> = read_jsonl(&path)?;
                 let got = block_on(a.judge.classify(&set.iter().map(|l| &l.text).collect::<Vec<_>>()))?;
                 let correct = got.iter().zip(&set).filter(|(g, l)| g.label == l.label).count();
                 out.push(json!({"attribute": a.spec.name, "file": file, "n": set.len(), "accuracy": correct as f64 / set.len().max(1) as f64}));

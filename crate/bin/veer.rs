@@ -443,18 +443,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
 
 /// JSONL `{"text": …, "label": …}` lines.
 fn examples(path: &Path) -> Result<Vec<(String, String)>> {
-    #[derive(serde::Deserialize)]
-    struct Example {
-        text: String,
-        label: String,
-    }
-    let name = path.display().to_string();
-    String::from_utf8_lossy(&read(path)?)
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str::<Example>(l).map(|e| (e.text, e.label)).map_err(|e| Error::file(&name, format!("line {}: {e}", i + 1))))
-        .collect()
+    Ok(veer::files::read_jsonl::<veer::files::Labelled>(path)?.into_iter().map(|e| (e.text, e.label)).collect())
 }
 
 fn train_head(encoder_dir: &Path, data: &Path, out: &Path, test: Option<&Path>, options: &str, mut labels: Vec<String>, device_name: &str) -> Result<serde_json::Value> {
