@@ -143,6 +143,18 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("readback: {e:?}")))
 }
 
+/// Whether `device` is the CPU device (`cpu()`).
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// A CPU tensor's values, read at once. Only for tensors on the CPU device: flex finishes every
+/// operation before it returns, so the read is ready when first polled, in the browser too (where
+/// nothing may block; a GPU tensor there would panic: use `read_f32`).
+pub fn read_now<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
 /// Block on a future natively (the CLI and native tests); the browser awaits instead.
 #[cfg(not(target_arch = "wasm32"))]
 pub use pollster::block_on;

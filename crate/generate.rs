@@ -10,7 +10,7 @@ use crate::backend::read_f32;
 use crate::error::{Error, Result};
 use crate::files::ModelFiles;
 use crate::llama::{Cache, Config, Llama, Steer};
-use crate::options::GenerateOptions;
+use crate::options::{DecoderOptions, GenerateOptions};
 use crate::sample::Sampler;
 
 /// A decoder with its tokenizer and chat template: everything loaded from one HF folder.
@@ -89,6 +89,11 @@ impl Model {
     /// From a model folder's files (tokenizer_config.json, when present, carries the chat template).
     /// `name` is recorded in the vectors computed with this model.
     pub fn load(files: &ModelFiles, name: &str, device: &Device) -> Result<Self> {
+        Self::load_with(files, name, device, &DecoderOptions::default())
+    }
+
+    /// `load` with the weights' format in memory (`DecoderOptions`).
+    pub fn load_with(files: &ModelFiles, name: &str, device: &Device, options: &DecoderOptions) -> Result<Self> {
         let config = Config::parse(&files.config.bytes, &files.config.name)?;
         let tokenizer = crate::tokenizer::load(&files.tokenizer.bytes, &files.tokenizer.name)?;
         let tc: TokenizerConfig = match &files.tokenizer_config {
@@ -112,7 +117,7 @@ impl Model {
         }
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        let llama = Llama::load(config, &files.weights.bytes, &files.weights.name, device)?;
+        let llama = Llama::load(config, &files.weights.bytes, &files.weights.name, device, options)?;
         Ok(Model { llama, tokenizer, chat_template, bos_token, eos_token, eos_ids, name: name.to_string() })
     }
 

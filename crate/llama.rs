@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result, check_positive, check_size};
 use crate::nn::Linear;
+use crate::options::{DecoderOptions, WeightFormat};
+use crate::quant::Q8Matrix;
 use crate::weights::Loader;
 
 // --- config ------------------------------------------------------------------------------------------
@@ -185,20 +187,21 @@ struct Block {
 }
 
 impl Block {
-    fn load(w: &Loader, i: usize, c: &Config, qkv_bias: bool) -> Self {
+    fn load(w: &Loader, i: usize, c: &Config, qkv_bias: bool, format: WeightFormat) -> Self {
         let p = |part: &str| format!("model.layers.{i}.{part}");
+        let linear = |name: &str, inp, out, bias| Linear::load_as(w, name, inp, out, bias, format);
         let (h, f, dh) = (c.hidden_size, c.intermediate_size, c.head_dim());
         let (q_out, kv_out) = (c.num_attention_heads * dh, c.kv_heads() * dh);
         Block {
             input_norm: RmsNorm::load(w, &p("input_layernorm"), h, c.rms_norm_eps),
-            q: Linear::load(w, &p("self_attn.q_proj"), h, q_out, qkv_bias),
-            k: Linear::load(w, &p("self_attn.k_proj"), h, kv_out, qkv_bias),
-            v: Linear::load(w, &p("self_attn.v_proj"), h, kv_out, qkv_bias),
-            o: Linear::load(w, &p("self_attn.o_proj"), q_out, h, c.attention_bias.unwrap_or(false)),
+            q: linear(&p("self_attn.q_proj"), h, q_out, qkv_bias),
+            k: linear(&p("self_attn.k_proj"), h, kv_out, qkv_bias),
+            v: linear(&p("self_attn.v_proj"), h, kv_out, qkv_bias),
+            o: linear(&p("self_attn.o_proj"), q_out, h, c.attention_bias.unwrap_or(false)),
             post_norm: RmsNorm::load(w, &p("post_attention_layernorm"), h, c.rms_norm_eps),
-            gate: Linear::load(w, &p("mlp.gate_proj"), h, f, c.mlp_bias),
-            up: Linear::load(w, &p("mlp.up_proj"), h, f, c.mlp_bias),
-            down: Linear::load(w, &p("mlp.down_proj"), f, h, c.mlp_bias),
+            gate: linear(&p("mlp.gate_proj"), h, f, c.mlp_bias),
+            up: linear(&p("mlp.up_proj"), h, f, c.mlp_bias),
+            down: linear(&p("mlp.down_proj"), f, h, c.mlp_bias),
         }
     }
 }
@@ -244,16 +247,48 @@ impl Cache {
 
 pub struct Llama {
     pub config: Config,
-    embed: Tensor<2>,           // [vocab, hidden]
+    /// How the weights are held: `DecoderOptions::weights` on the CPU, always f32 on a GPU.
+    pub weights: WeightFormat,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head_t: Option<Tensor<2>>, // [hidden, vocab]; None when tied to `embed`
+    lm_head: Option<Linear>, // hidden → vocab; None when tied to `embed`
     rope_cos: Tensor<2>,        // [max_positions, head_dim]
     rope_sin: Tensor<2>,        // [max_positions, head_dim]
     device: Device,
     /// A sample of the weights (see `Signature`): what vectors computed with this model record, so
     /// that a vector from another model of the same shape is caught.
     pub signature: Signature,
+}
+
+/// The token embeddings, which also give the logits when the head is tied to them.
+enum Embedding {
+    Dense(Tensor<2>),  // [vocab, hidden]
+    Int8(Q8Matrix),    // [vocab, hidden]
+}
+
+impl Embedding {
+    /// The rows of `ids` (checked < vocab by `run`): [ids.len(), hidden].
+    fn rows(&self, ids: &[u32], device: &Device) -> Tensor<2> {
+        match self {
+            Embedding::Dense(t) => {
+                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [ids.len()]), device);
+                t.clone().select(0, ids)
+            }
+            Embedding::Int8(m) => {
+                let v: Vec<f32> = ids.iter().flat_map(|&i| m.row(i as usize)).collect();
+                Tensor::from_data(TensorData::new(v, [ids.len(), m.cols()]), device)
+            }
+        }
+    }
+
+    /// x [rows, hidden] → logits [rows, vocab].
+    fn logits(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Embedding::Dense(t) => x.matmul(t.clone().transpose()),
+            Embedding::Int8(m) => crate::nn::int8_matmul(m, x),
+        }
+    }
 }
 
 /// A model's identity as far as steering vectors care: 48 evenly spaced values of the token embeddings
@@ -296,23 +331,29 @@ pub struct Output {
 }
 
 impl Llama {
-    pub fn load(config: Config, weights: &[u8], file: &str, device: &Device) -> Result<Self> {
+    pub fn load(config: Config, weights: &[u8], file: &str, device: &Device, options: &DecoderOptions) -> Result<Self> {
+        // Int8 is a CPU format (its kernel runs on the host); a GPU keeps f32, which it reads at its
+        // own bandwidth. `weights` records what was used.
+        let format = if crate::backend::is_cpu(device) { options.weights } else { WeightFormat::F32 };
         let w = Loader::new(weights, file, device)?;
         let c = &config;
         let qkv_bias = c.attention_bias.unwrap_or(false) || w.shape("model.layers.0.self_attn.q_proj.bias").is_some();
-        let embed = w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size]);
-        let blocks = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias)).collect();
+        let embed = match format {
+            WeightFormat::F32 => Embedding::Dense(w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size])),
+            WeightFormat::Int8 => Embedding::Int8(w.int8("model.embed_tokens.weight", c.vocab_size, c.hidden_size)),
+        };
+        let blocks = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias, format)).collect();
         let norm = RmsNorm::load(&w, "model.norm", c.hidden_size, c.rms_norm_eps);
         let has_head = w.shape("lm_head.weight").is_some();
         if c.tie_word_embeddings == Some(false) && !has_head {
             return Err(Error::config("tie_word_embeddings", format!("false, but {file} has no `lm_head.weight`")));
         }
         let tied = c.tie_word_embeddings == Some(true) || !has_head;
-        let lm_head_t = (!tied).then(|| w.linear_t("lm_head.weight", c.vocab_size, c.hidden_size));
+        let lm_head = (!tied).then(|| Linear::load_as(&w, "lm_head", c.hidden_size, c.vocab_size, false, format));
         let signature = Signature::of(&w);
         w.finish()?;
         let (rope_cos, rope_sin) = rope_tables(c, device);
-        Ok(Llama { config, embed, blocks, norm, lm_head_t, rope_cos, rope_sin, device: device.clone(), signature })
+        Ok(Llama { config, weights: format, embed, blocks, norm, lm_head, rope_cos, rope_sin, device: device.clone(), signature })
     }
 
     pub fn device(&self) -> &Device {
@@ -398,8 +439,7 @@ impl Llama {
         }
         let padded = cache.pad.iter().any(|&p| p > 0);
 
-        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [b * s]), &self.device);
-        let mut x = self.embed.clone().select(0, ids_t).reshape([b, s, h]); // [b, s, h]
+        let mut x = self.embed.rows(ids, &self.device).reshape([b, s, h]); // [b, s, h]
         let mut captured = Vec::new();
         let last = |x: &Tensor<3>| x.clone().slice([0..1, s - 1..s]).reshape([1, h]); // [1, h]
         if capture {
@@ -463,9 +503,9 @@ impl Llama {
         cache.len = past + s;
         let (x, n) = if every_position { (x, s) } else { (x.slice([0..b, s - 1..s]), 1) };
         let x = self.norm.forward(x).reshape([b * n, h]); // [b*n, h]
-        let logits = match &self.lm_head_t {
-            Some(w) => x.matmul(w.clone()),
-            None => x.matmul(self.embed.clone().transpose()),
+        let logits = match &self.lm_head {
+            Some(head) => head.forward2(x),
+            None => self.embed.logits(x),
         }; // [b*n, vocab]
         Ok((logits.reshape([b, n, c.vocab_size]), capture.then(|| Tensor::cat(captured, 0))))
     }

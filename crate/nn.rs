@@ -1,27 +1,46 @@
 //! The few layers veer's models share, written over plain tensors so the layer loops stay explicit
 //! (steering hooks and per-layer hidden states need them).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::options::WeightFormat;
+use crate::quant::Q8Matrix;
 use crate::weights::Loader;
 
-/// HF `nn.Linear`, weight kept transposed as [in, out].
+/// HF `nn.Linear`: the weight as an f32 tensor on the device, kept transposed as [in, out], or (the
+/// decoder's `WeightFormat::Int8`, CPU only) as int8 groups on the host (`quant`).
 pub struct Linear {
-    weight_t: Tensor<2>,       // [in, out]
-    bias: Option<Tensor<1>>,   // [out]
+    weight: Weight,
+    bias: Option<Tensor<1>>, // [out]
+}
+
+enum Weight {
+    Dense(Tensor<2>),    // [in, out]
+    Int8(Q8Matrix, Device), // [out, in]
 }
 
 impl Linear {
     pub fn load(w: &Loader, name: &str, inp: usize, out: usize, bias: bool) -> Self {
-        Linear {
-            weight_t: w.linear_t(&format!("{name}.weight"), out, inp),
-            bias: bias.then(|| w.tensor(&format!("{name}.bias"), [out])),
-        }
+        Self::load_as(w, name, inp, out, bias, WeightFormat::F32)
+    }
+
+    pub fn load_as(w: &Loader, name: &str, inp: usize, out: usize, bias: bool, format: WeightFormat) -> Self {
+        let name_w = format!("{name}.weight");
+        let weight = match format {
+            WeightFormat::F32 => Weight::Dense(w.linear_t(&name_w, out, inp)),
+            WeightFormat::Int8 => Weight::Int8(w.int8(&name_w, out, inp), w.device().clone()),
+        };
+        Linear { weight, bias: bias.then(|| w.tensor(&format!("{name}.bias"), [out])) }
     }
 
     /// Parameters as matrices for training: weight [in, out], bias [1, out].
     pub fn params(&self) -> Vec<Tensor<2>> {
-        let mut p = vec![self.weight_t.clone()];
+        let weight = match &self.weight {
+            Weight::Dense(t) => t.clone(),
+            // Never trained (heads and LoRA are f32); dequantised so that the method stays total.
+            Weight::Int8(m, device) => Tensor::from_data(TensorData::new(m.dequantised_t(), [m.cols(), m.rows()]), device),
+        };
+        let mut p = vec![weight];
         if let Some(b) = &self.bias {
             p.push(b.clone().unsqueeze::<2>());
         }
@@ -30,7 +49,7 @@ impl Linear {
 
     /// The inverse of `params`.
     pub fn from_params(p: &[Tensor<2>]) -> Self {
-        Linear { weight_t: p[0].clone(), bias: p.get(1).map(|b| b.clone().flatten(0, 1)) }
+        Linear { weight: Weight::Dense(p[0].clone()), bias: p.get(1).map(|b| b.clone().flatten(0, 1)) }
     }
 
     /// [batch, seq, in] → [batch, seq, out]
@@ -43,12 +62,26 @@ impl Linear {
 
     /// [rows, in] → [rows, out]
     pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight_t.clone());
+        let y = match &self.weight {
+            Weight::Dense(w) => x.matmul(w.clone()),
+            Weight::Int8(m, _) => int8_matmul(m, x),
+        };
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
             None => y,
         }
     }
+}
+
+/// x · Wᵀ with int8 `m` ([out, in]) for x [rows, in] on the CPU device → [rows, out]. The activations
+/// cross to the host and back (rows × in floats: 2 KB per decoded token for SmolLM2's widest layer),
+/// the weights never move. Int8 weights are loaded only for the CPU device (`Llama::load`), whose
+/// reads complete at once.
+pub fn int8_matmul(m: &Q8Matrix, x: Tensor<2>) -> Tensor<2> {
+    let device = x.device();
+    let [n, _] = x.dims();
+    let data = crate::backend::read_now(x);
+    Tensor::from_data(TensorData::new(m.matmul_t(&data, n), [n, m.rows()]), &device)
 }
 
 /// HF `nn.LayerNorm` over the last axis.

@@ -37,6 +37,30 @@ impl Default for EncoderOptions {
     }
 }
 
+/// How a decoder keeps its weights in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum WeightFormat {
+    /// The file's values as f32 (F16/BF16 upcast exactly): 4 bytes a weight.
+    #[default]
+    F32,
+    /// Int8 in groups of 32 with an f32 scale each (1.125 bytes a weight), multiplied with int16
+    /// activations (`quant`). CPU only; outputs agree closely with f32, not exactly (README).
+    Int8,
+}
+
+/// How a decoder is loaded (`loadGenerator` options, `veer generate` flags).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct DecoderOptions {
+    /// Weights in memory: `f32` (default) or `int8` (CPU only: a quarter of the memory, decoding
+    /// about twice as fast; README "Int8 decoder weights").
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = WeightFormat::F32))]
+    pub weights: WeightFormat,
+}
+
 /// One generation request (`generate()` options in JS, `veer generate` flags): sampling, stop
 /// conditions, chat templating and steering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,13 +12,15 @@ use crate::options::GenerateOptions;
 pub struct Sampler {
     options: GenerateOptions,
     rng: StdRng,
+    /// Candidate ids, reused from token to token.
+    kept: Vec<u32>,
 }
 
 impl Sampler {
     /// A sampler for one request; checks the request's numbers first.
     pub fn new(options: &GenerateOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Sampler { options: options.clone(), rng: StdRng::seed_from_u64(options.seed) })
+        Ok(Sampler { options: options.clone(), rng: StdRng::seed_from_u64(options.seed), kept: Vec::new() })
     }
 
     /// Choose the next token. `history`: prompt and generated ids (for the repetition penalty).
@@ -37,46 +39,92 @@ impl Sampler {
         if p.temperature == 0.0 || logits.is_empty() {
             return argmax(logits) as u32; // 0 for no logits (a model has ≥ 1: `vocab_size` is checked)
         }
-        // Candidates sorted by logit, highest first; ties keep the lower id first.
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
-        if p.top_k > 0 {
-            order.truncate(p.top_k);
-        }
-        let max = logits[order[0] as usize]; // order is not empty: logits are not, top_k > 0 keeps ≥ 1
-        let mut probs: Vec<f32> = order.iter().map(|&i| ((logits[i as usize] - max) / p.temperature).exp()).collect();
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|x| *x /= total);
-        if p.min_p > 0.0 {
-            // Sorted descending, so the kept tokens are a prefix; the first (probs[0]) always stays.
-            let floor = p.min_p * probs[0];
-            let keep = probs.iter().take_while(|&&x| x >= floor).count().max(1);
-            if keep < probs.len() {
-                probs.truncate(keep);
-                order.truncate(keep);
-                let total: f32 = probs.iter().sum();
-                probs.iter_mut().for_each(|x| *x /= total);
+        self.draw(logits)
+    }
+
+    /// Temperature sampling with top-k, min-p and top-p, in weights e_i = exp((l_i − max) / T)
+    /// (probabilities up to one common factor). Only the candidates that can matter are sorted
+    /// (highest logit first, ties to the lower id): those above a logit floor, lowered until they hold
+    /// the top k, the min-p set or the top-p mass. A full-vocabulary sort (49152 ids for SmolLM2) per
+    /// token cost more than the rest of sampling together; the floor keeps it to tens of ids.
+    fn draw(&mut self, logits: &[f32]) -> u32 {
+        let p = &self.options;
+        let (n, t) = (logits.len(), p.temperature);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max); // NaN logits never win
+        let weight = |l: f32| ((l - max) / t).exp();
+        let all: f32 = logits.iter().map(|&l| weight(l)).sum();
+        let kept = &mut self.kept;
+        // Relative weight τ of the floor: min-p's own (nothing below it is ever kept), else 1e-4 and
+        // lower (1e-8, …, 0 = every token) until enough is above it.
+        let mut tau = if p.min_p > 0.0 { p.min_p } else { 1e-4 };
+        let mut floor;
+        loop {
+            floor = if tau > 0.0 { max + t * tau.ln() } else { f32::NEG_INFINITY };
+            kept.clear();
+            kept.extend((0..n as u32).filter(|&i| logits[i as usize] >= floor));
+            let enough = tau == 0.0
+                || p.min_p > 0.0
+                || if p.top_k > 0 {
+                    kept.len() >= p.top_k
+                } else if p.top_p < 1.0 {
+                    kept.iter().map(|&i| weight(logits[i as usize])).sum::<f32>() >= p.top_p * all
+                } else {
+                    true // plain temperature: the tokens below the floor are drawn from too, in id order
+                };
+            if enough {
+                break;
             }
+            tau = if tau > 1e-30 { tau * 1e-4 } else { 0.0 };
         }
+        kept.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        if kept.is_empty() {
+            return argmax(logits) as u32; // every logit NaN
+        }
+        let truncated = p.top_k > 0 || p.min_p > 0.0;
+        if p.top_k > 0 {
+            kept.truncate(p.top_k);
+        }
+        if p.min_p > 0.0 {
+            // The top token has weight 1 (it is the max), so min-p keeps weights ≥ min_p; kept[0] stays.
+            let keep = kept.iter().take_while(|&&i| weight(logits[i as usize]) >= p.min_p).count().max(1);
+            kept.truncate(keep);
+        }
+        let mut mass = if truncated { kept.iter().map(|&i| weight(logits[i as usize])).sum() } else { all };
         if p.top_p < 1.0 {
+            // The smallest prefix reaching top_p of the mass (the floor guaranteed it lies in `kept`).
             let mut cum = 0.0;
-            let keep = probs.iter().position(|&x| {
-                cum += x;
-                cum >= p.top_p
+            let keep = kept.iter().position(|&i| {
+                cum += weight(logits[i as usize]);
+                cum >= p.top_p * mass
             });
-            let keep = keep.map_or(probs.len(), |k| k + 1);
-            probs.truncate(keep);
-            order.truncate(keep);
+            kept.truncate(keep.map_or(kept.len(), |k| k + 1));
+            mass = kept.iter().map(|&i| weight(logits[i as usize])).sum();
         }
-        let total: f32 = probs.iter().sum();
-        let mut r = self.rng.random::<f32>() * total;
-        for (&id, &prob) in order.iter().zip(&probs) {
-            r -= prob;
+        let tail = !truncated && p.top_p >= 1.0 && kept.len() < n;
+        let mut r = self.rng.random::<f32>() * mass;
+        for &id in kept.iter() {
+            r -= weight(logits[id as usize]);
             if r <= 0.0 {
                 return id;
             }
         }
-        order[probs.len() - 1] // min_p and top_p each keep ≥ 1 candidate, and probs is order's length
+        if tail {
+            // Plain temperature: the rest of the vocabulary, below the floor, in id order.
+            let mut last = kept[kept.len() - 1];
+            for id in 0..n as u32 {
+                let l = logits[id as usize];
+                if !(l < floor) {
+                    continue; // in `kept` already, or NaN
+                }
+                last = id;
+                r -= weight(l);
+                if r <= 0.0 {
+                    return id;
+                }
+            }
+            return last;
+        }
+        kept[kept.len() - 1] // rounding left r > 0: the last candidate
     }
 }
 
@@ -134,6 +182,68 @@ mod tests {
         assert_eq!(draw(0.0), [0, 1, 2, 3].into());
         assert_eq!(draw(0.5), [0, 1].into()); // 0.06 < 0.5 · 0.47
         assert_eq!(draw(1.0), [0].into());
+    }
+
+    /// The distribution each option leaves, computed the slow way (every id sorted, normalised).
+    fn exact(logits: &[f32], o: &GenerateOptions) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        if o.top_k > 0 {
+            order.truncate(o.top_k);
+        }
+        let max = logits[order[0]] as f64;
+        let w = |i: usize| ((logits[i] as f64 - max) / o.temperature as f64).exp();
+        order.retain(|&i| w(i) >= o.min_p as f64);
+        let total: f64 = order.iter().map(|&i| w(i)).sum();
+        let mut cum = 0.0;
+        let keep = order.iter().position(|&i| {
+            cum += w(i) / total;
+            cum >= o.top_p as f64
+        });
+        order.truncate(keep.map_or(order.len(), |k| k + 1));
+        let total: f64 = order.iter().map(|&i| w(i)).sum();
+        let mut p = vec![0.0; logits.len()];
+        for &i in &order {
+            p[i] = w(i) / total;
+        }
+        p
+    }
+
+    #[test]
+    fn sampling_without_a_full_sort_draws_the_exact_distribution() {
+        // 3000 ids: a few likely ones, a long tail, and a cliff (−30) that forces the floor lower when
+        // top-k asks for more ids than stand above it.
+        let logits: Vec<f32> = (0..3000u32)
+            .map(|i| match i {
+                7 => 4.0,
+                1234 => 3.5,
+                42 => 3.5,
+                2999 => 2.0,
+                _ if i % 3 == 0 => -30.0,
+                _ => ((i.wrapping_mul(2654435761) >> 20) % 1000) as f32 / 250.0 - 4.0,
+            })
+            .collect();
+        let draws = 6000;
+        for o in [
+            GenerateOptions { temperature: 1.0, ..Default::default() },
+            GenerateOptions { temperature: 0.7, top_k: 1500, ..Default::default() },
+            GenerateOptions { temperature: 1.0, top_p: 0.9, ..Default::default() },
+            GenerateOptions { temperature: 1.3, min_p: 0.05, top_p: 0.95, ..Default::default() },
+            GenerateOptions { temperature: 1.0, top_k: 3, ..Default::default() },
+        ] {
+            let want = exact(&logits, &o);
+            let mut s = Sampler::new(&GenerateOptions { seed: 9, ..o.clone() }).unwrap();
+            let mut got = vec![0usize; logits.len()];
+            for _ in 0..draws {
+                got[s.sample(&mut logits.clone(), &[]) as usize] += 1;
+            }
+            for (i, (&g, &p)) in got.iter().zip(&want).enumerate() {
+                // Never a token the options exclude; the likely ones within 5 binomial σ.
+                assert!(p > 0.0 || g == 0, "{o:?}: id {i} drawn {g} times, probability 0");
+                let sd = (draws as f64 * p * (1.0 - p)).sqrt();
+                assert!((g as f64 - draws as f64 * p).abs() <= 5.0 * sd + 3.0, "{o:?}: id {i} drawn {g} times, expected {:.1}", draws as f64 * p);
+            }
+        }
     }
 
     #[test]

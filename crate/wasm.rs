@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, Backend, DeviceChoice};
 use crate::error::Error;
-use crate::options::{EncoderOptions, GenerateOptions};
+use crate::options::{DecoderOptions, EncoderOptions, GenerateOptions};
 
 fn js(e: Error) -> JsError {
     JsError::new(&format!("[{}] {e}", e.code()))
@@ -376,14 +376,22 @@ pub struct Generator {
 impl Generator {
     /// From a model folder's files (tokenizerConfig carries the chat template). `name` is recorded in
     /// the vectors computed with this model. Weights are uploaded once, here.
-    pub fn create(runtime: &Runtime, files: &mut ModelFiles, name: Option<String>) -> Result<Generator, JsError> {
-        let model = crate::generate::Model::load(&files.take()?, &name.unwrap_or_default(), &runtime.backend.device).map_err(js)?;
+    /// `options`: `DecoderOptions` (`{weights: "f32" | "int8"}`).
+    pub fn create(runtime: &Runtime, files: &mut ModelFiles, name: Option<String>, options: JsValue) -> Result<Generator, JsError> {
+        let options: DecoderOptions = options_from_js(&options, "options")?;
+        let model = crate::generate::Model::load_with(&files.take()?, &name.unwrap_or_default(), &runtime.backend.device, &options).map_err(js)?;
         Ok(Generator { model, device: runtime.backend.clone(), vectors: Default::default(), steering: None, current: None, steer_key: String::new(), vectors_version: 0 })
     }
 
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
         self.device.kind.name().to_string()
+    }
+
+    /// How the weights are held: "f32" or "int8" (asked for, and on the CPU).
+    #[wasm_bindgen(getter)]
+    pub fn weights(&self) -> String {
+        serde_json::to_value(self.model.llama.weights).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
     }
 
     /// Token ids of `text` (no special tokens added).

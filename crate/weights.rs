@@ -14,6 +14,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::quant::Q8Matrix;
 
 pub struct Loader<'a> {
     st: SafeTensors<'a>,
@@ -114,6 +115,19 @@ impl<'a> Loader<'a> {
             }
             None => Tensor::zeros([1, 1], &self.device),
         }
+    }
+
+    /// An HF `nn.Linear` weight stored [out, in] (or an embedding table [rows, width]) as int8 groups,
+    /// in its stored layout. On a problem, records it and returns a 1×1 placeholder (see `tensor`).
+    pub fn int8(&self, name: &str, out: usize, inp: usize) -> Q8Matrix {
+        match self.values(name, &[out, inp]) {
+            Some(v) => Q8Matrix::from_f32(&v, out, inp),
+            None => Q8Matrix::from_f32(&[0.0], 1, 1),
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// `count` values of `name` at evenly spaced positions (every tensor element is as likely to be

@@ -297,3 +297,48 @@ fn batched_rows_decode_as_each_prompt_alone() {
         assert!(worst <= 1e-3, "row {r}: max |Δ logit| {worst}");
     }
 }
+
+/// Int8 weights (`DecoderOptions::weights`) against f32 on the reference's prompts and greedy
+/// continuations, teacher-forced: how often the int8 model's top token is the reference's next token,
+/// and the reference text's mean negative log-likelihood under each. Stated tolerances, not identity:
+/// int8 rounds every weight to 1/254 of its group's largest.
+#[test]
+fn int8_weights_agree_with_f32_and_keep_perplexity() {
+    use veer::options::{DecoderOptions, WeightFormat};
+    let dir = common::model("smollm2-135m-instruct");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let device = backend::cpu().device;
+    let f32_model = Model::load(&files, "smollm2", &device).unwrap();
+    let int8 = Model::load_with(&files, "smollm2", &device, &DecoderOptions { weights: WeightFormat::Int8 }).unwrap();
+    assert_eq!((f32_model.llama.weights, int8.llama.weights), (WeightFormat::F32, WeightFormat::Int8));
+    let fixture = common::fixture("llama.json");
+    let (mut agree, mut total, mut nll_f32, mut nll_int8, mut worst) = (0, 0, 0.0f64, 0.0f64, 0.0f64);
+    for case in fixture["cases"].as_array().unwrap() {
+        let (prompt, greedy) = (ids(&case["input_ids"]), ids(&case["greedy_ids"]));
+        let seq: Vec<u32> = prompt.iter().chain(&greedy).copied().collect();
+        let logits = |m: &Model| {
+            let t = m.llama.forward_rows(&[&seq], &mut Cache::default(), &Plain, true).unwrap();
+            block_on(read_f32(t)).unwrap() // [1, seq, vocab]
+        };
+        let (a, b) = (logits(&f32_model), logits(&int8));
+        let vocab = f32_model.llama.config.vocab_size;
+        let nll = |l: &[f32], next: u32| {
+            let max = l.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+            let lse = max + l.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+            lse - l[next as usize] as f64
+        };
+        for (k, &next) in greedy.iter().enumerate() {
+            let at = prompt.len() - 1 + k; // the position whose logits predict `next`
+            let (la, lb) = (&a[at * vocab..(at + 1) * vocab], &b[at * vocab..(at + 1) * vocab]);
+            agree += (veer::sample::argmax(lb) as u32 == next) as usize;
+            total += 1;
+            nll_f32 += nll(la, next);
+            nll_int8 += nll(lb, next);
+            worst = worst.max(la.iter().zip(lb).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max));
+        }
+    }
+    let (nll_f32, nll_int8) = (nll_f32 / total as f64, nll_int8 / total as f64);
+    println!("int8 vs f32: top-1 agreement {agree}/{total}, mean NLL {nll_f32:.4} → {nll_int8:.4} (perplexity ×{:.4}), logits max |Δ| {worst:.3}", (nll_int8 - nll_f32).exp());
+    assert!(agree as f64 >= 0.95 * total as f64, "int8 top-1 agreement {agree}/{total}");
+    assert!((nll_int8 - nll_f32).abs() <= 0.05, "mean NLL {nll_f32} (f32) vs {nll_int8} (int8)");
+}

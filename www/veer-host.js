@@ -136,9 +136,9 @@ export class Host {
     return this.model.attachHead(bytes);
   }
 
-  op_loadGenerator({ files, name }) {
-    this.model = this.withFiles(files, (bundle) => this.wasm.Generator.create(this.runtime, bundle, name ?? undefined));
-    return { device: this.model.device };
+  op_loadGenerator({ files, name, options }) {
+    this.model = this.withFiles(files, (bundle) => this.wasm.Generator.create(this.runtime, bundle, name ?? undefined, options ?? {}));
+    return { device: this.model.device, weights: this.model.weights };
   }
 
   vector(id, bytes) {

@@ -402,6 +402,7 @@ class Model extends EventTarget {
       this._ch = opened.channel;
       this._vectorsSent = new Set(); // vectors the new worker holds
       this.device = info.device;
+      if (info.weights) this.weights = info.weights; // generators: 'f32', or 'int8' when asked for on the CPU
       this.worker = opened.inWorker;
       if (opened.info.fallbackReason) this.fallbackReason = opened.info.fallbackReason;
       const t1 = performance.now();
@@ -719,7 +720,7 @@ export class Generator extends Model {
   _loadExtra() {
     let name = this._options.name;
     if (!name && this._sources.weights.url) name = new URL('.', this._sources.weights.url).pathname.split('/').filter(Boolean).pop();
-    return { name: name ?? '' };
+    return { name: name ?? '', options: this._request };
   }
 
   /** Token ids of `text` (no special tokens). */
@@ -829,9 +830,10 @@ export class Generator extends Model {
  * optional tokenizer_config.json for the chat template) or `{config, weights, tokenizer, tokenizerConfig}`.
  */
 export async function loadGenerator(source, options = {}) {
-  const [own] = splitOptions('loadGenerator', options, [...LOAD_OPTIONS, 'name'], []);
+  // Everything but the library's own options is a `DecoderOptions` request (`weights`), checked by the model.
+  const [own, request] = splitOptions('loadGenerator', options, [...LOAD_OPTIONS, 'name']);
   const rt = await runtimeFor(own);
-  const gen = new Generator(rt, 'generator', describeSources(source, ['config', 'weights', 'tokenizer', 'tokenizerConfig']), own);
+  const gen = new Generator(rt, 'generator', describeSources(source, ['config', 'weights', 'tokenizer', 'tokenizerConfig']), own, request);
   await gen._open(rt._deviceForModels(), { signal: own.signal });
   return gen;
 }

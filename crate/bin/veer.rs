@@ -10,7 +10,7 @@ use veer::backend::{self, Backend};
 use veer::encoder::Encoder;
 use veer::files::ModelFiles;
 use veer::generate::{self, Generation, Prompt};
-use veer::options::{EncoderOptions, GenerateOptions};
+use veer::options::{DecoderOptions, EncoderOptions, GenerateOptions};
 use veer::steer::{self, SteerTerm, SteeringSpec, Vector};
 use veer::weights::OutDtype;
 use veer::{Error, Result, convert, gguf, icv, tokenizer};
@@ -94,6 +94,8 @@ enum Command {
         messages: Option<PathBuf>,
         #[command(flatten)]
         options: GenerateOptions,
+        #[command(flatten)]
+        load: DecoderOptions,
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Print each piece to stderr as it is generated.
@@ -343,9 +345,9 @@ fn encoder(args: &EncoderArgs) -> Result<Encoder> {
     Encoder::load(&files, &args.options, &device(&args.device)?.device)
 }
 
-fn decoder(dir: &Path, device: &burn::tensor::Device) -> Result<generate::Model> {
+fn decoder(dir: &Path, device: &burn::tensor::Device, options: &DecoderOptions) -> Result<generate::Model> {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    generate::Model::load(&ModelFiles::from_dir(dir)?, &name, device)
+    generate::Model::load_with(&ModelFiles::from_dir(dir)?, &name, device, options)
 }
 
 fn read_vector(path: &Path) -> Result<Vector> {
@@ -402,7 +404,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 .collect::<Result<Vec<_>>>()?;
             Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
         }
-        Command::Generate { model, prompt, messages, options, device, stream } => {
+        Command::Generate { model, prompt, messages, options, load, device, stream } => {
             let prompt = match (prompt, messages) {
                 (Some(text), _) => Prompt::Text(text),
                 (None, Some(file)) => {
@@ -411,7 +413,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 }
                 (None, None) => return Err(Error::Invalid("--prompt or --messages is required".into())),
             };
-            generate(&model, prompt, &options, &device, stream)
+            generate(&model, prompt, &options, &load, &device, stream)
         }
         Command::Vector { model, pairs, out, method, default_strength, device } => vector(&model, &pairs, &out, &method, default_strength, &device),
         Command::VectorOp { op, a, b, out } => {
@@ -500,9 +502,9 @@ fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_j
     Ok(json!({"out_dir": out_dir, "tensors": file.tensors.len(), "safetensors_bytes": folder.model_safetensors.len()}))
 }
 
-fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
+fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, load: &DecoderOptions, device_name: &str, stream: bool) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
-    let m = decoder(model, &backend.device)?;
+    let m = decoder(model, &backend.device, load)?;
     let steering = SteeringSpec::resolve(options, |file| read_vector(Path::new(file)))?.build(&m.llama)?;
     let hook = steer::hook(steering.as_ref());
     let t0 = std::time::Instant::now();
@@ -529,7 +531,7 @@ fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, device_name
 
 fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength: Option<f32>, device_name: &str) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
-    let m = decoder(model, &backend.device)?;
+    let m = decoder(model, &backend.device, &DecoderOptions::default())?;
     let file = pairs.display().to_string();
     let text = String::from_utf8(read(pairs)?).map_err(|e| Error::file(&file, e))?;
     let mut ids = Vec::new();
