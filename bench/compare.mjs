@@ -5,8 +5,9 @@
 //   node bench/compare.mjs [--runs 5] [--name NAME] [--decoder] [--no-encoder] CONTENDER...
 //
 // CONTENDER is one of
-//   label=DIR[@WORKERS]   a copy of the veer library (veer*.js + pkg/) in DIR, its classifier with WORKERS
-//                         workers (default 1, or `auto`); e.g. two builds of the wasm module;
+//   label=DIR[@WORKERS][#int8]  a copy of the veer library (veer*.js + pkg/) in DIR, its classifier with
+//                         WORKERS workers (default 1, or `auto`); e.g. two builds of the wasm module;
+//                         `#int8`: its generator with int8 weights (decoder only: the encoder is skipped);
 //   label=tjs[@THREADS]   transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
 //                         default 1) on the fp32 ONNX that bench/onnx_export.py wrote from veer's own
 //                         all-MiniLM-L6-v2 safetensors (.cache/bench/tjs/all-minilm-l6-v2): same weights;
@@ -33,12 +34,13 @@ const name = opt('--name', 'compare');
 const decoder = flag('--decoder');
 const encoder = !flag('--no-encoder');
 const contenders = args.map((a) => {
-  const [label, spec] = a.split('=');
-  const [dir, n] = (spec ?? '').split('@');
+  const [label, full] = a.split('=');
+  const [spec, weights] = (full ?? '').split('#');
+  const [dir, n] = spec.split('@');
   if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR[@N], LABEL=tjs[@N] or LABEL=wllama[@N]`);
   const kind = dir === 'tjs' || dir === 'wllama' ? dir : 'veer';
   const count = n === 'auto' ? 'auto' : Number(n ?? 1);
-  return { label, kind, dir: kind === 'veer' ? resolve(dir) : null, workers: count };
+  return { label, kind, dir: kind === 'veer' ? resolve(dir) : null, workers: count, weights };
 });
 if (contenders.length === 0) throw new Error('usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR|tjs|wllama[@N]...');
 const base = contenders.find((c) => c.kind === 'veer')?.label ?? contenders[0].label;
@@ -105,14 +107,14 @@ async function measure(c) {
           const veer = await import(`${base}${c.label}/veer.js`);
           const rt = await veer.init({ device: 'cpu', cache: false });
           let clf, gen;
-          if (encoder) {
+          if (encoder && !c.weights) {
             clf = await veer.loadClassifier('models/all-minilm-l6-v2/', { runtime: rt, ...(c.workers !== 1 && { workers: c.workers }) });
             embed = (texts) => clf.embed(texts);
           }
           if (decoder && c.workers === 1) {
             // Loaded at the first generate(), after the encoder's cold start was measured.
             generate = async () => {
-              gen ??= await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt });
+              gen ??= await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt, ...(c.weights && { weights: c.weights }) });
               const s = now();
               let first;
               let n = 0;
@@ -178,7 +180,7 @@ async function measure(c) {
         await dispose();
         return out;
       },
-      { c: { kind: c.kind, label: c.label, workers: c.workers }, base: server.base, short, long, prompt, encoder, decoder },
+      { c: { kind: c.kind, label: c.label, workers: c.workers, weights: c.weights }, base: server.base, short, long, prompt, encoder, decoder },
     );
   } finally {
     await page.close();
@@ -264,5 +266,5 @@ const chromium = browser.version();
 if (others.length) writeFileSync(`${root}bench/results/${name}.svg`, chart());
 writeFileSync(
   `${root}bench/results/${name}.json`,
-  JSON.stringify({ date: new Date().toISOString(), chromium, runs, base, contenders: contenders.map(({ label, kind, workers }) => ({ label, kind, workers })), agreement, summary, results }, null, 1),
+  JSON.stringify({ date: new Date().toISOString(), chromium, runs, base, contenders: contenders.map(({ label, kind, workers, weights }) => ({ label, kind, workers, weights })), agreement, summary, results }, null, 1),
 );

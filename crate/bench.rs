@@ -34,3 +34,62 @@ pub async fn encoder_throughput(encoder: &Encoder, batch: usize, min_ms: f64, no
     let ms = (now_ms() - start) / runs as f64;
     Ok(Throughput { batch, tokens_per_text: tokens, runs, ms_per_batch: ms, texts_per_s: batch as f64 * 1000.0 / ms })
 }
+
+/// This machine's bounds for one thread, measured with the instructions veer's CPU kernels use (in
+/// the browser: wasm SIMD128), so each result can be put as a fraction of what it could reach.
+#[derive(Debug, Clone, Serialize)]
+pub struct Roofline {
+    /// Reading a 64 MB buffer that no cache holds (decoding reads its weights so): GB/s.
+    pub read_gb_s: f64,
+    /// f32 multiply + add on registers, 4 lanes × 8 independent chains: GFLOP/s.
+    pub f32_gflop_s: f64,
+    /// The int8 kernel (`quant`) on one cached row: multiply–adds per second, in G.
+    pub int8_gmac_s: f64,
+}
+
+/// Best of three of each (about a second in all). Measures; never asserts.
+pub fn roofline(now_ms: impl Fn() -> f64) -> Roofline {
+    use std::hint::black_box;
+    let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(0.0, f64::max);
+
+    let buf: Vec<f32> = (0..16 << 20).map(|i| (i & 1023) as f32).collect(); // 64 MB, touched once
+    let read_gb_s = best(&mut || {
+        let t = now_ms();
+        let mut acc = [0.0f32; 16];
+        for chunk in black_box(&buf).chunks_exact(16) {
+            for (a, x) in acc.iter_mut().zip(chunk) {
+                *a += x;
+            }
+        }
+        black_box(acc);
+        (buf.len() * 4) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
+    });
+
+    let f32_gflop_s = best(&mut || {
+        let iters = 2_000_000;
+        let (m, c) = (black_box(0.999_999f32), black_box(1e-6f32));
+        let mut acc = [1.0f32; 32];
+        let t = now_ms();
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = *a * m + c;
+            }
+        }
+        black_box(acc);
+        (iters * 32 * 2) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
+    });
+
+    let (cols, rows) = (1536, 64); // 96 KB of int8: in L2, re-read 200 times
+    let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 255) as f32 - 127.0) / 127.0).collect();
+    let m = crate::quant::Q8Matrix::from_f32(&w, rows, cols);
+    let x: Vec<f32> = (0..cols).map(|i| (i % 17) as f32 / 17.0).collect();
+    let int8_gmac_s = best(&mut || {
+        let reps = 200;
+        let t = now_ms();
+        for _ in 0..reps {
+            black_box(m.matmul_t(black_box(&x), 1));
+        }
+        (reps * rows * cols) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
+    });
+    Roofline { read_gb_s, f32_gflop_s, int8_gmac_s }
+}

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::backend::{self, Backend, DeviceChoice};
 use crate::error::Error;
@@ -60,6 +61,14 @@ impl Runtime {
     #[wasm_bindgen(js_name = selfCheck)]
     pub async fn self_check(&self) -> Result<f32, JsError> {
         backend::self_check(&self.backend).await.map_err(js)
+    }
+
+    /// This machine's single-thread bounds in this worker (`bench::Roofline`: read GB/s, f32 GFLOP/s,
+    /// int8 G multiply–adds/s; about a second): what a page's CPU results can be put against.
+    pub fn roofline(&self) -> Result<JsValue, JsError> {
+        let perf = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok().filter(|p| !p.is_undefined());
+        let now = || perf.as_ref().and_then(|p| js_sys::Reflect::get(p, &JsValue::from_str("now")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).and_then(|f| f.call0(p).ok()).and_then(|v| v.as_f64())).unwrap_or(0.0);
+        serde_wasm_bindgen::to_value(&crate::bench::roofline(now)).map_err(|e| js(Error::Invalid(e.to_string())))
     }
 }
 

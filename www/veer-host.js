@@ -85,6 +85,10 @@ export class Host {
     return this.runtime.selfCheck();
   }
 
+  op_roofline() {
+    return this.runtime.roofline();
+  }
+
   /** `create(bundle)` with the files of a `load*` request (`[{role, name, bytes}]`) as the wasm bundle. */
   withFiles(files, create) {
     const bundle = new this.wasm.ModelFiles();

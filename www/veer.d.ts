@@ -174,6 +174,8 @@ export class Runtime extends EventTarget {
   readonly info: { compileMs: number; startMs: number };
   /** Max |difference| of a small matmul + softmax on this device against the CPU. */
   selfCheck(): Promise<number>;
+  /** This machine's single-thread CPU bounds, measured in the runtime's worker (about a second). */
+  roofline(): Promise<{ readGbS: number; f32GflopS: number; int8GmacS: number }>;
   loadClassifier(source: ModelSource, options?: ClassifierOptions): Promise<Classifier>;
   loadGenerator(source: ModelSource, options?: GeneratorOptions): Promise<Generator>;
   loadVector(source: string | URL | Bytes, options?: VectorOptions): Promise<Vector>;

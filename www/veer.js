@@ -176,6 +176,13 @@ export class Runtime extends EventTarget {
     return this._home.call('selfCheck');
   }
 
+  /** This machine's single-thread CPU bounds, measured in the runtime's worker (about a second):
+   * `{ readGbS, f32GflopS, int8GmacS }` — what benchmarks put their results against. */
+  async roofline() {
+    const r = await this._home.call('roofline');
+    return { readGbS: r.read_gb_s, f32GflopS: r.f32_gflop_s, int8GmacS: r.int8_gmac_s };
+  }
+
   loadClassifier(source, options) {
     return loadClassifier(source, { ...options, runtime: this });
   }

@@ -81,6 +81,8 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// This machine's single-thread bounds: read bandwidth, f32 and int8-kernel throughput (JSON).
+    Roofline,
     /// Generate text with a Llama-family folder, optionally steered by vectors.
     Generate {
         #[arg(long)]
@@ -403,6 +405,10 @@ fn run(command: Command) -> Result<serde_json::Value> {
                 .map(|&b| backend::block_on(veer::bench::encoder_throughput(&model, b, seconds * 1000.0, now)))
                 .collect::<Result<Vec<_>>>()?;
             Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
+        }
+        Command::Roofline => {
+            let clock = std::time::Instant::now();
+            Ok(serde_json::to_value(veer::bench::roofline(|| clock.elapsed().as_secs_f64() * 1000.0)).unwrap_or_default())
         }
         Command::Generate { model, prompt, messages, options, load, device, stream } => {
             let prompt = match (prompt, messages) {
