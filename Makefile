@@ -94,11 +94,13 @@ test-page: assets pkg package
 	@echo "==> page tests (playwright-core + Debian chromium)"
 	node --test --test-concurrency=1 tests/page/
 
-# Throughput, printed not asserted: native CPU, then the browser (CPU backend and WebGPU, same session).
+# Throughput, printed not asserted: native CPU (the machine's single-thread bounds, MiniLM, SmolLM2 with
+# f32 and int8 weights), then the browser (CPU backend and WebGPU, same session).
 bench: assets
+	$(VEER) roofline
 	$(VEER) bench --model www/models/all-minilm-l6-v2 --max-len 32 --device cpu
-	$(VEER) generate --model www/models/smollm2-135m-instruct --max-tokens 32 --device cpu \
-	  --prompt "The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps."
+	@for w in f32 int8; do $(VEER) generate --model www/models/smollm2-135m-instruct --max-tokens 32 --device cpu --weights $$w \
+	  --prompt "The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps."; done
 
 bench-browser: setup assets
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
@@ -115,7 +117,7 @@ bench-setup: assets
 
 bench-compare: setup assets pkg bench-setup
 	node bench/compare.mjs --runs $(RUNS) --decoder --name compare veer=www $(if $(OTHER),other=$(OTHER)) \
-	  transformers.js=tjs@1 wllama=wllama@1 veer-pool=www@auto transformers.js-2t=tjs@2 wllama-2t=wllama@2
+	  transformers.js=tjs@1 wllama=wllama@1 veer-pool=www@auto transformers.js-2t=tjs@2 wllama-2t=wllama@2 veer-int8=www#int8
 
 # Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2:
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.

@@ -76,6 +76,7 @@ function reviews() {
 const words = reviews().filter((w) => w.length >= 50);
 const short = words.slice(0, 32).map((w) => w.slice(0, 10).join(' '));
 const long = words.slice(32, 64).map((w) => w.slice(0, 45).join(' '));
+const warmPrompt = 'Once upon a time, in a small village by the mountains, there lived an old clockmaker and his cat.';
 const prompt = 'The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps.';
 
 // One folder served over HTTP: each contender's library under /<label>/, the models under /models/.
@@ -96,12 +97,12 @@ async function measure(c) {
   await page.goto(`${server.base}__bench.html`);
   try {
     return await page.evaluate(
-      async ({ c, base, short, long, prompt, encoder, decoder }) => {
+      async ({ c, base, short, long, prompt, warmPrompt, encoder, decoder }) => {
         const now = () => performance.now();
         const out = { isolated: crossOriginIsolated };
         // Each kind gives the same two things: embed(texts) -> number[][] and, for decoders,
         // generate() -> { promptTokens, prefill, decode } in tokens/s.
-        let embed, generate, dispose;
+        let embed, generate, dispose, roofline;
         const t0 = now();
         if (c.kind === 'veer') {
           const veer = await import(`${base}${c.label}/veer.js`);
@@ -113,15 +114,20 @@ async function measure(c) {
           }
           if (decoder && c.workers === 1) {
             // Loaded at the first generate(), after the encoder's cold start was measured.
-            generate = async () => {
+            generate = async (text) => {
               gen ??= await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt, ...(c.weights && { weights: c.weights }) });
               const s = now();
               let first;
               let n = 0;
-              for await (const _ of gen.generate(prompt, { maxTokens: 64, temperature: 0 })) if (n++ === 0) first = now();
+              for await (const _ of gen.generate(text, { maxTokens: 64, temperature: 0 })) if (n++ === 0) first = now();
+              // A prompt that repeats the last one's start reuses its keys and values (a chat's turns):
+              // the warm-up's prompt differs from the first token on, so the whole prompt is prefilled.
+              if (gen.reusedTokens) throw new Error(`prefill reused ${gen.reusedTokens} tokens`);
               return { promptTokens: gen.promptTokens, prefill: (gen.promptTokens * 1000) / (first - s), decode: ((n - 1) * 1000) / (now() - first) };
             };
           }
+          // The machine's single-thread bounds, measured in the base's page (its runtime's worker).
+          if (c.isBase) roofline = () => rt.roofline();
           dispose = () => (clf?.dispose(), gen?.dispose(), rt.dispose());
         } else if (c.kind === 'tjs') {
           const { pipeline, env } = await import(`${base}npm/@huggingface/transformers/dist/transformers.min.js`);
@@ -140,9 +146,9 @@ async function measure(c) {
           const wl = new Wllama({ default: `${base}npm/@wllama/wllama/esm/wasm/wllama.wasm` }, { suppressNativeLog: true });
           // wllama 3 offloads to WebGPU by default and takes half the cores: both pinned here.
           await wl.loadModelFromUrl(`${base}smollm2.gguf`, { n_threads: c.workers, n_gpu_layers: 0, n_ctx: 512, useCache: false });
-          generate = async () => {
+          generate = async (text) => {
             let timings;
-            const stream = await wl.createCompletion({ prompt, max_tokens: 64, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true });
+            const stream = await wl.createCompletion({ prompt: text, max_tokens: 64, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true });
             for await (const chunk of stream) timings = chunk.timings ?? timings;
             // llama.cpp's own timings: prompt evaluation and the sampled tokens after it.
             return { promptTokens: timings.prompt_n, prefill: timings.prompt_per_second, decode: timings.predicted_per_second };
@@ -174,13 +180,17 @@ async function measure(c) {
           out.latency_p95 = lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.95) - 1)];
         }
         if (decoder && generate) {
-          await generate(); // warm
-          Object.assign(out, await generate());
+          await generate(warmPrompt); // warm
+          Object.assign(out, await generate(prompt));
+        }
+        if (roofline) {
+          const r = await roofline();
+          Object.assign(out, { read_gb_s: r.readGbS, f32_gflop_s: r.f32GflopS, int8_gmac_s: r.int8GmacS });
         }
         await dispose();
         return out;
       },
-      { c: { kind: c.kind, label: c.label, workers: c.workers, weights: c.weights }, base: server.base, short, long, prompt, encoder, decoder },
+      { c: { kind: c.kind, label: c.label, workers: c.workers, weights: c.weights, isBase: c.label === base }, base: server.base, short, long, prompt, warmPrompt, encoder, decoder },
     );
   } finally {
     await page.close();
@@ -211,7 +221,7 @@ const stat = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] } : null;
 };
-const units = { coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s', promptTokens: 'tokens' };
+const units = { coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s', promptTokens: 'tokens', read_gb_s: 'GB/s', f32_gflop_s: 'GFLOP/s', int8_gmac_s: 'G multiply–adds/s' };
 const metrics = [...new Set(contenders.flatMap((c) => Object.keys(results[c.label][0]).filter((k) => k !== 'sample')))];
 const summary = Object.fromEntries(
   contenders.map((c) => [c.label, Object.fromEntries(metrics.map((m) => [m, stat(results[c.label].map((x) => x[m]).filter((v) => v !== undefined))]).filter(([, v]) => v))]),

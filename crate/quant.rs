@@ -122,23 +122,74 @@ impl Q8Matrix {
             }
         }
         let mut y = vec![0.0f32; n * self.rows];
-        let mut combined = vec![0.0f32; self.groups];
-        // Weight row outermost: it is read from memory once and stays in L1 for all n rows of x.
-        for o in 0..self.rows {
-            let w = &self.q[o * stride..(o + 1) * stride];
-            let ws = &self.scales[o * self.groups..(o + 1) * self.groups];
+        let g = self.groups;
+        let mut combined = vec![0.0f32; 4 * g]; // [4, groups]: weight scale × activation scale
+        // Weight rows outermost, four at a time: they are read from memory once and stay in L1 for
+        // all n rows of x, and four rows share each load of x (`row_dot4`).
+        let mut o = 0;
+        while o < self.rows {
+            let k = (self.rows - o).min(4);
             for r in 0..n {
-                for ((c, &a), &b) in combined
-                    .iter_mut()
-                    .zip(ws)
-                    .zip(&xs[r * self.groups..(r + 1) * self.groups])
-                {
-                    *c = a * b;
+                let xsr = &xs[r * g..(r + 1) * g];
+                for (j, c) in combined.chunks_exact_mut(g).take(k).enumerate() {
+                    for ((c, &a), &b) in c.iter_mut().zip(&self.scales[(o + j) * g..(o + j + 1) * g]).zip(xsr) {
+                        *c = a * b;
+                    }
                 }
-                y[r * self.rows + o] = row_dot(w, &xq[r * stride..(r + 1) * stride], &combined);
+                let xr = &xq[r * stride..(r + 1) * stride];
+                let w = |j: usize| &self.q[(o + j) * stride..(o + j + 1) * stride];
+                if k == 4 {
+                    let c = |j: usize| &combined[j * g..(j + 1) * g];
+                    let out = row_dot4([w(0), w(1), w(2), w(3)], xr, [c(0), c(1), c(2), c(3)]);
+                    y[r * self.rows + o..r * self.rows + o + 4].copy_from_slice(&out);
+                } else {
+                    for j in 0..k {
+                        y[r * self.rows + o + j] = row_dot(w(j), xr, &combined[j * g..(j + 1) * g]);
+                    }
+                }
             }
+            o += k;
         }
         y
+    }
+}
+
+/// `row_dot` of four weight rows against one x, each row with the same lanes in the same order (the
+/// same bits); in wasm the four share each load of x and run as four independent chains.
+#[inline]
+fn row_dot4(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32; 4] {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        // SAFETY: as `row_dot`: each row and x hold `scale[k].len() * GROUP` values, all of one length.
+        unsafe { row_dot4_simd128(w, x, scale) }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        [0, 1, 2, 3].map(|k| row_dot(w[k], x, scale[k]))
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+unsafe fn row_dot4_simd128(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32; 4] {
+    use core::arch::wasm32::*;
+    unsafe {
+        let mut acc = [f32x4_splat(0.0); 4];
+        let xp = x.as_ptr() as *const v128;
+        let wp = w.map(|r| r.as_ptr() as *const v128);
+        for g in 0..scale[0].len() {
+            let xg = xp.add(4 * g);
+            let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
+            for k in 0..4 {
+                let (w0, w1) = (v128_load(wp[k].add(2 * g)), v128_load(wp[k].add(2 * g + 1)));
+                let mut lanes = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), xv[0]);
+                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), xv[1]));
+                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), xv[2]));
+                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), xv[3]));
+                acc[k] = f32x4_add(acc[k], f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale[k][g])));
+            }
+        }
+        acc.map(|a| (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a)) + (f32x4_extract_lane::<2>(a) + f32x4_extract_lane::<3>(a)))
     }
 }
 

@@ -439,6 +439,26 @@ test('chat: OpenAI-style messages; a second turn continues the KV cache and give
   assert.equal(got.badPrompt, 'E_INVALID');
 });
 
+test('generation with int8 weights: the same ids as the native CLI\'s int8 kernel; f32 by default; other values rejected', async () => {
+  const prompt = 'Describe the weather today in one sentence.';
+  const got = await inPage(async (veer, prompt) => {
+    await veer.init({ device: 'cpu' });
+    const gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { weights: 'int8' });
+    const ids = [];
+    for await (const p of gen.generate(prompt, { maxTokens: 16, temperature: 0, chat: true })) ids.push(p.id);
+    const weights = gen.weights;
+    gen.dispose();
+    const bad = await veer.loadGenerator('models/smollm2-135m-instruct/', { weights: 'int4' }).catch((e) => ({ code: e.code, message: e.message }));
+    return { ids, weights, bad };
+  }, prompt);
+  assert.equal(got.weights, 'int8');
+  // The browser's wasm SIMD128 kernel and the native SSE2 one sum the same integers in the same lanes.
+  const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['generate', '--model', `${models}smollm2-135m-instruct`, '--prompt', prompt, '--chat', '--max-tokens', '16', '--weights', 'int8'], { encoding: 'utf8' }));
+  assert.deepEqual(got.ids, native.ids, 'int8 greedy ids, browser vs native');
+  assert.equal(got.bad.code, 'E_INVALID');
+  assert.match(got.bad.message, /int4.*f32.*int8|f32.*int8.*int4/s);
+});
+
 test('generation: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
   const got = await inPage(async (veer) => {
     await veer.init({ device: 'cpu' });
@@ -487,6 +507,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     gen.dispose();
     return {
       device: gen.device,
+      weights: gen.weights,
       plain,
       steered,
       steeredDefault,
@@ -507,6 +528,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     };
   });
   assert.equal(got.device, 'cpu');
+  assert.equal(got.weights, 'f32');
   assert.ok(got.plain.n >= 4 && got.plain.n <= 12, JSON.stringify(got.plain));
   assert.equal(got.plain.text.length > 0, true);
   assert.notEqual(got.steered.text, got.plain.text, `steered output equals plain: ${got.plain.text}`);
