@@ -108,8 +108,8 @@ bench-browser: setup assets
 
 # veer against transformers.js and wllama in one headless Chromium session, configurations interleaved,
 # a fresh page per run (bench/compare.mjs): MiniLM embeddings (veer one worker and a pool vs
-# transformers.js 1 and 2 threads, same fp32 weights), SmolLM2 decoding (veer vs wllama 1 and 2
-# threads); cold start, throughput, latency. OTHER=DIR adds another copy of the library + pkg/ (e.g.
+# transformers.js 1 and 2 threads, same fp32 weights), SmolLM2 decoding (veer with f32 and int8 weights vs
+# wllama 1 and 2 threads); cold start, throughput, latency, and the machine's roofline in veer's worker. OTHER=DIR adds another copy of the library + pkg/ (e.g.
 # another build) as a contender. Prints a table, writes bench/results/compare.{json,svg}; asserts nothing.
 RUNS ?= 5
 bench-setup: assets

@@ -269,7 +269,7 @@ async fn smollm(rt: &veer::wasm::Runtime) -> veer::wasm::Generator {
     let tokenizer = fetch_bytes(&format!("{dir}tokenizer.json")).await;
     let tc = fetch_bytes(&format!("{dir}tokenizer_config.json")).await;
     let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer), ("tokenizerConfig", &tc)]);
-    veer::wasm::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into())).map_err(|_| "load").unwrap()
+    veer::wasm::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into()), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap()
 }
 
 async fn greedy(g: &mut veer::wasm::Generator, prompt: &str, n: usize) -> Vec<u32> {
@@ -384,7 +384,7 @@ async fn tiny_decoder_gives_the_same_greedy_ids_on_webgpu_and_cpu() {
     for device in ["cpu", "webgpu"] {
         let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
         let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer)]);
-        let mut g = veer::wasm::Generator::create(&rt, &mut files, None).map_err(|_| "load").unwrap();
+        let mut g = veer::wasm::Generator::create(&rt, &mut files, None, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
         runs.push(greedy(&mut g, "w3 w5 w7 w11 w2", 20).await);
     }
     assert_eq!(runs[0].len(), 20);
