@@ -114,7 +114,7 @@ export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
   name?: string;
   /** How the weights are held in memory. `f32` (default): the file's values exactly. `int8`: groups of
-   * 32 with a scale each, a quarter of the memory and about twice the decoding speed, outputs close to
+   * 32 with a scale each, 28 % of the memory and 1.6–1.8× the decoding speed, outputs close to
    * but not identical with f32 (README "Int8 decoder weights"); CPU only — on WebGPU the weights stay
    * f32 (`generator.weights` says which). */
   weights?: 'f32' | 'int8';
