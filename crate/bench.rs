@@ -47,12 +47,16 @@ pub struct Roofline {
     pub int8_gmac_s: f64,
 }
 
-/// Best of three of each (about a second in all). Measures; never asserts.
-pub fn roofline(now_ms: impl Fn() -> f64) -> Roofline {
+/// Best of three of each (about a second in all). Measures; never asserts. Fails, instead of aborting
+/// the instance, when its 64 MB buffer cannot be had (a worker near wasm32's memory limit).
+pub fn roofline(now_ms: impl Fn() -> f64) -> Result<Roofline> {
     use std::hint::black_box;
     let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(0.0, f64::max);
 
-    let buf: Vec<f32> = (0..16 << 20).map(|i| (i & 1023) as f32).collect(); // 64 MB, touched once
+    let len = 16 << 20; // 64 MB of f32, touched once
+    let mut buf: Vec<f32> = Vec::new();
+    buf.try_reserve_exact(len).map_err(|_| crate::Error::Invalid("roofline: no memory for its 64 MB buffer".into()))?;
+    buf.extend((0..len).map(|i| (i & 1023) as f32));
     let read_gb_s = best(&mut || {
         let t = now_ms();
         let mut acc = [0.0f32; 16];
@@ -91,5 +95,5 @@ pub fn roofline(now_ms: impl Fn() -> f64) -> Roofline {
         }
         (reps * rows * cols) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
     });
-    Roofline { read_gb_s, f32_gflop_s, int8_gmac_s }
+    Ok(Roofline { read_gb_s, f32_gflop_s, int8_gmac_s })
 }

@@ -50,6 +50,16 @@ pub enum WeightFormat {
     Int8,
 }
 
+impl WeightFormat {
+    /// As options spell it: `"f32"` or `"int8"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Int8 => "int8",
+        }
+    }
+}
+
 /// How a decoder is loaded (`loadGenerator` options, `veer generate` flags).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]

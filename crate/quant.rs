@@ -181,16 +181,35 @@ unsafe fn row_dot4_simd128(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32
             let xg = xp.add(4 * g);
             let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
             for k in 0..4 {
-                let (w0, w1) = (v128_load(wp[k].add(2 * g)), v128_load(wp[k].add(2 * g + 1)));
-                let mut lanes = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), xv[0]);
-                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), xv[1]));
-                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), xv[2]));
-                lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), xv[3]));
-                acc[k] = f32x4_add(acc[k], f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale[k][g])));
+                acc[k] = f32x4_add(acc[k], group_simd128(wp[k].add(2 * g), xv, scale[k][g]));
             }
         }
-        acc.map(|a| (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a)) + (f32x4_extract_lane::<2>(a) + f32x4_extract_lane::<3>(a)))
+        acc.map(sum_lanes_simd128)
     }
+}
+
+/// One group's 4 i32 lanes (32 weights at `wp`: two v128 of i8; 32 activations: four v128 of i16),
+/// converted and scaled: the step both wasm kernels share, so that they give the same bits.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+unsafe fn group_simd128(wp: *const core::arch::wasm32::v128, xv: [core::arch::wasm32::v128; 4], scale: f32) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    unsafe {
+        let (w0, w1) = (v128_load(wp), v128_load(wp.add(1)));
+        let mut lanes = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), xv[0]);
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), xv[1]));
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), xv[2]));
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), xv[3]));
+        f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale))
+    }
+}
+
+/// (a0 + a1) + (a2 + a3).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn sum_lanes_simd128(a: core::arch::wasm32::v128) -> f32 {
+    use core::arch::wasm32::f32x4_extract_lane;
+    (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a)) + (f32x4_extract_lane::<2>(a) + f32x4_extract_lane::<3>(a))
 }
 
 /// Σ over groups g of scale[g] × (w_g · x_g), with `w`, `x` of `scale.len() * GROUP` values. The sum
@@ -250,26 +269,11 @@ unsafe fn row_dot_simd128(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
         let mut acc = f32x4_splat(0.0);
         let (wp, xp) = (w.as_ptr() as *const v128, x.as_ptr() as *const v128);
         for (g, &s) in scale.iter().enumerate() {
-            // One group: 32 weights (two v128 of i8), 32 activations (four v128 of i16).
-            let (w0, w1) = (v128_load(wp.add(2 * g)), v128_load(wp.add(2 * g + 1)));
             let xg = xp.add(4 * g);
-            let mut lanes = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), v128_load(xg));
-            lanes = i32x4_add(
-                lanes,
-                i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), v128_load(xg.add(1))),
-            );
-            lanes = i32x4_add(
-                lanes,
-                i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), v128_load(xg.add(2))),
-            );
-            lanes = i32x4_add(
-                lanes,
-                i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), v128_load(xg.add(3))),
-            );
-            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(s)));
+            let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
+            acc = f32x4_add(acc, group_simd128(wp.add(2 * g), xv, s));
         }
-        (f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<1>(acc))
-            + (f32x4_extract_lane::<2>(acc) + f32x4_extract_lane::<3>(acc))
+        sum_lanes_simd128(acc)
     }
 }
 

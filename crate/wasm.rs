@@ -68,7 +68,8 @@ impl Runtime {
     pub fn roofline(&self) -> Result<JsValue, JsError> {
         let perf = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance")).ok().filter(|p| !p.is_undefined());
         let now = || perf.as_ref().and_then(|p| js_sys::Reflect::get(p, &JsValue::from_str("now")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).and_then(|f| f.call0(p).ok()).and_then(|v| v.as_f64())).unwrap_or(0.0);
-        serde_wasm_bindgen::to_value(&crate::bench::roofline(now)).map_err(|e| js(Error::Invalid(e.to_string())))
+        let r = crate::bench::roofline(now).map_err(js)?;
+        serde_wasm_bindgen::to_value(&r).map_err(|e| js(Error::Invalid(e.to_string())))
     }
 }
 
@@ -400,7 +401,7 @@ impl Generator {
     /// How the weights are held: "f32" or "int8" (asked for, and on the CPU).
     #[wasm_bindgen(getter)]
     pub fn weights(&self) -> String {
-        serde_json::to_value(self.model.llama.weights).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        self.model.llama.weights.name().to_string()
     }
 
     /// Token ids of `text` (no special tokens added).

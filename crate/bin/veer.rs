@@ -408,7 +408,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
         }
         Command::Roofline => {
             let clock = std::time::Instant::now();
-            Ok(serde_json::to_value(veer::bench::roofline(|| clock.elapsed().as_secs_f64() * 1000.0)).unwrap_or_default())
+            Ok(serde_json::to_value(veer::bench::roofline(|| clock.elapsed().as_secs_f64() * 1000.0)?).unwrap_or_default())
         }
         Command::Generate { model, prompt, messages, options, load, device, stream } => {
             let prompt = match (prompt, messages) {
