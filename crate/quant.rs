@@ -110,6 +110,17 @@ impl Q8Matrix {
 
     /// y = x · Wᵀ for `n` rows of x ([n, cols] row-major): y is [n, rows].
     pub fn matmul_t(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.matmul_t_with(x, n, false)
+    }
+
+    /// `matmul_t` by the portable definition the SIMD kernels follow lane for lane: the same bits.
+    /// For tests that check that in the browser (`tests/web.rs`), where the crate's unit tests do not run.
+    #[doc(hidden)]
+    pub fn matmul_t_portable(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.matmul_t_with(x, n, true)
+    }
+
+    fn matmul_t_with(&self, x: &[f32], n: usize, portable: bool) -> Vec<f32> {
         let stride = self.groups * GROUP;
         // Activations: [n, groups * GROUP] int16 and [n, groups] scales, once per call.
         let mut xq = vec![0i16; n * stride];
@@ -138,7 +149,11 @@ impl Q8Matrix {
                 }
                 let xr = &xq[r * stride..(r + 1) * stride];
                 let w = |j: usize| &self.q[(o + j) * stride..(o + j + 1) * stride];
-                if k == 4 {
+                if portable {
+                    for j in 0..k {
+                        y[r * self.rows + o + j] = row_dot_portable(w(j), xr, &combined[j * g..(j + 1) * g]);
+                    }
+                } else if k == 4 {
                     let c = |j: usize| &combined[j * g..(j + 1) * g];
                     let out = row_dot4([w(0), w(1), w(2), w(3)], xr, [c(0), c(1), c(2), c(3)]);
                     y[r * self.rows + o..r * self.rows + o + 4].copy_from_slice(&out);
@@ -195,11 +210,13 @@ unsafe fn row_dot4_simd128(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32
 unsafe fn group_simd128(wp: *const core::arch::wasm32::v128, xv: [core::arch::wasm32::v128; 4], scale: f32) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     unsafe {
-        let (w0, w1) = (v128_load(wp), v128_load(wp.add(1)));
-        let mut lanes = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), xv[0]);
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), xv[1]));
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), xv[2]));
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), xv[3]));
+        // Eight weights at a time loaded and sign-extended by one instruction (x86: `pmovsxbw` from
+        // memory), where a v128 load and extend_low / extend_high took four.
+        let w = wp as *const i8;
+        let mut lanes = i32x4_dot_i16x8(i16x8_load_extend_i8x8(w), xv[0]);
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8)), xv[1]));
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16)), xv[2]));
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]));
         f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale))
     }
 }
@@ -239,13 +256,6 @@ fn row_dot(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
 }
 
 /// The definition the SIMD versions follow, lane for lane.
-#[cfg_attr(
-    any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    ),
-    allow(dead_code)
-)]
 fn row_dot_portable(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
     let mut acc = [0.0f32; 4];
     for (g, &s) in scale.iter().enumerate() {

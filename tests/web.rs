@@ -63,6 +63,28 @@ fn tokenizer_from_bytes_encodes_like_the_reference() {
     }
 }
 
+/// The int8 kernels in wasm SIMD128 (four rows per pass and one) give the bits of the portable
+/// definition, so browser and native int8 outputs agree exactly (the crate's unit test checks SSE2).
+#[wasm_bindgen_test]
+fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
+    // Deterministic values with a spread of magnitudes, outliers and zeros.
+    let values = |n: usize, seed: u32| -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                let v = ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)).rotate_left(7) % 2001) as f32 / 1000.0 - 1.0;
+                if i % 97 == 0 { v * 40.0 } else if i % 13 == 0 { 0.0 } else { v }
+            })
+            .collect()
+    };
+    // 9 rows: two passes of four and a single row; 70 columns: a padded last group.
+    for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1)] {
+        let m = veer::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
+        let x = values(n * cols, 2);
+        let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(m.matmul_t(&x, n)), bits(m.matmul_t_portable(&x, n)), "{rows}x{cols}, {n} rows of x");
+    }
+}
+
 #[wasm_bindgen_test]
 fn bad_input_is_an_error_not_a_panic() {
     assert!(veer::wasm::Tokenizer::new(b"<!DOCTYPE html><html>404</html>").is_err());
