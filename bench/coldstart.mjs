@@ -1,5 +1,5 @@
 // Cold start as a visitor sees it, in headless Chromium (Debian's chromium, playwright-core): for the
-// sentiment classifier and SmolLM2, a first visit (new browser profile: empty HTTP cache and Cache API)
+// sentiment classifier and SmolLM2 (f32 and int8 weights), a first visit (new browser profile: empty HTTP cache and Cache API)
 // and a second visit (new page, same profile: models from the Cache API, the wasm from the HTTP cache).
 // Per visit: bytes the page downloaded, wasm fetch + compile, runtime start, model fetch and create
 // (parse + upload), first result, and the total to first result. Medians with min–max over --runs;
@@ -22,6 +22,7 @@ const wwwDir = resolve(opt('--www', `${root}www`));
 const models = {
   sentiment: { kind: 'classifier', url: 'models/sentiment/' },
   smollm2: { kind: 'generator', url: 'models/smollm2-135m-instruct/' },
+  'smollm2-int8': { kind: 'generator', url: 'models/smollm2-135m-instruct/', options: { weights: 'int8' } },
 };
 
 /** One visit in `page`: everything from importing the library to the first result. */
@@ -42,7 +43,7 @@ async function visit(page, lib, model) {
         await m.classify('The package arrived on time and the cookies were delicious.');
         firstMs = performance.now() - t;
       } else {
-        m = await rt.loadGenerator(model.url);
+        m = await rt.loadGenerator(model.url, model.options);
         const t = performance.now();
         for await (const _ of m.generate('Say hello.', { maxTokens: 1, chat: true })) break;
         firstMs = performance.now() - t;

