@@ -53,6 +53,45 @@ fn quantise_group<T: Copy>(
     scale
 }
 
+/// `quantise_group` to int8 (weights): in wasm SIMD128 for whole groups, since the browser quantises
+/// all of a model's weights while loading it (134 M for SmolLM2).
+fn quantise_weights(values: &[f32], out: &mut [i8]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if values.len() == GROUP && out.len() == GROUP {
+        // SAFETY: both hold GROUP values (checked just above).
+        return unsafe { quantise_group_simd128(values, out) };
+    }
+    quantise_group(values, 127.0, out, |v| v as i8)
+}
+
+/// `quantise_group(values, 127.0, out, |v| v as i8)` for GROUP values, with the same results: the
+/// largest magnitude is exact in any order, `f32x4.nearest` rounds ties to even as `round_ties_even`,
+/// and the saturating truncation then two saturating narrowings clamp to i8 as `as i8` does (NaN → 0).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+unsafe fn quantise_group_simd128(values: &[f32], out: &mut [i8]) -> f32 {
+    use core::arch::wasm32::*;
+    unsafe {
+        let p = values.as_ptr() as *const v128;
+        let v: [v128; GROUP / 4] = core::array::from_fn(|i| v128_load(p.add(i)));
+        let (mut m, mut finite) = (f32x4_splat(0.0), i32x4_splat(-1));
+        for &x in &v {
+            let a = f32x4_abs(x);
+            m = f32x4_pmax(m, a); // a NaN lane keeps m; `finite` catches it
+            finite = v128_and(finite, f32x4_lt(a, f32x4_splat(f32::INFINITY)));
+        }
+        let lanes = [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)];
+        let amax = if i32x4_all_true(finite) { lanes.into_iter().fold(0.0f32, f32::max) } else { f32::NAN };
+        let scale = amax / 127.0;
+        let inv = f32x4_splat(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let o = out.as_mut_ptr() as *mut v128;
+        let q = |x: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(x, inv)));
+        for (k, x) in v.chunks_exact(4).enumerate() {
+            v128_store(o.add(k), i8x16_narrow_i16x8(i16x8_narrow_i32x4(q(x[0]), q(x[1])), i16x8_narrow_i32x4(q(x[2]), q(x[3]))));
+        }
+        scale
+    }
+}
+
 impl Q8Matrix {
     /// From row-major f32 values [rows, cols] (`values.len() == rows * cols`, checked by the caller's
     /// loader against the file's shape).
@@ -63,8 +102,8 @@ impl Q8Matrix {
         for (r, row) in values.chunks_exact(cols.max(1)).take(rows).enumerate() {
             for (g, part) in row.chunks(GROUP).enumerate() {
                 let at = (r * groups + g) * GROUP;
-                scales[r * groups + g] =
-                    quantise_group(part, 127.0, &mut q[at..at + part.len()], |v| v as i8);
+                let out = &mut q[at..at + part.len()];
+                scales[r * groups + g] = quantise_weights(part, out);
             }
         }
         Q8Matrix {

@@ -63,19 +63,47 @@ fn tokenizer_from_bytes_encodes_like_the_reference() {
     }
 }
 
+/// Deterministic values with a spread of magnitudes, outliers and zeros.
+fn int8_test_values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| {
+            let v = ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)).rotate_left(7) % 2001) as f32 / 1000.0 - 1.0;
+            if i % 97 == 0 { v * 40.0 } else if i % 13 == 0 { 0.0 } else { v }
+        })
+        .collect()
+}
+
+/// Weights quantised in the browser (SIMD128 for whole groups of 32) follow the definition, written
+/// out here: scale = max |w| / 127 per group, q = w / scale rounded half to even; a group with a
+/// non-finite value gets a NaN scale. Checked through the dequantised rows, bit for bit.
+#[wasm_bindgen_test]
+fn int8_weights_quantise_as_defined() {
+    let mut w = int8_test_values(3 * 70, 5);
+    // Exact ties: with a largest magnitude of 127 the scale is 1, so 2.5 and -3.5 are halfway.
+    w[32..36].copy_from_slice(&[127.0, 2.5, -3.5, 0.5]);
+    w[140] = f32::NAN; // row 2, group 0
+    w[205] = f32::INFINITY; // row 2, group 2 (ragged: 6 values)
+    let m = veer::quant::Q8Matrix::from_f32(&w, 3, 70);
+    for r in 0..3 {
+        let got = m.row(r);
+        for (g, part) in w[r * 70..(r + 1) * 70].chunks(32).enumerate() {
+            let amax = if part.iter().all(|v| v.is_finite()) { part.iter().fold(0.0f32, |a, v| a.max(v.abs())) } else { f32::NAN };
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            for (j, &v) in part.iter().enumerate() {
+                let q = (v * inv).round_ties_even() as i8 as f32; // saturating; NaN → 0; no −0
+                assert_eq!(got[g * 32 + j].to_bits(), (q * scale).to_bits(), "row {r} group {g} value {j}");
+            }
+        }
+    }
+    assert_eq!(&m.row(0)[32..36], &[127.0, 2.0, -4.0, 0.0]); // ties to even
+}
+
 /// The int8 kernels in wasm SIMD128 (four rows per pass and one) give the bits of the portable
 /// definition, so browser and native int8 outputs agree exactly (the crate's unit test checks SSE2).
 #[wasm_bindgen_test]
 fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
-    // Deterministic values with a spread of magnitudes, outliers and zeros.
-    let values = |n: usize, seed: u32| -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                let v = ((i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)).rotate_left(7) % 2001) as f32 / 1000.0 - 1.0;
-                if i % 97 == 0 { v * 40.0 } else if i % 13 == 0 { 0.0 } else { v }
-            })
-            .collect()
-    };
+    let values = int8_test_values;
     // 9 rows: two passes of four and a single row; 70 columns: a padded last group.
     for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1)] {
         let m = veer::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
