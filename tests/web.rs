@@ -63,6 +63,19 @@ fn tokenizer_from_bytes_encodes_like_the_reference() {
     }
 }
 
+/// F16 weights convert in the browser (SIMD128, 8 at a time) exactly as `half` does: every one of the
+/// 65536 bit patterns (zeros, subnormals, infinities, NaNs with payloads), and a tail that is not a
+/// whole block.
+#[wasm_bindgen_test]
+fn f16_weights_convert_exactly_as_half_does() {
+    let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    let want = |b: &[u8]| b.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32().to_bits()).collect::<Vec<_>>();
+    for len in [bytes.len(), 2 * 65531] {
+        let got = veer::weights::floats(safetensors::Dtype::F16, &bytes[..len]).unwrap();
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want(&bytes[..len]), "{} values", len / 2);
+    }
+}
+
 /// Deterministic values with a spread of magnitudes, outliers and zeros.
 fn int8_test_values(n: usize, seed: u32) -> Vec<f32> {
     (0..n as u32)
