@@ -120,7 +120,7 @@ bench-compare: setup assets pkg bench-setup
 	  transformers.js=tjs@1 transformers.js-int8=tjs@1#int8 wllama=wllama@1 veer-pool=www@auto transformers.js-2t=tjs@2 \
 	  wllama-2t=wllama@2 veer-int8=www#int8
 
-# Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2:
+# Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2 (f32, int8):
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
 bench-coldstart: setup assets pkg
 	node bench/coldstart.mjs --runs $(RUNS)
