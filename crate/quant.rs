@@ -31,8 +31,9 @@ pub struct Q8Matrix {
 
 /// Symmetric quantisation of one group: the scale and the values divided by it, rounded to the
 /// nearest integer in [-max, max], ties to even: one wasm instruction (`f32.nearest`), where `round`
-/// (ties away from zero) is a libm call that made quantising SmolLM2 at load take 2 s in the browser. A group of zeros gets scale 0. Non-finite inputs give a NaN scale,
-/// so the outputs that use it are NaN, as with f32 weights (`as` saturates: no panic).
+/// (ties away from zero) is a libm call per value (it made SmolLM2's int8 load ≈ 2 s slower in the
+/// browser). A group of zeros gets scale 0. Non-finite inputs give a NaN scale, so the outputs that
+/// use it are NaN, as with f32 weights (`as` saturates: no panic).
 fn quantise_group<T: Copy>(
     values: &[f32],
     max: f32,
