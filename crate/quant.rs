@@ -17,7 +17,7 @@
 //! same lanes in the same order, so results are bitwise identical natively and in the browser.
 
 /// Inputs per quantisation group (both weights and activations).
-pub const GROUP: usize = 64;
+pub const GROUP: usize = 32;
 
 /// An [rows, cols] matrix (HF `nn.Linear` layout: [out, in]) as int8 groups; each row padded with
 /// zeros to a whole number of groups.
@@ -232,38 +232,33 @@ unsafe fn row_dot4_simd128(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32
     unsafe {
         let mut acc = [f32x4_splat(0.0); 4];
         let xp = x.as_ptr() as *const v128;
-        let wp = w.map(|r| r.as_ptr());
+        let wp = w.map(|r| r.as_ptr() as *const v128);
         for g in 0..scale[0].len() {
-            // Half a group at a time: four x vectors shared by the four rows' lanes.
-            let mut lanes = [i32x4_splat(0); 4];
-            for h in 0..GROUP / 32 {
-                let xg = xp.add(GROUP / 8 * g + 4 * h);
-                let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
-                for k in 0..4 {
-                    lanes[k] = i32x4_add(lanes[k], quarter_simd128(wp[k].add(GROUP * g + 32 * h), xv));
-                }
-            }
+            let xg = xp.add(4 * g);
+            let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
             for k in 0..4 {
-                acc[k] = f32x4_add(acc[k], f32x4_mul(f32x4_convert_i32x4(lanes[k]), f32x4_splat(scale[k][g])));
+                acc[k] = f32x4_add(acc[k], group_simd128(wp[k].add(2 * g), xv, scale[k][g]));
             }
         }
         acc.map(sum_lanes_simd128)
     }
 }
 
-/// The i32 lanes of 32 weights at `w` against 32 activations (four v128 of i16): the step both wasm
-/// kernels share, so that they give the same bits.
+/// One group's 4 i32 lanes (32 weights at `wp`: two v128 of i8; 32 activations: four v128 of i16),
+/// converted and scaled: the step both wasm kernels share, so that they give the same bits.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
-unsafe fn quarter_simd128(w: *const i8, xv: [core::arch::wasm32::v128; 4]) -> core::arch::wasm32::v128 {
+unsafe fn group_simd128(wp: *const core::arch::wasm32::v128, xv: [core::arch::wasm32::v128; 4], scale: f32) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     unsafe {
         // Eight weights at a time loaded and sign-extended by one instruction (x86: `pmovsxbw` from
         // memory), where a v128 load and extend_low / extend_high took four.
+        let w = wp as *const i8;
         let mut lanes = i32x4_dot_i16x8(i16x8_load_extend_i8x8(w), xv[0]);
         lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8)), xv[1]));
         lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16)), xv[2]));
-        i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]))
+        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]));
+        f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale))
     }
 }
 
@@ -323,15 +318,11 @@ unsafe fn row_dot_simd128(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
     use core::arch::wasm32::*;
     unsafe {
         let mut acc = f32x4_splat(0.0);
-        let xp = x.as_ptr() as *const v128;
+        let (wp, xp) = (w.as_ptr() as *const v128, x.as_ptr() as *const v128);
         for (g, &s) in scale.iter().enumerate() {
-            let mut lanes = i32x4_splat(0);
-            for h in 0..GROUP / 32 {
-                let xg = xp.add(GROUP / 8 * g + 4 * h);
-                let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
-                lanes = i32x4_add(lanes, quarter_simd128(w.as_ptr().add(GROUP * g + 32 * h), xv));
-            }
-            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(s)));
+            let xg = xp.add(4 * g);
+            let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
+            acc = f32x4_add(acc, group_simd128(wp.add(2 * g), xv, s));
         }
         sum_lanes_simd128(acc)
     }
@@ -348,14 +339,15 @@ unsafe fn row_dot_sse2(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
         let mut acc = _mm_setzero_ps();
         let (wp, xp) = (w.as_ptr() as *const __m128i, x.as_ptr() as *const __m128i);
         for (g, &s) in scale.iter().enumerate() {
-            let mut lanes = _mm_setzero_si128();
-            // 16 weights (one v128 of i8) against two v128 of i16 activations at a time.
-            for j in 0..GROUP / 16 {
-                let w = _mm_loadu_si128(wp.add(GROUP / 16 * g + j));
-                let xg = xp.add(GROUP / 8 * g + 2 * j);
-                lanes = _mm_add_epi32(lanes, _mm_madd_epi16(lo(w), _mm_loadu_si128(xg)));
-                lanes = _mm_add_epi32(lanes, _mm_madd_epi16(hi(w), _mm_loadu_si128(xg.add(1))));
-            }
+            let (w0, w1) = (
+                _mm_loadu_si128(wp.add(2 * g)),
+                _mm_loadu_si128(wp.add(2 * g + 1)),
+            );
+            let xg = xp.add(4 * g);
+            let mut lanes = _mm_madd_epi16(lo(w0), _mm_loadu_si128(xg));
+            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(hi(w0), _mm_loadu_si128(xg.add(1))));
+            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(lo(w1), _mm_loadu_si128(xg.add(2))));
+            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(hi(w1), _mm_loadu_si128(xg.add(3))));
             acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(lanes), _mm_set1_ps(s)));
         }
         let mut a = [0.0f32; 4];
