@@ -178,18 +178,22 @@ fn f16_to_f32(data: &[u8]) -> Vec<f32> {
     let scalar = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        let mut out = Vec::with_capacity(data.len() / 2);
+        use core::arch::wasm32::{v128, v128_store};
+        let mut out = vec![0.0f32; data.len() / 2];
         let blocks = data.chunks_exact(16);
         let rest = blocks.remainder();
-        for b in blocks {
-            // SAFETY: `b` is 16 bytes (chunks_exact); unaligned loads are allowed in wasm.
-            let [lo, hi] = unsafe { f16x8_to_f32_simd128(b.as_ptr()) };
-            for v in [lo, hi] {
-                use core::arch::wasm32::*;
-                out.extend_from_slice(&[f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]);
+        let (whole, tail) = out.split_at_mut(data.len() / 16 * 8);
+        for (b, o) in blocks.zip(whole.chunks_exact_mut(8)) {
+            // SAFETY: `b` is 16 bytes and `o` 8 f32 (chunks_exact); unaligned access is allowed in wasm.
+            unsafe {
+                let [lo, hi] = f16x8_to_f32_simd128(b.as_ptr());
+                v128_store(o.as_mut_ptr() as *mut v128, lo);
+                v128_store(o.as_mut_ptr().add(4) as *mut v128, hi);
             }
         }
-        out.extend(rest.chunks_exact(2).map(scalar));
+        for (b, o) in rest.chunks_exact(2).zip(tail) {
+            *o = scalar(b);
+        }
         out
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -91,6 +91,7 @@ fn int8_test_values(n: usize, seed: u32) -> Vec<f32> {
 /// non-finite value gets a NaN scale. Checked through the dequantised rows, bit for bit.
 #[wasm_bindgen_test]
 fn int8_weights_quantise_as_defined() {
+    use veer::quant::GROUP; // 32: the positions below are for groups of 32
     let mut w = int8_test_values(3 * 70, 5);
     // Exact ties: with a largest magnitude of 127 the scale is 1, so 2.5 and -3.5 are halfway.
     w[32..36].copy_from_slice(&[127.0, 2.5, -3.5, 0.5]);
@@ -99,13 +100,13 @@ fn int8_weights_quantise_as_defined() {
     let m = veer::quant::Q8Matrix::from_f32(&w, 3, 70);
     for r in 0..3 {
         let got = m.row(r);
-        for (g, part) in w[r * 70..(r + 1) * 70].chunks(32).enumerate() {
+        for (g, part) in w[r * 70..(r + 1) * 70].chunks(GROUP).enumerate() {
             let amax = if part.iter().all(|v| v.is_finite()) { part.iter().fold(0.0f32, |a, v| a.max(v.abs())) } else { f32::NAN };
             let scale = amax / 127.0;
             let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             for (j, &v) in part.iter().enumerate() {
                 let q = (v * inv).round_ties_even() as i8 as f32; // saturating; NaN → 0; no −0
-                assert_eq!(got[g * 32 + j].to_bits(), (q * scale).to_bits(), "row {r} group {g} value {j}");
+                assert_eq!(got[g * GROUP + j].to_bits(), (q * scale).to_bits(), "row {r} group {g} value {j}");
             }
         }
     }
