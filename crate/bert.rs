@@ -256,7 +256,7 @@ impl Layer {
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + mask_bias; // [b, heads, s, s]
         let ctx = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, h]); // [b, s, h]
         let a = self.attn_norm.forward(x + self.o.forward3(ctx));
-        let f = self.ffn_out.forward3(gelu(self.ffn_in.forward3(a.clone())));
+        let f = self.ffn_out.forward3(self.ffn_in.forward3_gelu(a.clone()));
         self.out_norm.forward(a + f)
     }
 }

@@ -16,6 +16,7 @@ pub mod icv;
 pub mod llama;
 pub mod nn;
 pub mod options;
+pub mod panels;
 pub mod quant;
 pub mod sample;
 pub mod steer;

@@ -4,19 +4,28 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::options::WeightFormat;
+use crate::panels::{Epilogue, Panels};
 use crate::quant::Q8Matrix;
 use crate::weights::Loader;
 
-/// HF `nn.Linear`: the weight as an f32 tensor on the device, kept transposed as [in, out], or (the
+/// HF `nn.Linear`: the weight as an f32 tensor on the device, kept transposed as [in, out]; or, on the
+/// CPU device in the browser, as f32 panels on the host for veer's own kernel (`panels`); or (the
 /// decoder's `WeightFormat::Int8`, CPU only) as int8 groups on the host (`quant`).
 pub struct Linear {
     weight: Weight,
-    bias: Option<Tensor<1>>, // [out]
+    bias: Option<Tensor<1>>, // [out]; for `Panels` also inside the panels, where the kernel adds it
 }
 
 enum Weight {
-    Dense(Tensor<2>),    // [in, out]
+    Dense(Tensor<2>),       // [in, out]
+    Panels(Panels),         // [out, in], packed
     Int8(Q8Matrix, Device), // [out, in]
+}
+
+/// Whether f32 weights on `device` go to `Panels`: the CPU device in wasm SIMD128, where gemm's kernel
+/// reaches a quarter of what `panels` does. Natively gemm has AVX and threads, and stays.
+fn panels_on(device: &Device) -> bool {
+    cfg!(all(target_arch = "wasm32", target_feature = "simd128")) && crate::backend::is_cpu(device)
 }
 
 impl Linear {
@@ -26,18 +35,26 @@ impl Linear {
 
     pub fn load_as(w: &Loader, name: &str, inp: usize, out: usize, bias: bool, format: WeightFormat) -> Self {
         let name_w = format!("{name}.weight");
+        let bias = bias.then(|| w.tensor::<1>(&format!("{name}.bias"), [out]));
         let weight = match format {
+            WeightFormat::F32 if panels_on(w.device()) => {
+                let b = bias.clone().map(crate::backend::read_now).filter(|b| b.len() == out);
+                Weight::Panels(w.panels(&name_w, out, inp, b.as_deref()))
+            }
             WeightFormat::F32 => Weight::Dense(w.linear_t(&name_w, out, inp)),
             WeightFormat::Int8 => Weight::Int8(w.int8(&name_w, out, inp), w.device().clone()),
         };
-        Linear { weight, bias: bias.then(|| w.tensor(&format!("{name}.bias"), [out])) }
+        Linear { weight, bias }
     }
 
     /// Parameters as matrices for training: weight [in, out], bias [1, out].
     pub fn params(&self) -> Vec<Tensor<2>> {
         let weight = match &self.weight {
             Weight::Dense(t) => t.clone(),
-            // Never trained (heads and LoRA are f32); dequantised so that the method stays total.
+            // Never trained (heads and LoRA are f32 tensors); unpacked so that the method stays total.
+            Weight::Panels(m) => {
+                Tensor::from_data(TensorData::new(m.unpacked_t().0, [m.inp(), m.out()]), &Device::flex()) // panels are CPU-only
+            }
             Weight::Int8(m, device) => Tensor::from_data(TensorData::new(m.dequantised_t(), [m.cols(), m.rows()]), device),
         };
         let mut p = vec![weight];
@@ -54,21 +71,46 @@ impl Linear {
 
     /// [batch, seq, in] → [batch, seq, out]
     pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward3_with(x, Epilogue::None)
+    }
+
+    /// gelu(forward3(x)); with `Panels`, GELU is applied by the kernel while the rows are in cache.
+    pub fn forward3_gelu(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward3_with(x, Epilogue::Gelu)
+    }
+
+    fn forward3_with(&self, x: Tensor<3>, epilogue: Epilogue) -> Tensor<3> {
         let [b, s, i] = x.dims();
-        let y = self.forward2(x.reshape([b * s, i]));
+        let y = self.forward2_with(x.reshape([b * s, i]), epilogue);
         let o = y.dims()[1];
         y.reshape([b, s, o])
     }
 
     /// [rows, in] → [rows, out]
     pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward2_with(x, Epilogue::None)
+    }
+
+    fn forward2_with(&self, x: Tensor<2>, epilogue: Epilogue) -> Tensor<2> {
         let y = match &self.weight {
+            Weight::Panels(m) => {
+                // The activations cross to the host and back (a copy each way, small against the
+                // product); the bias and the epilogue are the kernel's.
+                let device = x.device();
+                let [n, _] = x.dims();
+                let y = m.forward(&crate::backend::read_now(x), n, epilogue);
+                return Tensor::from_data(TensorData::new(y, [n, m.out()]), &device);
+            }
             Weight::Dense(w) => x.matmul(w.clone()),
             Weight::Int8(m, _) => int8_matmul(m, x),
         };
-        match &self.bias {
+        let y = match &self.bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
             None => y,
+        };
+        match epilogue {
+            Epilogue::None => y,
+            Epilogue::Gelu => burn::tensor::activation::gelu(y),
         }
     }
 }

@@ -14,6 +14,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::panels::Panels;
 use crate::quant::Q8Matrix;
 
 pub struct Loader<'a> {
@@ -123,6 +124,15 @@ impl<'a> Loader<'a> {
         match self.values(name, &[out, inp]) {
             Some(v) => Q8Matrix::from_f32(&v, out, inp),
             None => Q8Matrix::from_f32(&[0.0], 1, 1),
+        }
+    }
+
+    /// An HF `nn.Linear` weight stored [out, in] packed for the browser's CPU kernel (`panels`), with
+    /// `bias` ([out]) added by the kernel. On a problem, records it and returns a 1×1 placeholder.
+    pub fn panels(&self, name: &str, out: usize, inp: usize, bias: Option<&[f32]>) -> Panels {
+        match self.values(name, &[out, inp]) {
+            Some(v) => Panels::new(&v, out, inp, bias),
+            None => Panels::new(&[0.0], 1, 1, None),
         }
     }
 

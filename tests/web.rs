@@ -127,6 +127,27 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
     }
 }
 
+/// The browser's f32 kernel (`panels`: SIMD128, bias and GELU fused) gives the bits of its portable
+/// definition for every block height (9 rows: 4 + 4 + 1; 7: 4 + 3; 2), a padded last panel (13 and 3
+/// outputs) and MiniLM's FFN width; GELU over a range that reaches exp's clamp and both tails.
+#[wasm_bindgen_test]
+fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
+    use veer::panels::{Epilogue, Panels};
+    let values = int8_test_values;
+    let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for (out, inp, n) in [(13, 70, 9), (384, 1536, 7), (3, 384, 2), (1536, 384, 1)] {
+        let m = Panels::new(&values(out * inp, 1), out, inp, Some(&values(out, 3)));
+        let x = values(n * inp, 2);
+        for e in [Epilogue::None, Epilogue::Gelu] {
+            assert_eq!(bits(m.forward(&x, n, e)), bits(m.forward_portable(&x, n, e)), "{out}x{inp}, {n} rows, {e:?}");
+        }
+    }
+    // GELU alone: one input row of 1 (weights = the values, no bias), −20 … 20 and ±0.
+    let g: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 200.0).chain([0.0, -0.0, 1e-30, -1e-30]).collect();
+    let m = Panels::new(&g, g.len(), 1, None);
+    assert_eq!(bits(m.forward(&[1.0], 1, Epilogue::Gelu)), bits(m.forward_portable(&[1.0], 1, Epilogue::Gelu)));
+}
+
 #[wasm_bindgen_test]
 fn bad_input_is_an_error_not_a_panic() {
     assert!(veer::wasm::Tokenizer::new(b"<!DOCTYPE html><html>404</html>").is_err());
