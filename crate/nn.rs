@@ -147,12 +147,9 @@ impl LayerNorm {
         LayerNorm { gamma: p[0].clone().flatten(0, 1), beta: p[1].clone().flatten(0, 1), eps }
     }
 
-    /// [batch, seq, hidden] → same
+    /// [batch, seq, hidden] → same. burn's op: one fused pass on the CPU (flex), the same composition
+    /// of mean/variance ops as before on other backends and under autodiff.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mean = x.clone().mean_dim(2); // [b, s, 1]
-        let centred = x - mean;
-        let var = centred.clone().powi_scalar(2).mean_dim(2); // [b, s, 1]
-        let normed = centred / (var + self.eps).sqrt();
-        normed * self.gamma.clone().unsqueeze::<3>() + self.beta.clone().unsqueeze::<3>()
+        burn::tensor::module::layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
     }
 }
