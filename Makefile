@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-train bench-teacher test-server steer-eval steer-judges fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-profile bench-train bench-teacher test-server steer-eval steer-judges fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -129,6 +129,13 @@ bench-coldstart: setup assets pkg
 # one token more is an error. Minutes; writes bench/results/longprompt.json; asserts nothing.
 bench-longprompt: setup assets pkg
 	node bench/longprompt.mjs
+
+# Where the encoder's time goes on the browser's CPU path, profiled in Node's V8 (bench/profile.mjs): the
+# wasm module as cargo built it, with its function names (wasm-opt would drop them), in .cache/prof-pkg.
+bench-profile: setup assets
+	cargo build --release $(WASM) --lib
+	wasm-bindgen --target web --keep-debug --out-dir .cache/prof-pkg $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm
+	node bench/profile.mjs
 
 # trainClassifier in headless Chromium against `veer train` on the same examples and seed (BBC topics,
 # tweets; 8/32/128 per label) and the time to train on 50/500 examples (bench/train.mjs, ≈ 15 min).

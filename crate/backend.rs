@@ -61,10 +61,30 @@ pub fn cpu() -> Backend {
     Backend { device: Device::flex(), kind: BackendKind::Cpu, fallback_reason: None }
 }
 
+/// Run the module's static constructors (cubecl's `inventory` registrations, which its WebGPU
+/// compiler looks up), once. wasm32 only: natively the loader runs them.
+///
+/// Called at instantiation (`wasm::start`) and before the GPU is first used (test harnesses do not
+/// call `start`). Without an explicit call wasm-ld links the module as a "command" and wraps every
+/// export (each call from JS: allocations and promise callbacks included) in a call to all of them:
+/// 15 % of one short text's embedding (README, "Encoder: the profile and veer's own f32 kernel").
+pub fn run_static_constructors() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        unsafe extern "C" {
+            fn __wasm_call_ctors();
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: the linker's constructor function, run exactly once (`Once`).
+        ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+    }
+}
+
 /// Acquire the GPU once per process/page; later calls reuse the same runtime.
 #[cfg(feature = "wgpu")]
 pub async fn gpu() -> Result<Backend> {
     use std::sync::Mutex;
+    run_static_constructors();
     // burn refuses to initialise the same wgpu runtime twice, so keep the first device.
     static GPU: Mutex<Option<Device>> = Mutex::new(None);
     if let Some(device) = GPU.lock().map_err(|e| Error::Device(e.to_string()))?.clone() {

@@ -20,6 +20,7 @@ fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsError> {
 
 #[wasm_bindgen(start)]
 pub fn start() {
+    backend::run_static_constructors();
     console_error_panic_hook::set_once();
 }
 
