@@ -41,7 +41,9 @@ pub async fn encoder_throughput(encoder: &Encoder, batch: usize, min_ms: f64, no
 pub struct Roofline {
     /// Reading a 64 MB buffer that no cache holds (decoding reads its weights so): GB/s.
     pub read_gb_s: f64,
-    /// f32 multiply + add on registers, 4 lanes × 8 independent chains: GFLOP/s.
+    /// f32 GFLOP/s of veer's f32 kernel on weights in cache: in wasm the SIMD128 `panels` kernel (16
+    /// rows × 384 → 384, 590 KB of weights); natively (where burn's gemm does veer's f32 matmuls) a
+    /// multiply + add loop, 4 lanes × 8 independent chains, which latency bounds.
     pub f32_gflop_s: f64,
     /// The int8 kernel (`quant`) on one cached row: multiply–adds per second, in G.
     pub int8_gmac_s: f64,
@@ -69,6 +71,23 @@ pub fn roofline(now_ms: impl Fn() -> f64) -> Result<Roofline> {
         (buf.len() * 4) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
     });
 
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let f32_gflop_s = {
+        use crate::panels::{Epilogue, Panels};
+        let (rows, inp, out) = (16, 384, 384);
+        let w: Vec<f32> = (0..out * inp).map(|i| ((i * 37 % 255) as f32 - 127.0) / 127.0).collect();
+        let x: Vec<f32> = (0..rows * inp).map(|i| (i % 17) as f32 / 17.0).collect();
+        let m = Panels::new(&w, out, inp, None);
+        best(&mut || {
+            let reps = 100;
+            let t = now_ms();
+            for _ in 0..reps {
+                black_box(m.forward(black_box(&x), rows, Epilogue::None));
+            }
+            (reps * rows * inp * out * 2) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
+        })
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let f32_gflop_s = best(&mut || {
         let iters = 2_000_000;
         let (m, c) = (black_box(0.999_999f32), black_box(1e-6f32));
