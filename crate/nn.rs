@@ -23,7 +23,7 @@ enum Weight {
 }
 
 /// Whether f32 weights on `device` go to `Panels`: the CPU device in wasm SIMD128, where gemm's kernel
-/// reaches a quarter of what `panels` does. Natively gemm has AVX and threads, and stays.
+/// spills in V8 (`panels`). Natively gemm has AVX2/FMA and threads, and stays.
 fn panels_on(device: &Device) -> bool {
     cfg!(all(target_arch = "wasm32", target_feature = "simd128")) && crate::backend::is_cpu(device)
 }
