@@ -5,6 +5,9 @@
 // veer/burn functions' inclusive shares. Measures; asserts nothing.
 //
 //   node bench/profile.mjs [--pkg .cache/prof-pkg] [--batch 8] [--len 16] [--runs 20]
+//
+// UNDER=NAME (environment) counts the samples under another function instead of `Bert::forward`;
+// `UNDER='(root)'` counts everything, e.g. the per-call overhead outside the forward.
 import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 

@@ -18,7 +18,7 @@ pub struct Linear {
 
 enum Weight {
     Dense(Tensor<2>),       // [in, out]
-    Panels(Panels),         // [out, in], packed
+    Panels(Panels),         // [ceil(out / 8), in, 8] on the host, bias inside
     Int8(Q8Matrix, Device), // [out, in]
 }
 

@@ -129,7 +129,7 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
 
 /// The browser's f32 kernel (`panels`: SIMD128, bias and GELU fused) gives the bits of its portable
 /// definition for every block height (9 rows: 4 + 4 + 1; 7: 4 + 3; 2), a padded last panel (13 and 3
-/// outputs) and MiniLM's FFN width; GELU over a range that reaches exp's clamp and both tails.
+/// outputs) and MiniLM's FFN width; GELU over a range that passes erf's clamp (|x| > 4·√2) both ways.
 #[wasm_bindgen_test]
 fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
     use veer::panels::{Epilogue, Panels};
