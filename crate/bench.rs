@@ -45,7 +45,8 @@ pub struct Roofline {
     /// rows × 384 → 384, 590 KB of weights); natively (where burn's gemm does veer's f32 matmuls) a
     /// multiply + add loop, 4 lanes × 8 independent chains, which latency bounds.
     pub f32_gflop_s: f64,
-    /// The int8 kernel (`quant`) on one cached row: multiply–adds per second, in G.
+    /// The int8 kernel (`quant`) on weights in cache (256 × 576, one row of x, its quantisation
+    /// included): multiply–adds per second, in G.
     pub int8_gmac_s: f64,
 }
 
@@ -102,7 +103,7 @@ pub fn roofline(now_ms: impl Fn() -> f64) -> Result<Roofline> {
         (iters * 32 * 2) as f64 / ((now_ms() - t).max(1e-3) * 1e6)
     });
 
-    let (cols, rows) = (1536, 64); // 96 KB of int8: in L2, re-read 200 times
+    let (cols, rows) = (576, 256); // 144 KB of int8: in L2, re-read 200 times
     let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 255) as f32 - 127.0) / 127.0).collect();
     let m = crate::quant::Q8Matrix::from_f32(&w, rows, cols);
     let x: Vec<f32> = (0..cols).map(|i| (i % 17) as f32 / 17.0).collect();

@@ -19,14 +19,24 @@
 /// Inputs per quantisation group (both weights and activations).
 pub const GROUP: usize = 32;
 
-/// An [rows, cols] matrix (HF `nn.Linear` layout: [out, in]) as int8 groups; each row padded with
-/// zeros to a whole number of groups.
+/// Output rows per block: the kernel computes eight outputs per pass over one row of x, and the
+/// weights are stored in that order (see `Q8Matrix`).
+const BLOCK: usize = 8;
+
+/// An [rows, cols] matrix (HF `nn.Linear` layout: [out, in]) as int8 groups, stored in the order the
+/// kernel reads it: for each block of 8 rows, group by group, the 8 rows' 32 weights (rows padded to a
+/// whole number of blocks and columns to a whole number of groups, with zeros).
+///
+/// Why: decoding reads every weight once per token, so the read must be one sequential stream. Row by
+/// row, four rows at a time, the kernel read four streams of one row's 576 bytes each, too short for
+/// the hardware prefetcher: SmolLM2's int8 decode ran at 4 G multiply–adds/s (4.4 GB/s) against
+/// 15–16 in this order (README, "Int8 decode: one stream").
 pub struct Q8Matrix {
     rows: usize,
     cols: usize,
     groups: usize,    // per row: ceil(cols / GROUP)
-    q: Vec<i8>,       // [rows, groups * GROUP]
-    scales: Vec<f32>, // [rows, groups]
+    q: Vec<i8>,       // [blocks, groups, BLOCK, GROUP]
+    scales: Vec<f32>, // [blocks, groups, BLOCK]
 }
 
 /// Symmetric quantisation of one group: the scale and the values divided by it, rounded to the
@@ -60,16 +70,28 @@ fn quantise_weights(values: &[f32], out: &mut [i8]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if values.len() == GROUP && out.len() == GROUP {
         // SAFETY: both hold GROUP values (checked just above).
-        return unsafe { quantise_group_simd128(values, out) };
+        return unsafe { quantise_group_simd128::<true>(values, out.as_mut_ptr()) };
     }
     quantise_group(values, 127.0, out, |v| v as i8)
 }
 
-/// `quantise_group(values, 127.0, out, |v| v as i8)` for GROUP values, with the same results: the
-/// largest magnitude is exact in any order, `f32x4.nearest` rounds ties to even as `round_ties_even`,
-/// and the saturating truncation then two saturating narrowings clamp to i8 as `as i8` does (NaN → 0).
+/// `quantise_group` to int16 (activations, once per call): in wasm SIMD128 for whole groups, since
+/// for the small matrices of a decoded token it is a fifth of the kernel's time when scalar.
+fn quantise_activations(values: &[f32], out: &mut [i16]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if values.len() == GROUP && out.len() == GROUP {
+        // SAFETY: both hold GROUP values (checked just above).
+        return unsafe { quantise_group_simd128::<false>(values, out.as_mut_ptr() as *mut i8) };
+    }
+    quantise_group(values, 32767.0, out, |v| v as i16)
+}
+
+/// `quantise_group(values, 127.0, out, |v| v as i8)` (`I8`) or `(values, 32767.0, out, |v| v as i16)`
+/// for GROUP values at `out` (GROUP i8 or i16), with the same results: the largest magnitude is exact
+/// in any order, `f32x4.nearest` rounds ties to even as `round_ties_even`, and the saturating
+/// truncation then saturating narrowings clamp as `as` does (NaN → 0).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-unsafe fn quantise_group_simd128(values: &[f32], out: &mut [i8]) -> f32 {
+unsafe fn quantise_group_simd128<const I8: bool>(values: &[f32], out: *mut i8) -> f32 {
     use core::arch::wasm32::*;
     unsafe {
         let p = values.as_ptr() as *const v128;
@@ -82,12 +104,18 @@ unsafe fn quantise_group_simd128(values: &[f32], out: &mut [i8]) -> f32 {
         }
         let lanes = [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)];
         let amax = if i32x4_all_true(finite) { lanes.into_iter().fold(0.0f32, f32::max) } else { f32::NAN };
-        let scale = amax / 127.0;
+        let scale = amax / if I8 { 127.0 } else { 32767.0 };
         let inv = f32x4_splat(if scale > 0.0 { 1.0 / scale } else { 0.0 });
-        let o = out.as_mut_ptr() as *mut v128;
+        let o = out as *mut v128;
         let q = |x: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(x, inv)));
         for (k, x) in v.chunks_exact(4).enumerate() {
-            v128_store(o.add(k), i8x16_narrow_i16x8(i16x8_narrow_i32x4(q(x[0]), q(x[1])), i16x8_narrow_i32x4(q(x[2]), q(x[3]))));
+            let (lo, hi) = (i16x8_narrow_i32x4(q(x[0]), q(x[1])), i16x8_narrow_i32x4(q(x[2]), q(x[3])));
+            if I8 {
+                v128_store(o.add(k), i8x16_narrow_i16x8(lo, hi));
+            } else {
+                v128_store(o.add(2 * k), lo);
+                v128_store(o.add(2 * k + 1), hi);
+            }
         }
         scale
     }
@@ -98,13 +126,13 @@ impl Q8Matrix {
     /// loader against the file's shape).
     pub fn from_f32(values: &[f32], rows: usize, cols: usize) -> Self {
         let groups = cols.div_ceil(GROUP);
-        let mut q = vec![0i8; rows * groups * GROUP];
-        let mut scales = vec![0.0f32; rows * groups];
+        let blocks = rows.div_ceil(BLOCK);
+        let mut q = vec![0i8; blocks * groups * BLOCK * GROUP];
+        let mut scales = vec![0.0f32; blocks * groups * BLOCK];
         for (r, row) in values.chunks_exact(cols.max(1)).take(rows).enumerate() {
             for (g, part) in row.chunks(GROUP).enumerate() {
-                let at = (r * groups + g) * GROUP;
-                let out = &mut q[at..at + part.len()];
-                scales[r * groups + g] = quantise_weights(part, out);
+                let at = Self::at(groups, r, g);
+                scales[at] = quantise_weights(part, &mut q[at * GROUP..][..part.len()]);
             }
         }
         Q8Matrix {
@@ -114,6 +142,11 @@ impl Q8Matrix {
             q,
             scales,
         }
+    }
+
+    /// Where row `r`'s group `g` is: its scale's index, and its weights' index / GROUP.
+    fn at(groups: usize, r: usize, g: usize) -> usize {
+        ((r / BLOCK) * groups + g) * BLOCK + r % BLOCK
     }
 
     pub fn rows(&self) -> usize {
@@ -131,10 +164,11 @@ impl Q8Matrix {
 
     /// Row `r` dequantised (embedding lookup). `r < rows`: the caller checked the id.
     pub fn row(&self, r: usize) -> Vec<f32> {
-        let w = &self.q[r * self.groups * GROUP..][..self.cols];
-        w.iter()
-            .enumerate()
-            .map(|(j, &v)| v as f32 * self.scales[r * self.groups + j / GROUP])
+        (0..self.cols)
+            .map(|j| {
+                let at = Self::at(self.groups, r, j / GROUP);
+                self.q[at * GROUP + j % GROUP] as f32 * self.scales[at]
+            })
             .collect()
     }
 
@@ -162,197 +196,134 @@ impl Q8Matrix {
     }
 
     fn matmul_t_with(&self, x: &[f32], n: usize, portable: bool) -> Vec<f32> {
-        let stride = self.groups * GROUP;
+        let (g, stride) = (self.groups, self.groups * GROUP);
         // Activations: [n, groups * GROUP] int16 and [n, groups] scales, once per call.
         let mut xq = vec![0i16; n * stride];
-        let mut xs = vec![0.0f32; n * self.groups];
+        let mut xs = vec![0.0f32; n * g];
         for (r, row) in x.chunks_exact(self.cols.max(1)).take(n).enumerate() {
-            for (g, part) in row.chunks(GROUP).enumerate() {
-                let at = r * stride + g * GROUP;
-                xs[r * self.groups + g] =
-                    quantise_group(part, 32767.0, &mut xq[at..at + part.len()], |v| v as i16);
+            for (k, part) in row.chunks(GROUP).enumerate() {
+                xs[r * g + k] = quantise_activations(part, &mut xq[r * stride + k * GROUP..][..part.len()]);
             }
         }
         let mut y = vec![0.0f32; n * self.rows];
-        let g = self.groups;
-        let mut combined = vec![0.0f32; 4 * g]; // [4, groups]: weight scale × activation scale
-        // Weight rows outermost, four at a time: they are read from memory once and stay in L1 for
-        // all n rows of x, and four rows share each load of x (`row_dot4`).
-        let mut o = 0;
-        while o < self.rows {
-            let k = (self.rows - o).min(4);
+        // Blocks outermost: a block's weights (8 rows) are read from memory once and stay in L1 for
+        // all n rows of x.
+        for b in 0..self.rows.div_ceil(BLOCK) {
+            let q = &self.q[b * g * BLOCK * GROUP..][..g * BLOCK * GROUP];
+            let s = &self.scales[b * g * BLOCK..][..g * BLOCK];
+            let k = (self.rows - b * BLOCK).min(BLOCK);
             for r in 0..n {
-                let xsr = &xs[r * g..(r + 1) * g];
-                for (j, c) in combined.chunks_exact_mut(g).take(k).enumerate() {
-                    for ((c, &a), &b) in c.iter_mut().zip(&self.scales[(o + j) * g..(o + j + 1) * g]).zip(xsr) {
-                        *c = a * b;
-                    }
-                }
-                let xr = &xq[r * stride..(r + 1) * stride];
-                let w = |j: usize| &self.q[(o + j) * stride..(o + j + 1) * stride];
-                if portable {
-                    for j in 0..k {
-                        y[r * self.rows + o + j] = row_dot_portable(w(j), xr, &combined[j * g..(j + 1) * g]);
-                    }
-                } else if k == 4 {
-                    let c = |j: usize| &combined[j * g..(j + 1) * g];
-                    let out = row_dot4([w(0), w(1), w(2), w(3)], xr, [c(0), c(1), c(2), c(3)]);
-                    y[r * self.rows + o..r * self.rows + o + 4].copy_from_slice(&out);
-                } else {
-                    for j in 0..k {
-                        y[r * self.rows + o + j] = row_dot(w(j), xr, &combined[j * g..(j + 1) * g]);
-                    }
-                }
+                let (xr, xsr) = (&xq[r * stride..][..stride], &xs[r * g..][..g]);
+                let out = if portable { block_dot_portable(q, s, xr, xsr) } else { block_dot(q, s, xr, xsr) };
+                y[r * self.rows + b * BLOCK..][..k].copy_from_slice(&out[..k]);
             }
-            o += k;
         }
         y
     }
 }
 
-/// `row_dot` of four weight rows against one x, each row with the same lanes in the same order (the
-/// same bits); in wasm the four share each load of x and run as four independent chains.
-#[inline]
-fn row_dot4(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32; 4] {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        // SAFETY: as `row_dot`: each row and x hold `scale[k].len() * GROUP` values, all of one length.
-        unsafe { row_dot4_simd128(w, x, scale) }
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        [0, 1, 2, 3].map(|k| row_dot(w[k], x, scale[k]))
-    }
-}
-
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-unsafe fn row_dot4_simd128(w: [&[i8]; 4], x: &[i16], scale: [&[f32]; 4]) -> [f32; 4] {
-    use core::arch::wasm32::*;
-    unsafe {
-        let mut acc = [f32x4_splat(0.0); 4];
-        let xp = x.as_ptr() as *const v128;
-        let wp = w.map(|r| r.as_ptr() as *const v128);
-        for g in 0..scale[0].len() {
-            let xg = xp.add(4 * g);
-            let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
-            for k in 0..4 {
-                acc[k] = f32x4_add(acc[k], group_simd128(wp[k].add(2 * g), xv, scale[k][g]));
-            }
+/// The definition every kernel follows: for each of a block's 8 rows, over groups in order,
+/// acc += (the group's exact integer dot product, as f32) × (weight scale × activation scale).
+/// `q`: [groups, BLOCK, GROUP], `s`: [groups, BLOCK], `x`: [groups * GROUP], `xs`: [groups].
+/// The integer sums are exact (|Σ| ≤ 32 · 127 · 32767 < 2³¹), so kernels may add them in any order.
+fn block_dot_portable(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
+    let mut acc = [0.0f32; BLOCK];
+    for (g, &xsg) in xs.iter().enumerate() {
+        let xg = &x[g * GROUP..][..GROUP];
+        for (k, a) in acc.iter_mut().enumerate() {
+            let w = &q[(g * BLOCK + k) * GROUP..][..GROUP];
+            let sum: i32 = w.iter().zip(xg).map(|(&w, &x)| w as i32 * x as i32).sum();
+            *a += sum as f32 * (s[g * BLOCK + k] * xsg);
         }
-        acc.map(sum_lanes_simd128)
     }
+    acc
 }
 
-/// One group's 4 i32 lanes (32 weights at `wp`: two v128 of i8; 32 activations: four v128 of i16),
-/// converted and scaled: the step both wasm kernels share, so that they give the same bits.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
-unsafe fn group_simd128(wp: *const core::arch::wasm32::v128, xv: [core::arch::wasm32::v128; 4], scale: f32) -> core::arch::wasm32::v128 {
-    use core::arch::wasm32::*;
-    unsafe {
-        // Eight weights at a time loaded and sign-extended by one instruction (x86: `pmovsxbw` from
-        // memory), where a v128 load and extend_low / extend_high took four.
-        let w = wp as *const i8;
-        let mut lanes = i32x4_dot_i16x8(i16x8_load_extend_i8x8(w), xv[0]);
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8)), xv[1]));
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16)), xv[2]));
-        lanes = i32x4_add(lanes, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]));
-        f32x4_mul(f32x4_convert_i32x4(lanes), f32x4_splat(scale))
-    }
-}
-
-/// (a0 + a1) + (a2 + a3).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline]
-fn sum_lanes_simd128(a: core::arch::wasm32::v128) -> f32 {
-    use core::arch::wasm32::f32x4_extract_lane;
-    (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<1>(a)) + (f32x4_extract_lane::<2>(a) + f32x4_extract_lane::<3>(a))
-}
-
-/// Σ over groups g of scale[g] × (w_g · x_g), with `w`, `x` of `scale.len() * GROUP` values. The sum
-/// of each group is kept in 4 i32 lanes (lane l: pairs l, l+4, l+8, l+12 of the group's 16 pairs), each
-/// lane converted, scaled and added into its own f32 accumulator; at the end (a0 + a1) + (a2 + a3).
-#[inline]
-fn row_dot(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
-    debug_assert!(w.len() == scale.len() * GROUP && x.len() == w.len());
+fn block_dot(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
+    debug_assert!(q.len() == xs.len() * BLOCK * GROUP && s.len() == xs.len() * BLOCK && x.len() == xs.len() * GROUP);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        // SAFETY: `w` and `x` hold `scale.len() * GROUP` values (asserted by every caller's layout:
-        // `matmul_t` slices whole padded rows), so each group's 32 bytes of `w` and 64 of `x` are in bounds.
-        unsafe { row_dot_simd128(w, x, scale) }
+        // SAFETY: the slices hold the lengths asserted above (`matmul_t_with` cuts whole blocks and
+        // rows of x), so every load below is in bounds.
+        unsafe { block_dot_simd128(q, s, x, xs) }
     }
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as above; SSE2 is part of the x86-64 baseline.
-        unsafe { row_dot_sse2(w, x, scale) }
+        unsafe { block_dot_sse2(q, s, x, xs) }
     }
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    )))]
+    #[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
     {
-        row_dot_portable(w, x, scale)
+        block_dot_portable(q, s, x, xs)
     }
 }
 
-/// The definition the SIMD versions follow, lane for lane.
-fn row_dot_portable(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 4];
-    for (g, &s) in scale.iter().enumerate() {
-        let mut lanes = [0i32; 4];
-        for p in 0..GROUP / 2 {
-            let j = g * GROUP + 2 * p;
-            lanes[p % 4] += w[j] as i32 * x[j] as i32 + w[j + 1] as i32 * x[j + 1] as i32;
-        }
-        for l in 0..4 {
-            acc[l] += lanes[l] as f32 * s;
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
-}
-
+/// Each f32x4 lane is one row: the integer sums of four rows are transposed into one vector, so each
+/// group costs one conversion, one scale and one add per four rows (not per row).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
-unsafe fn row_dot_simd128(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
+unsafe fn block_dot_simd128(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
     use core::arch::wasm32::*;
+    // One row's group: 4 lanes of i32 partial sums. Eight weights at a time are loaded and
+    // sign-extended by one instruction (x86: `pmovsxbw` from memory).
+    let dot = |w: *const i8, xv: &[v128; 4]| unsafe {
+        let mut l = i32x4_dot_i16x8(i16x8_load_extend_i8x8(w), xv[0]);
+        l = i32x4_add(l, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8)), xv[1]));
+        l = i32x4_add(l, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16)), xv[2]));
+        i32x4_add(l, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]))
+    };
+    // Four consecutive rows' groups → [Σ row 0, Σ row 1, Σ row 2, Σ row 3] (unpack low/high pairs).
+    let four = |w: *const i8, xv: &[v128; 4]| unsafe {
+        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(GROUP), xv), dot(w.add(2 * GROUP), xv), dot(w.add(3 * GROUP), xv));
+        let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t0, t1), i32x4_shuffle::<2, 6, 3, 7>(t0, t1));
+        let c = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t2, t3), i32x4_shuffle::<2, 6, 3, 7>(t2, t3));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, c), i32x4_shuffle::<2, 3, 6, 7>(a, c))
+    };
     unsafe {
-        let mut acc = f32x4_splat(0.0);
-        let (wp, xp) = (w.as_ptr() as *const v128, x.as_ptr() as *const v128);
-        for (g, &s) in scale.iter().enumerate() {
+        let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0)); // rows 0–3, 4–7
+        let (qp, sp, xp) = (q.as_ptr(), s.as_ptr() as *const v128, x.as_ptr() as *const v128);
+        for (g, &xsg) in xs.iter().enumerate() {
             let xg = xp.add(4 * g);
             let xv = [v128_load(xg), v128_load(xg.add(1)), v128_load(xg.add(2)), v128_load(xg.add(3))];
-            acc = f32x4_add(acc, group_simd128(wp.add(2 * g), xv, s));
+            let (w, xsg) = (qp.add(g * BLOCK * GROUP), f32x4_splat(xsg));
+            lo = f32x4_add(lo, f32x4_mul(f32x4_convert_i32x4(four(w, &xv)), f32x4_mul(v128_load(sp.add(2 * g)), xsg)));
+            hi = f32x4_add(hi, f32x4_mul(f32x4_convert_i32x4(four(w.add(4 * GROUP), &xv)), f32x4_mul(v128_load(sp.add(2 * g + 1)), xsg)));
         }
-        sum_lanes_simd128(acc)
+        let mut out = [0.0f32; BLOCK];
+        v128_store(out.as_mut_ptr() as *mut v128, lo);
+        v128_store(out.as_mut_ptr().add(4) as *mut v128, hi);
+        out
     }
 }
 
+/// Natively: each row's integer sum by SSE2 `pmaddwd`, then the definition's f32 steps per row.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn row_dot_sse2(w: &[i8], x: &[i16], scale: &[f32]) -> f32 {
+unsafe fn block_dot_sse2(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
     use core::arch::x86_64::*;
     // i8 → i16 sign extension in SSE2: interleave each byte with itself, shift right arithmetically.
     let lo = |v: __m128i| unsafe { _mm_srai_epi16::<8>(_mm_unpacklo_epi8(v, v)) };
     let hi = |v: __m128i| unsafe { _mm_srai_epi16::<8>(_mm_unpackhi_epi8(v, v)) };
     unsafe {
-        let mut acc = _mm_setzero_ps();
-        let (wp, xp) = (w.as_ptr() as *const __m128i, x.as_ptr() as *const __m128i);
-        for (g, &s) in scale.iter().enumerate() {
-            let (w0, w1) = (
-                _mm_loadu_si128(wp.add(2 * g)),
-                _mm_loadu_si128(wp.add(2 * g + 1)),
-            );
+        let mut acc = [0.0f32; BLOCK];
+        let (qp, xp) = (q.as_ptr() as *const __m128i, x.as_ptr() as *const __m128i);
+        for (g, &xsg) in xs.iter().enumerate() {
             let xg = xp.add(4 * g);
-            let mut lanes = _mm_madd_epi16(lo(w0), _mm_loadu_si128(xg));
-            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(hi(w0), _mm_loadu_si128(xg.add(1))));
-            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(lo(w1), _mm_loadu_si128(xg.add(2))));
-            lanes = _mm_add_epi32(lanes, _mm_madd_epi16(hi(w1), _mm_loadu_si128(xg.add(3))));
-            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(lanes), _mm_set1_ps(s)));
+            let xv = [_mm_loadu_si128(xg), _mm_loadu_si128(xg.add(1)), _mm_loadu_si128(xg.add(2)), _mm_loadu_si128(xg.add(3))];
+            for (k, a) in acc.iter_mut().enumerate() {
+                let wp = qp.add(2 * (g * BLOCK + k));
+                let (w0, w1) = (_mm_loadu_si128(wp), _mm_loadu_si128(wp.add(1)));
+                let mut l = _mm_madd_epi16(lo(w0), xv[0]);
+                l = _mm_add_epi32(l, _mm_madd_epi16(hi(w0), xv[1]));
+                l = _mm_add_epi32(l, _mm_madd_epi16(lo(w1), xv[2]));
+                l = _mm_add_epi32(l, _mm_madd_epi16(hi(w1), xv[3]));
+                l = _mm_add_epi32(l, _mm_shuffle_epi32::<0b01_00_11_10>(l));
+                l = _mm_add_epi32(l, _mm_shuffle_epi32::<0b10_11_00_01>(l));
+                *a += _mm_cvtsi128_si32(l) as f32 * (*s.get_unchecked(g * BLOCK + k) * xsg);
+            }
         }
-        let mut a = [0.0f32; 4];
-        _mm_storeu_ps(a.as_mut_ptr(), acc);
-        (a[0] + a[1]) + (a[2] + a[3])
+        acc
     }
 }
 
@@ -380,20 +351,12 @@ mod tests {
 
     #[test]
     fn simd_equals_the_portable_definition_bitwise() {
-        let (g, w, x) = (5, values(5 * GROUP, 1), values(5 * GROUP, 2));
-        let m = Q8Matrix::from_f32(&w, 1, 5 * GROUP);
-        let mut xq = vec![0i16; 5 * GROUP];
-        let scales: Vec<f32> = x
-            .chunks(GROUP)
-            .zip(xq.chunks_mut(GROUP))
-            .map(|(p, o)| quantise_group(p, 32767.0, o, |v| v as i16) * 0.75)
-            .collect();
-        assert_eq!(scales.len(), g);
-        let combined: Vec<f32> = scales.iter().zip(&m.scales).map(|(a, b)| a * b).collect();
-        assert_eq!(
-            row_dot(&m.q, &xq, &combined).to_bits(),
-            row_dot_portable(&m.q, &xq, &combined).to_bits()
-        );
+        // 11 rows: a whole block and a padded one; 165 columns: a padded last group; 3 rows of x.
+        let (rows, cols, n) = (11, 5 * GROUP + 5, 3);
+        let m = Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
+        let x = values(n * cols, 2);
+        let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(m.matmul_t(&x, n)), bits(m.matmul_t_portable(&x, n)));
     }
 
     #[test]

@@ -113,13 +113,13 @@ fn int8_weights_quantise_as_defined() {
     assert_eq!(&m.row(0)[32..36], &[127.0, 2.0, -4.0, 0.0]); // ties to even
 }
 
-/// The int8 kernels in wasm SIMD128 (four rows per pass and one) give the bits of the portable
-/// definition, so browser and native int8 outputs agree exactly (the crate's unit test checks SSE2).
+/// The int8 kernel in wasm SIMD128 (blocks of eight rows) gives the bits of the portable definition,
+/// so browser and native int8 outputs agree exactly (the crate's unit test checks SSE2).
 #[wasm_bindgen_test]
 fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
     let values = int8_test_values;
-    // 9 rows: two passes of four and a single row; 70 columns: a padded last group.
-    for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1)] {
+    // 9 and 19 rows: padded blocks; 70 columns: a padded last group.
+    for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1), (19, 576, 1)] {
         let m = veer::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
         let x = values(n * cols, 2);
         let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
