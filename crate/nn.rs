@@ -71,17 +71,8 @@ impl Linear {
 
     /// [batch, seq, in] → [batch, seq, out]
     pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward3_with(x, Epilogue::None)
-    }
-
-    /// gelu(forward3(x)); with `Panels`, GELU is applied by the kernel while the rows are in cache.
-    pub fn forward3_gelu(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward3_with(x, Epilogue::Gelu)
-    }
-
-    fn forward3_with(&self, x: Tensor<3>, epilogue: Epilogue) -> Tensor<3> {
         let [b, s, i] = x.dims();
-        let y = self.forward2_with(x.reshape([b * s, i]), epilogue);
+        let y = self.forward2(x.reshape([b * s, i]));
         let o = y.dims()[1];
         y.reshape([b, s, o])
     }
@@ -89,6 +80,11 @@ impl Linear {
     /// [rows, in] → [rows, out]
     pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
         self.forward2_with(x, Epilogue::None)
+    }
+
+    /// gelu(forward2(x)); with `Panels`, GELU is applied by the kernel while the rows are in cache.
+    pub fn forward2_gelu(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward2_with(x, Epilogue::Gelu)
     }
 
     fn forward2_with(&self, x: Tensor<2>, epilogue: Epilogue) -> Tensor<2> {
@@ -147,9 +143,9 @@ impl LayerNorm {
         LayerNorm { gamma: p[0].clone().flatten(0, 1), beta: p[1].clone().flatten(0, 1), eps }
     }
 
-    /// [batch, seq, hidden] → same. burn's op: one fused pass on the CPU (flex), the same composition
-    /// of mean/variance ops as before on other backends and under autodiff.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// [..., hidden] → same. burn's op: one fused pass on the CPU (flex), the same composition of
+    /// mean/variance ops as before on other backends and under autodiff.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         burn::tensor::module::layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
     }
 }

@@ -202,12 +202,12 @@ impl Model<'_> {
             data[r * seq * h..(r * seq + x.len) * h].copy_from_slice(&x.state);
             mask[r * seq..r * seq + x.len].fill(1);
         }
-        let mut x = Tensor::<3>::from_data(TensorData::new(data, [b, seq, h]), device); // [b, seq, h]
-        let mask_bias = bert::Bert::mask_bias(&mask, b, device);
+        let packing = bert::Packing::new(&mask, b, device);
+        let mut x = packing.pack(Tensor::<3>::from_data(TensorData::new(data, [b, seq, h]), device)); // [tokens, h]
         let mut top = Vec::with_capacity(layers.len());
         for p in layers {
-            x = self.enc.model().layer_forward(p, x, mask_bias.clone());
-            top.push(x.clone());
+            x = self.enc.model().layer_forward(p, x, &packing);
+            top.push(packing.unpack(x.clone()));
         }
         let last = [self.from + layers.len()];
         let wanted = if self.spec.layers.is_empty() { &last[..] } else { &self.spec.layers[..] };
