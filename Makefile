@@ -132,6 +132,7 @@ bench-longprompt: setup assets pkg
 
 # Where the encoder's time goes on the browser's CPU path, profiled in Node's V8 (bench/profile.mjs): the
 # wasm module as cargo built it, with its function names (wasm-opt would drop them), in .cache/prof-pkg.
+# The decoder's: `node bench/profile.mjs --decoder int8` (or f32) after this target has built the module.
 bench-profile: setup assets
 	cargo build --release $(WASM) --lib
 	wasm-bindgen --target web --keep-debug --out-dir .cache/prof-pkg $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm

@@ -7,8 +7,9 @@
 //   node bench/profile.mjs [--pkg .cache/prof-pkg] [--batch 8] [--len 16] [--runs 20]
 //   node bench/profile.mjs --decoder f32|int8 [--tokens 32]   (SmolLM2-135M decode, one token per step)
 //
-// UNDER=NAME (environment) counts the samples under another function instead of `Bert::forward`;
-// `UNDER='(root)'` counts everything, e.g. the per-call overhead outside the forward.
+// UNDER=NAME (environment) counts the samples under another function instead of `Bert::forward`
+// (the encoder's default; the decoder's is everything, `(root)`); `UNDER='(root)'` counts everything,
+// e.g. the per-call overhead outside the forward.
 import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 
