@@ -297,7 +297,8 @@ unsafe fn block_dot_simd128(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32;
     }
 }
 
-/// Natively: each row's integer sum by SSE2 `pmaddwd`, then the definition's f32 steps per row.
+/// Natively, the wasm kernel's steps in SSE2: `pmaddwd` partial sums, four rows' sums transposed into
+/// one vector (unpack low/high), one conversion, scale and add per four rows.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 unsafe fn block_dot_sse2(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
@@ -305,25 +306,34 @@ unsafe fn block_dot_sse2(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BL
     // i8 → i16 sign extension in SSE2: interleave each byte with itself, shift right arithmetically.
     let lo = |v: __m128i| unsafe { _mm_srai_epi16::<8>(_mm_unpacklo_epi8(v, v)) };
     let hi = |v: __m128i| unsafe { _mm_srai_epi16::<8>(_mm_unpackhi_epi8(v, v)) };
+    let dot = |w: *const __m128i, xv: &[__m128i; 4]| unsafe {
+        let (w0, w1) = (_mm_loadu_si128(w), _mm_loadu_si128(w.add(1)));
+        let mut l = _mm_madd_epi16(lo(w0), xv[0]);
+        l = _mm_add_epi32(l, _mm_madd_epi16(hi(w0), xv[1]));
+        l = _mm_add_epi32(l, _mm_madd_epi16(lo(w1), xv[2]));
+        _mm_add_epi32(l, _mm_madd_epi16(hi(w1), xv[3]))
+    };
+    let four = |w: *const __m128i, xv: &[__m128i; 4]| unsafe {
+        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(2), xv), dot(w.add(4), xv), dot(w.add(6), xv));
+        let a = _mm_add_epi32(_mm_unpacklo_epi32(t0, t1), _mm_unpackhi_epi32(t0, t1));
+        let c = _mm_add_epi32(_mm_unpacklo_epi32(t2, t3), _mm_unpackhi_epi32(t2, t3));
+        _mm_add_epi32(_mm_unpacklo_epi64(a, c), _mm_unpackhi_epi64(a, c))
+    };
     unsafe {
-        let mut acc = [0.0f32; BLOCK];
-        let (qp, xp) = (q.as_ptr() as *const __m128i, x.as_ptr() as *const __m128i);
+        let (mut acc_lo, mut acc_hi) = (_mm_setzero_ps(), _mm_setzero_ps()); // rows 0–3, 4–7
+        let (qp, sp, xp) = (q.as_ptr() as *const __m128i, s.as_ptr(), x.as_ptr() as *const __m128i);
         for (g, &xsg) in xs.iter().enumerate() {
             let xg = xp.add(4 * g);
             let xv = [_mm_loadu_si128(xg), _mm_loadu_si128(xg.add(1)), _mm_loadu_si128(xg.add(2)), _mm_loadu_si128(xg.add(3))];
-            for (k, a) in acc.iter_mut().enumerate() {
-                let wp = qp.add(2 * (g * BLOCK + k));
-                let (w0, w1) = (_mm_loadu_si128(wp), _mm_loadu_si128(wp.add(1)));
-                let mut l = _mm_madd_epi16(lo(w0), xv[0]);
-                l = _mm_add_epi32(l, _mm_madd_epi16(hi(w0), xv[1]));
-                l = _mm_add_epi32(l, _mm_madd_epi16(lo(w1), xv[2]));
-                l = _mm_add_epi32(l, _mm_madd_epi16(hi(w1), xv[3]));
-                l = _mm_add_epi32(l, _mm_shuffle_epi32::<0b01_00_11_10>(l));
-                l = _mm_add_epi32(l, _mm_shuffle_epi32::<0b10_11_00_01>(l));
-                *a += _mm_cvtsi128_si32(l) as f32 * (*s.get_unchecked(g * BLOCK + k) * xsg);
-            }
+            let (w, xsg) = (qp.add(2 * BLOCK * g), _mm_set1_ps(xsg));
+            let scale = |k: usize| _mm_mul_ps(_mm_loadu_ps(sp.add(g * BLOCK + k)), xsg);
+            acc_lo = _mm_add_ps(acc_lo, _mm_mul_ps(_mm_cvtepi32_ps(four(w, &xv)), scale(0)));
+            acc_hi = _mm_add_ps(acc_hi, _mm_mul_ps(_mm_cvtepi32_ps(four(w.add(8), &xv)), scale(4)));
         }
-        acc
+        let mut out = [0.0f32; BLOCK];
+        _mm_storeu_ps(out.as_mut_ptr(), acc_lo);
+        _mm_storeu_ps(out.as_mut_ptr().add(4), acc_hi);
+        out
     }
 }
 
