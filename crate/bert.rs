@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, check_positive, check_size};
-use crate::nn::{LayerNorm, Linear};
+use crate::nn::{LayerNorm, Linear, softmax_last};
 use crate::weights::Loader;
 
 // --- config ------------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ impl Layer {
         let k = split(self.k.forward2(x.clone()));
         let v = split(self.v.forward2(x.clone()));
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + p.mask_bias.clone(); // [b, heads, s, s]
-        let ctx = p.pack(softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, h])); // [tokens, h]
+        let ctx = p.pack(softmax_last(scores).matmul(v).swap_dims(1, 2).reshape([b, s, h])); // [tokens, h]
         let a = self.attn_norm.forward(x + self.o.forward2(ctx));
         let f = self.ffn_out.forward2(self.ffn_in.forward2_gelu(a.clone()));
         self.out_norm.forward(a + f)

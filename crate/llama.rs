@@ -4,7 +4,6 @@
 //! The layer loop is written out in `forward` because steering acts inside it: every block calls the
 //! one `Steer` hook at its MLP output and at its block output.
 
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -509,10 +508,10 @@ impl Llama {
             if let Some(m) = &mask {
                 scores = scores + m.clone();
             }
-            let attn = softmax(scores, 3).matmul(v).reshape([b, heads, s, dh]).swap_dims(1, 2).reshape([b, s, heads * dh]);
+            let attn = crate::nn::softmax_last(scores).matmul(v).reshape([b, heads, s, dh]).swap_dims(1, 2).reshape([b, s, heads * dh]);
             x = x + block.o.forward3(attn);
             let m = block.post_norm.forward(x.clone());
-            let m = block.down.forward3(silu(block.gate.forward3(m.clone())) * block.up.forward3(m)); // [b, s, h]
+            let m = block.down.forward3(crate::nn::silu_mul(block.gate.forward3(m.clone()), block.up.forward3(m))); // [b, s, h]
             x = x + steer.steer(i, Site::MlpOut, m);
             x = steer.steer(i, Site::BlockOut, x);
             if capture {

@@ -122,6 +122,33 @@ pub fn int8_matmul(m: &Q8Matrix, x: Tensor<2>) -> Tensor<2> {
     Tensor::from_data(TensorData::new(m.matmul_t(&data, n), [n, m.rows()]), &device)
 }
 
+/// Softmax over the last axis. On the browser's CPU device by veer's SIMD128 kernel
+/// (`panels::softmax_rows`, the scores crossing to the host and back), since burn's calls libm's
+/// scalar `expf` for every score; elsewhere burn's.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !panels_on(&device) {
+        return burn::tensor::activation::softmax(x, D - 1);
+    }
+    let dims = x.dims();
+    let mut v = crate::backend::read_now(x);
+    crate::panels::softmax_rows(&mut v, dims[D - 1], false);
+    Tensor::from_data(TensorData::new(v, dims), &device)
+}
+
+/// silu(gate) · up, element-wise (Llama's MLP). On the browser's CPU device by veer's SIMD128 kernel
+/// (`panels::silu_mul`), since burn's SiLU calls libm's scalar `expf`; elsewhere burn's.
+pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    let device = gate.device();
+    if !panels_on(&device) {
+        return burn::tensor::activation::silu(gate) * up;
+    }
+    let dims = gate.dims();
+    let mut g = crate::backend::read_now(gate);
+    crate::panels::silu_mul(&mut g, &crate::backend::read_now(up), false);
+    Tensor::from_data(TensorData::new(g, dims), &device)
+}
+
 /// HF `nn.LayerNorm` over the last axis.
 pub struct LayerNorm {
     gamma: Tensor<1>, // [hidden]

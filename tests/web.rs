@@ -129,7 +129,8 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
 
 /// The browser's f32 kernel (`panels`: SIMD128, bias and GELU fused) gives the bits of its portable
 /// definition for every block height (9 rows: 4 + 4 + 1; 7: 4 + 3; 2), a padded last panel (13 and 3
-/// outputs) and MiniLM's FFN width; GELU over a range that passes erf's clamp (|x| > 4·√2) both ways.
+/// outputs) and MiniLM's FFN width; GELU over a range that passes erf's clamp (|x| > 4·√2) both ways;
+/// and so do its softmax, over ragged rows with masked and NaN scores, and its silu(gate) · up.
 #[wasm_bindgen_test]
 fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
     use veer::panels::{Epilogue, Panels};
@@ -142,6 +143,27 @@ fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
             assert_eq!(bits(m.forward(&x, n, e)), bits(m.forward_portable(&x, n, e)), "{out}x{inp}, {n} rows, {e:?}");
         }
     }
+    // Softmax rows: ragged widths, masked scores (−1e9), one-value rows and a NaN row.
+    for width in [1, 3, 4, 7, 16, 27, 64] {
+        let mut v: Vec<f32> = values(5 * width, 4).into_iter().map(|x| x * 8.0).collect();
+        for i in (0..v.len()).filter(|i| i % 5 == 3) {
+            v[i] = -1e9;
+        }
+        if width == 7 {
+            v[9] = f32::NAN;
+        }
+        let mut p = v.clone();
+        veer::panels::softmax_rows(&mut v, width, false);
+        veer::panels::softmax_rows(&mut p, width, true);
+        assert_eq!(bits(v), bits(p), "softmax, width {width}");
+    }
+    // silu(gate) · up over −80 … 80, ±0 and NaN, with a ragged tail.
+    let g: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 50.0).chain([0.0, -0.0, f32::NAN]).collect();
+    let u = values(g.len(), 5);
+    let (mut a, mut b) = (g.clone(), g);
+    veer::panels::silu_mul(&mut a, &u, false);
+    veer::panels::silu_mul(&mut b, &u, true);
+    assert_eq!(bits(a), bits(b), "silu · up");
     // GELU alone: one input row of 1 (weights = the values, no bias), −20 … 20 and ±0.
     let g: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 200.0).chain([0.0, -0.0, 1e-30, -1e-30]).collect();
     let m = Panels::new(&g, g.len(), 1, None);
