@@ -273,8 +273,9 @@ pub struct Packing {
     seq: usize,
     /// [tokens]: each token's row in the padded [batch * seq]. None: nothing is padded.
     tokens: Option<Tensor<1, Int>>,
-    /// [batch * seq]: the token row each padded position reads; a pad reads token 0 (its key is masked
-    /// and its output dropped, so any finite row serves).
+    /// [batch * seq]: the token row each padded position reads. A pad reads its own text's first token:
+    /// its key is masked and its output dropped, but 0 × its value is still computed, so it must come
+    /// from the same text (a NaN in one text's states then stays in that text, as with padding).
     rows: Option<Tensor<1, Int>>,
     mask_bias: Tensor<4>, // [batch, 1, 1, seq]: 0 at tokens, -1e9 at padding
 }
@@ -288,15 +289,16 @@ impl Packing {
             return Packing { batch, seq, tokens: None, rows: None, mask_bias };
         }
         let tokens: Vec<i32> = (0..mask.len()).filter(|&i| mask[i] != 0).map(|i| i as i32).collect();
+        let mut rows = vec![0i32; mask.len()];
         let mut next = 0;
-        let rows: Vec<i32> = mask
-            .iter()
-            .map(|&m| {
-                let row = if m != 0 { next } else { 0 };
-                next += (m != 0) as i32;
-                row
-            })
-            .collect();
+        for text in 0..batch {
+            let span = text * seq..(text + 1) * seq;
+            let first = next; // this text's first token row (0 for a text without tokens)
+            for i in span {
+                rows[i] = if mask[i] != 0 { next } else { first.min(tokens.len().saturating_sub(1) as i32) };
+                next += (mask[i] != 0) as i32;
+            }
+        }
         let index = |v: Vec<i32>| {
             let n = v.len();
             Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)

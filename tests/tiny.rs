@@ -522,3 +522,26 @@ fn a_classifier_with_nan_weights_is_an_error_not_nan_scores() {
     assert_eq!(e.code(), "E_INVALID");
     assert!(e.to_string().contains("non-finite scores"), "{e}");
 }
+
+/// The encoder computes on a batch's tokens only (`bert::Packing`): a padded position reads a token
+/// of its own text, so a NaN that one text's tokens produce (here: a NaN in the embedding of "cat")
+/// stays in that text; the other texts in the batch get the values they get alone.
+#[test]
+fn a_nan_in_one_text_does_not_reach_the_others_in_its_batch() {
+    let (mut w, files) = tiny_bert();
+    let cat = bert_vocab().iter().position(|v| *v == "cat").unwrap();
+    w.0.get_mut("embeddings.word_embeddings.weight").unwrap().1[cat * BH] = f64::NAN;
+    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let device = backend::cpu().device;
+    let enc = Encoder::load(&files, &EncoderOptions { batch_size: 8, ..Default::default() }, &device).unwrap();
+    // The dog text is longest, so the cat text is padded; "dogs ran" is padded too.
+    let texts = ["the cat sat", "a big red sun is hot . the dog ran on a mat .", "dogs ran"];
+    let batch = block_on(enc.embed(&texts)).unwrap();
+    assert!(batch[0].iter().all(|x| x.is_nan()), "the cat text reads the NaN embedding");
+    for (i, text) in texts.iter().enumerate().skip(1) {
+        let alone = block_on(enc.embed(&[*text])).unwrap();
+        assert!(batch[i].iter().all(|x| x.is_finite()), "{text:?}: {:?}", &batch[i][..4]);
+        let diff = batch[i].iter().zip(&alone[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-6, "{text:?}: max |Δ| {diff} against the text alone");
+    }
+}
