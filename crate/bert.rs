@@ -293,7 +293,7 @@ impl Packing {
         let mut next = 0;
         for text in 0..batch {
             let span = text * seq..(text + 1) * seq;
-            let first = next; // this text's first token row (0 for a text without tokens)
+            let first = next; // this text's first token row (a text without tokens, which the tokenizer never makes, reads a neighbour's)
             for i in span {
                 rows[i] = if mask[i] != 0 { next } else { first.min(tokens.len().saturating_sub(1) as i32) };
                 next += (mask[i] != 0) as i32;
