@@ -7,14 +7,15 @@
 //!   with an f32 scale);
 //! - activations: symmetric int16 per group, quantised once per call (15 bits: their error, ≤ 1.5e-5 of
 //!   the group's largest value, is far below the weights' ≤ 0.4 %);
-//! - products summed exactly in i32 by `i32x4.dot_i16x8_s` (SSE2 `pmaddwd` natively), then per group
-//!   scaled into four f32 lanes.
+//! - products summed exactly in i32 by `i32x4.dot_i16x8_s` (SSE2 `pmaddwd` natively); each group's
+//!   integer sum converted once and scaled into its row's f32 sum.
 //!
 //! F16 weights were the other way to halve the bytes: but wasm has no f16 → f32 instruction, and the
 //! conversion by integer ops costs more per weight than reading f32 (README, "Int8 decoder weights").
 //!
-//! Every implementation (wasm SIMD128, x86-64 SSE2, the portable one) sums the same integers into the
-//! same lanes in the same order, so results are bitwise identical natively and in the browser.
+//! Every implementation (wasm SIMD128, x86-64 SSE2, the portable one) computes the same exact integer
+//! sums and the same f32 steps in the same order, so results are bitwise identical natively and in the
+//! browser.
 
 /// Inputs per quantisation group (both weights and activations).
 pub const GROUP: usize = 32;
