@@ -123,30 +123,31 @@ pub fn int8_matmul(m: &Q8Matrix, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// Softmax over the last axis. On the browser's CPU device by veer's SIMD128 kernel
-/// (`panels::softmax_rows`, the scores crossing to the host and back), since burn's calls libm's
-/// scalar `expf` for every score; elsewhere burn's.
+/// (`panels::softmax_rows`), since burn's calls libm's scalar `expf` for every score; elsewhere burn's.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !panels_on(&device) {
+    if !panels_on(&x.device()) {
         return burn::tensor::activation::softmax(x, D - 1);
     }
-    let dims = x.dims();
-    let mut v = crate::backend::read_now(x);
-    crate::panels::softmax_rows(&mut v, dims[D - 1], false);
-    Tensor::from_data(TensorData::new(v, dims), &device)
+    on_host(x, |v, dims| crate::panels::softmax_rows(v, dims[D - 1], false))
 }
 
 /// silu(gate) · up, element-wise (Llama's MLP). On the browser's CPU device by veer's SIMD128 kernel
 /// (`panels::silu_mul`), since burn's SiLU calls libm's scalar `expf`; elsewhere burn's.
 pub fn silu_mul<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
-    let device = gate.device();
-    if !panels_on(&device) {
+    if !panels_on(&gate.device()) {
         return burn::tensor::activation::silu(gate) * up;
     }
-    let dims = gate.dims();
-    let mut g = crate::backend::read_now(gate);
-    crate::panels::silu_mul(&mut g, &crate::backend::read_now(up), false);
-    Tensor::from_data(TensorData::new(g, dims), &device)
+    let up = crate::backend::read_now(up);
+    on_host(gate, |g, _| crate::panels::silu_mul(g, &up, false))
+}
+
+/// `f` over a CPU tensor's values in place on the host (a copy each way, small against the work),
+/// the result on the tensor's device with the same shape.
+fn on_host<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f32], [usize; D])) -> Tensor<D> {
+    let (device, dims) = (x.device(), x.dims());
+    let mut v = crate::backend::read_now(x);
+    f(&mut v, dims);
+    Tensor::from_data(TensorData::new(v, dims), &device)
 }
 
 /// HF `nn.LayerNorm` over the last axis.
