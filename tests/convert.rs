@@ -5,9 +5,9 @@ mod common;
 
 use half::f16;
 use safetensors::SafeTensors;
-use veer::gguf::{GgmlType, Gguf};
+use veer::io::gguf::{GgmlType, Gguf};
 
-/// The block layouts written out independently of `veer::gguf`, element by element, from the spec.
+/// The block layouts written out independently of `veer::io::gguf`, element by element, from the spec.
 fn reference_value(ty: GgmlType, raw: &[u8], index: usize) -> f32 {
     let h = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
     match ty {
@@ -112,15 +112,15 @@ fn converted_config_matches_reference() {
 #[test]
 fn converted_tokenizer_reproduces_reference_ids() {
     let dir = common::model("smollm2-135m-instruct");
-    let tok = veer::tokenizer::load(&std::fs::read(dir.join("tokenizer.json")).unwrap(), "tokenizer.json").unwrap();
+    let tok = veer::io::tokenizer::load(&std::fs::read(dir.join("tokenizer.json")).unwrap(), "tokenizer.json").unwrap();
     let fixture = common::fixture("llama.json");
     for case in fixture["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let want: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).unwrap();
-        assert_eq!(veer::tokenizer::encode(&tok, prompt, false).unwrap(), want, "{prompt:?}");
+        assert_eq!(veer::io::tokenizer::encode(&tok, prompt, false).unwrap(), want, "{prompt:?}");
     }
     // And agrees with the reference tokenizer.json on every other text we have (digits, unicode, chat).
-    let reference = veer::tokenizer::load(&std::fs::read(common::root().join("tests/fixtures/smollm2/tokenizer.json")).unwrap(), "ref").unwrap();
+    let reference = veer::io::tokenizer::load(&std::fs::read(common::root().join("tests/fixtures/smollm2/tokenizer.json")).unwrap(), "ref").unwrap();
     let cases = common::fixture("cases.json");
     let mut texts: Vec<String> = cases["bert_texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     for pair in cases["icv"]["pairs"].as_array().unwrap() {
@@ -130,13 +130,13 @@ fn converted_tokenizer_reproduces_reference_ids() {
     for text in &texts {
         for special in [false, true] {
             assert_eq!(
-                veer::tokenizer::encode(&tok, text, special).unwrap(),
-                veer::tokenizer::encode(&reference, text, special).unwrap(),
+                veer::io::tokenizer::encode(&tok, text, special).unwrap(),
+                veer::io::tokenizer::encode(&reference, text, special).unwrap(),
                 "{text:?}"
             );
         }
     }
-    let ids = veer::tokenizer::encode(&tok, "<|im_start|>user", false).unwrap();
+    let ids = veer::io::tokenizer::encode(&tok, "<|im_start|>user", false).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> must stay one special token");
 }
 

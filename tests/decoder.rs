@@ -3,12 +3,13 @@
 
 mod common;
 
-use veer::backend::{self, block_on, read_f32};
-use veer::files::ModelFiles;
-use veer::generate::{Generation, Model};
-use veer::llama::{Cache, Plain};
-use veer::options::GenerateOptions;
-use veer::steer::{LayerRange, SteeringSpec};
+use veer::base::backend::{self, block_on, read_f32};
+use veer::io::files::ModelFiles;
+use veer::tasks::generate::{Generation, Model};
+use veer::models::llama::{Cache, Plain};
+use veer::base::options::GenerateOptions;
+use veer::steering::spec::SteeringSpec;
+use veer::base::options::LayerRange;
 
 fn smollm() -> Model {
     let dir = common::model("smollm2-135m-instruct");
@@ -16,9 +17,9 @@ fn smollm() -> Model {
 }
 
 /// Steering as a request asks for it: (vector, strength), optionally a mode and a layer range.
-fn steering(vectors: Vec<(veer::steer::Vector, f32)>, layers: Option<[usize; 2]>) -> veer::steer::Steering {
+fn steering(vectors: Vec<(veer::steering::vector::Vector, f32)>, layers: Option<[usize; 2]>) -> veer::steering::hook::Steering {
     let spec = SteeringSpec { vectors: vectors.into_iter().map(|(v, s)| ("test vector".to_string(), v, Some(s))).collect(), layers: layers.map(LayerRange), ..Default::default() };
-    spec.build_for(30, 576, &veer::llama::Signature::default(), &backend::cpu().device).unwrap().unwrap()
+    spec.build_for(30, 576, &veer::models::llama::Signature::default(), &backend::cpu().device).unwrap().unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -63,14 +64,14 @@ fn prompts_logits_residuals_and_greedy_ids_match_reference() {
     }
 }
 
-fn reference_vector() -> veer::steer::Vector {
+fn reference_vector() -> veer::steering::vector::Vector {
     let bytes = std::fs::read(common::root().join("tests/fixtures/icv.safetensors")).unwrap();
-    veer::steer::Vector::from_safetensors(&bytes, "icv.safetensors").unwrap()
+    veer::steering::vector::Vector::from_safetensors(&bytes, "icv.safetensors").unwrap()
 }
 
 #[test]
 fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
-    use veer::icv::{self, Method};
+    use veer::steering::icv::{self, Method};
     let m = smollm();
     let fixture = common::fixture("icv.json");
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = fixture["pairs"]
@@ -95,7 +96,7 @@ fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
     println!("ICV per-layer cosine ≥ {worst:.6}");
 
     // The vector file round-trips with its metadata.
-    let reread = veer::steer::Vector::from_safetensors(&computed.to_safetensors().unwrap(), "x").unwrap();
+    let reread = veer::steering::vector::Vector::from_safetensors(&computed.to_safetensors().unwrap(), "x").unwrap();
     assert_eq!(reread, computed);
 
     let prompt_text = fixture["prompt"].as_str().unwrap();
@@ -110,7 +111,7 @@ fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
         let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
         assert!((logits[id] as f64 - want).abs() <= 2e-3, "steered logit {id}: {} vs {want}", logits[id]);
     }
-    for (steer, key) in [(&steering as &dyn veer::llama::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
+    for (steer, key) in [(&steering as &dyn veer::models::llama::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
         let want = ids(&fixture[key]);
         let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
         let mut g = block_on(Generation::start(&m, prompt_text, &options, steer)).unwrap();
@@ -133,13 +134,13 @@ fn vector_files_check_the_model_and_arithmetic_composes() {
     for row in &unit.layers {
         assert!((row.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-5);
     }
-    assert!(veer::steer::Vector::from_safetensors(b"<html>", "x").is_err());
+    assert!(veer::steering::vector::Vector::from_safetensors(b"<html>", "x").is_err());
 }
 
 #[test]
 fn chat_template_renders_like_the_reference_prompt() {
     let m = smollm();
-    let msgs = [veer::generate::Message { role: "user".into(), content: "What is the capital of France?".into() }];
+    let msgs = [veer::tasks::generate::Message { role: "user".into(), content: "What is the capital of France?".into() }];
     let text = m.apply_chat_template(&msgs, true).unwrap();
     assert_eq!(
         text,
@@ -168,7 +169,7 @@ fn streaming_never_splits_a_character_and_stop_strings_cut() {
     }
     assert_eq!(streamed, " girl named ");
     assert_eq!(g.text(), " girl named ");
-    assert_eq!(g.finish, Some(veer::generate::Finish::Stop));
+    assert_eq!(g.finish, Some(veer::tasks::generate::Finish::Stop));
 }
 
 /// A llama.cpp control-vector GGUF: `direction.{n}` F32 tensors and the metadata the cvector tools write.
@@ -179,7 +180,8 @@ fn control_vector_gguf(dirs: &[(usize, Vec<f32>)]) -> Vec<u8> {
 
 #[test]
 fn control_vectors_add_to_the_block_output_as_llama_cpp() {
-    use veer::steer::{Injection, Vector};
+    use veer::steering::vector::Vector;
+    use veer::base::options::Injection;
     let m = smollm();
     let hidden = 576;
     let direction: Vec<f32> = (0..hidden).map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0).collect();
@@ -222,7 +224,7 @@ fn control_vectors_add_to_the_block_output_as_llama_cpp() {
 /// re-prefill, and reuses every token of the conversation the second prompt repeats.
 #[test]
 fn a_second_chat_turn_reuses_the_kv_cache_and_equals_a_full_prefill() {
-    use veer::generate::{Message, Prompt};
+    use veer::tasks::generate::{Message, Prompt};
     let m = smollm();
     let msg = |role: &str, content: &str| Message { role: role.into(), content: content.into() };
     let options = GenerateOptions { max_tokens: 16, ..Default::default() };
@@ -268,13 +270,13 @@ fn a_second_chat_turn_reuses_the_kv_cache_and_equals_a_full_prefill() {
 /// and the batch's logits at the first step match a single forward's within the CPU tolerance.
 #[test]
 fn batched_rows_decode_as_each_prompt_alone() {
-    use veer::generate::generate_rows;
+    use veer::tasks::generate::generate_rows;
     let m = smollm();
     let fixture = common::fixture("llama.json");
     let prompts: Vec<Vec<u32>> = fixture["cases"].as_array().unwrap().iter().map(|c| ids(&c["input_ids"])).take(4).collect();
     assert!(prompts.iter().map(|p| p.len()).min() < prompts.iter().map(|p| p.len()).max(), "the rows must need padding");
     let steered = steering(vec![(reference_vector(), 0.1)], None);
-    for steer in [&Plain as &dyn veer::llama::Steer, &steered] {
+    for steer in [&Plain as &dyn veer::models::llama::Steer, &steered] {
         let options: Vec<GenerateOptions> = (0..prompts.len())
             .map(|i| GenerateOptions { max_tokens: 12, temperature: if i % 2 == 0 { 0.0 } else { 0.8 }, seed: 7 + i as u64, ..Default::default() })
             .collect();
@@ -304,7 +306,7 @@ fn batched_rows_decode_as_each_prompt_alone() {
 /// int8 rounds every weight to 1/254 of its group's largest.
 #[test]
 fn int8_weights_agree_with_f32_and_keep_perplexity() {
-    use veer::options::{DecoderOptions, WeightFormat};
+    use veer::base::options::{DecoderOptions, WeightFormat};
     let dir = common::model("smollm2-135m-instruct");
     let files = ModelFiles::from_dir(&dir).unwrap();
     let device = backend::cpu().device;
@@ -330,7 +332,7 @@ fn int8_weights_agree_with_f32_and_keep_perplexity() {
         for (k, &next) in greedy.iter().enumerate() {
             let at = prompt.len() - 1 + k; // the position whose logits predict `next`
             let (la, lb) = (&a[at * vocab..(at + 1) * vocab], &b[at * vocab..(at + 1) * vocab]);
-            agree += (veer::sample::argmax(lb) as u32 == next) as usize;
+            agree += (veer::base::math::argmax(lb) as u32 == next) as usize;
             total += 1;
             nll_f32 += nll(la, next);
             nll_int8 += nll(lb, next);

@@ -5,11 +5,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use veer::backend::{block_on, cpu};
-use veer::distill::data::{self, Columns, Dataset};
-use veer::encoder::Encoder;
-use veer::files::ModelFiles;
-use veer::options::EncoderOptions;
+use veer::base::backend::{block_on, cpu};
+use veer::apps::distill::data::{self, Columns, Dataset};
+use veer::tasks::encode::Encoder;
+use veer::io::files::ModelFiles;
+use veer::base::options::EncoderOptions;
 
 fn load(dir: &Path) -> Encoder {
     Encoder::load(&ModelFiles::from_dir(dir).unwrap(), &EncoderOptions::default(), &cpu().device).unwrap()

@@ -4,11 +4,11 @@
 mod common;
 
 use common::heads::{self, Arch};
-use veer::backend::{self, block_on};
-use veer::bert::Pooling;
-use veer::encoder::Encoder;
-use veer::files::ModelFiles;
-use veer::options::EncoderOptions;
+use veer::base::backend::{self, block_on};
+use veer::base::options::Pooling;
+use veer::tasks::encode::Encoder;
+use veer::io::files::ModelFiles;
+use veer::base::options::EncoderOptions;
 
 struct Minilm {
     config: Vec<u8>,
@@ -111,7 +111,7 @@ fn classification_heads_give_hand_computed_scores() {
             let want = s.expected(&floats(&case["cls_hidden_first16"]));
             let got: Vec<f32> = r.scores.iter().map(|(_, v)| *v).collect();
             assert!(max_abs(&got, &want) <= 1e-4, "{arch:?} multi={multi}: {got:?} vs {want:?}");
-            let best = veer::sample::argmax(&want);
+            let best = veer::base::math::argmax(&want);
             assert_eq!(r.label, heads::LABELS[best]);
         }
     }
@@ -221,7 +221,7 @@ fn js_declarations_match_the_rust_request_types() {
         let body = &dts[start..][..dts[start..].find("\n}").unwrap()];
         body.lines().skip(1).filter_map(|l| l.trim().split_once('?').map(|(n, _)| n.to_string())).filter(|n| !n.starts_with('*') && !n.starts_with('/')).collect()
     };
-    for (iface, rust) in [("EncoderOptions", veer::options::field_names::<EncoderOptions>()), ("GenerateOptions", veer::options::field_names::<veer::options::GenerateOptions>())] {
+    for (iface, rust) in [("EncoderOptions", veer::base::options::field_names::<EncoderOptions>()), ("GenerateOptions", veer::base::options::field_names::<veer::base::options::GenerateOptions>())] {
         let mut declared = fields(iface);
         declared.sort();
         let mut rust = rust;
@@ -229,7 +229,7 @@ fn js_declarations_match_the_rust_request_types() {
         assert_eq!(declared, rust, "veer.d.ts `{iface}` against the Rust struct");
     }
     let js = std::fs::read_to_string(root.join("www/veer.js")).unwrap();
-    for (role, path, required) in veer::files::ROLES {
+    for (role, path, required) in veer::io::files::ROLES {
         let entry = format!("{role}: {{ name: '{path}'");
         let line = js.lines().find(|l| l.trim_start().starts_with(&entry)).unwrap_or_else(|| panic!("veer.js FILES has `{entry}`"));
         assert_eq!(line.contains("optional: true"), !required, "{role}: optional in veer.js as in ModelFiles");

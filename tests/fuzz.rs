@@ -17,15 +17,16 @@ use std::time::{Duration, Instant};
 
 use common::gguf::Gguf;
 use common::rng::Rng;
-use veer::backend;
-use veer::encoder::Encoder;
-use veer::files::ModelFiles;
-use veer::generate::{Generation, Message, Model, render_chat_template};
-use veer::llama::Plain;
-use veer::options::{EncoderOptions, GenerateOptions};
-use veer::sample::Sampler;
-use veer::steer::{Injection, Vector};
-use veer::weights::{OutDtype, Stored};
+use veer::base::backend;
+use veer::tasks::encode::Encoder;
+use veer::io::files::ModelFiles;
+use veer::tasks::generate::{Generation, Message, Model, render_chat_template};
+use veer::models::llama::Plain;
+use veer::base::options::{EncoderOptions, GenerateOptions};
+use veer::tasks::sample::Sampler;
+use veer::steering::vector::Vector;
+use veer::base::options::Injection;
+use veer::io::safetensors::{OutDtype, Stored};
 
 const INTERESTING: [u64; 10] = [0, 1, 2, 0x7f, 0xff, 0xffff_ffff, 0x1_0000_0000, 1 << 40, i64::MAX as u64, u64::MAX];
 
@@ -249,7 +250,7 @@ fn bert_seed() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     add("pooler.dense.bias", vec![h]);
     add("classifier.weight", vec![2, h]);
     add("classifier.bias", vec![2]);
-    let weights = veer::weights::write(&tensors, Default::default(), "model.safetensors").unwrap();
+    let weights = veer::io::safetensors::write(&tensors, Default::default(), "model.safetensors").unwrap();
     let config = serde_json::json!({
         "model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": vocab, "hidden_size": h,
         "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": ffn, "max_position_embeddings": 16,
@@ -269,7 +270,7 @@ fn files(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> ModelFiles {
 fn fuzz_gguf_parse_and_dequantize() {
     let seeds = vec![gguf_seed(&[(0, 128), (1, 64)]), gguf_seed(&[(8, 34), (2, 18), (3, 20)])];
     fuzz("gguf", &seeds, |data| {
-        if let Ok(g) = veer::gguf::Gguf::parse(data, "fuzz.gguf") {
+        if let Ok(g) = veer::io::gguf::Gguf::parse(data, "fuzz.gguf") {
             for t in &g.tensors {
                 let v = g.dequantize(t);
                 assert_eq!(v.len(), t.num_elements(), "{}", t.name);
@@ -374,7 +375,7 @@ fn fuzz_sampler_on_arbitrary_logits() {
             return;
         }
         let n = logits.len();
-        if let Ok(mut s) = Sampler::new(&options) {
+        if let Ok(mut s) = Sampler::new(&options.sampler()) {
             let id = s.sample(&mut logits, &[0, 1, 2]) as usize;
             assert!(id < n, "sampled id {id} of {n}");
         }

@@ -4,7 +4,8 @@
 mod common;
 
 use common::gguf::{Gguf, f32_bytes};
-use veer::steer::{Injection, Vector};
+use veer::steering::vector::Vector;
+use veer::base::options::Injection;
 
 /// A control vector with the given tensor entries, after a nested metadata array `depth` deep.
 fn file(depth: usize, build: impl FnOnce(Gguf) -> Gguf) -> Vec<u8> {
@@ -126,19 +127,19 @@ fn map_a(at: u32) -> Vec<u32> {
 #[test]
 fn a_broken_precompiled_charsmap_is_a_load_error_not_a_panic_at_the_first_encode() {
     // A well-formed charsmap: `a` becomes `A` (so the unit layout read here is the one tokenizers reads).
-    let t = veer::tokenizer::load(&precompiled_tokenizer(&charsmap(&map_a(0), "A\0")), "tokenizer.json").unwrap();
-    assert_eq!(veer::tokenizer::encode(&t, "a b", false).unwrap(), [1, 2]);
+    let t = veer::io::tokenizer::load(&precompiled_tokenizer(&charsmap(&map_a(0), "A\0")), "tokenizer.json").unwrap();
+    assert_eq!(veer::io::tokenizer::encode(&t, "a b", false).unwrap(), [1, 2]);
     for (units, replacements, want) in [
         (vec![1000 << 10], "A\0", "a key byte leads to unit"), // the root's children lie outside the trie
         (vec![], "", "the trie is empty"),
         (map_a(5), "A\0", "a replacement starts at byte 5 of 2"),
         (map_a(1), "é\0", "a replacement starts at byte 1 of 3"), // inside a character
     ] {
-        let e = veer::tokenizer::load(&precompiled_tokenizer(&charsmap(&units, replacements)), "tokenizer.json").unwrap_err();
+        let e = veer::io::tokenizer::load(&precompiled_tokenizer(&charsmap(&units, replacements)), "tokenizer.json").unwrap_err();
         assert_eq!(e.code(), "E_FILE", "{e}");
         assert!(e.to_string().contains("tokenizer.json") && e.to_string().contains("precompiled_charsmap") && e.to_string().contains(want), "{e}");
     }
     let mut short = charsmap(&map_a(0), "A\0");
     short.truncate(100);
-    assert!(veer::tokenizer::load(&precompiled_tokenizer(&short), "tokenizer.json").unwrap_err().to_string().contains("the trie claims 512 units, the charsmap holds 24"));
+    assert!(veer::io::tokenizer::load(&precompiled_tokenizer(&short), "tokenizer.json").unwrap_err().to_string().contains("the trie claims 512 units, the charsmap holds 24"));
 }

@@ -6,8 +6,8 @@
 
 mod common;
 
-use veer::backend;
-use veer::steer_eval::{Eval, summarize};
+use veer::base::backend;
+use veer::apps::steer_eval::{Eval, summarize};
 
 /// Smallest change in the judge's positive rate each direction must make on the quick set's 32
 /// answers. The full benchmark (README, "Does steering steer?", 128 answers per cell) measured the
@@ -30,7 +30,7 @@ fn the_positive_vector_raises_the_judged_positive_rate_and_its_negation_lowers_i
             assert_eq!(quick, vec![d, -d], "{name}: quick strengths vs www/vectors/defaults.json");
         }
         let file = common::models().join(format!("vectors/{name}.safetensors"));
-        let v = veer::steer::Vector::from_bytes(&std::fs::read(&file).unwrap(), name).unwrap();
+        let v = veer::steering::vector::Vector::from_bytes(&std::fs::read(&file).unwrap(), name).unwrap();
         assert_eq!(v.default_strength, d, "{}: run `make assets`", file.display());
     }
 

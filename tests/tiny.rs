@@ -10,14 +10,16 @@ mod common;
 
 use common::rng::Rng;
 use common::synthetic::{self, *};
-use veer::backend::{self, block_on, read_f32};
-use veer::bert::Pooling;
-use veer::encoder::Encoder;
-use veer::files::ModelFiles;
-use veer::generate::{Generation, Model};
-use veer::llama::{Cache, Plain};
-use veer::options::{EncoderOptions, GenerateOptions};
-use veer::steer::{Injection, LayerRange, SteeringSpec, Vector};
+use veer::base::backend::{self, block_on, read_f32};
+use veer::base::options::Pooling;
+use veer::tasks::encode::Encoder;
+use veer::io::files::ModelFiles;
+use veer::tasks::generate::{Generation, Model};
+use veer::models::llama::{Cache, Plain};
+use veer::base::options::{EncoderOptions, GenerateOptions};
+use veer::steering::vector::Vector;
+use veer::steering::spec::SteeringSpec;
+use veer::base::options::{Injection, LayerRange};
 
 // --- f64 building blocks ------------------------------------------------------------------------------
 
@@ -342,8 +344,8 @@ fn batch_size_and_pair_count_are_capped_before_any_work() {
 
     let (_, files) = tiny_llama();
     let m = Model::load(&files, "tiny", &device).unwrap();
-    let pairs = vec![(vec![2, 3], vec![4, 5]); veer::icv::MAX_PAIRS + 1];
-    let e = block_on(veer::icv::compute(&m.llama, &pairs, veer::icv::Method::Mean, "tiny")).err().unwrap();
+    let pairs = vec![(vec![2, 3], vec![4, 5]); veer::base::limits::MAX_PAIRS + 1];
+    let e = block_on(veer::steering::icv::compute(&m.llama, &pairs, veer::steering::icv::Method::Mean, "tiny")).err().unwrap();
     assert!(e.to_string().contains("1025 demonstration pairs: at most 1024"), "{e}");
 }
 
@@ -354,12 +356,12 @@ fn a_vector_computed_with_another_model_of_the_same_shape_is_refused_unless_forc
     let load = |bytes: Vec<u8>| Model::load(&ModelFiles::new(config.clone(), bytes, tokenizer.clone()), "tiny", &device).unwrap();
     let m = load(w.safetensors());
     let pairs = vec![(m.encode("w1 w2").unwrap(), m.encode("w3 w4").unwrap())];
-    let v = block_on(veer::icv::compute(&m.llama, &pairs, veer::icv::Method::Mean, "tiny")).unwrap();
+    let v = block_on(veer::steering::icv::compute(&m.llama, &pairs, veer::steering::icv::Method::Mean, "tiny")).unwrap();
     let v = Vector::from_safetensors(&v.to_safetensors().unwrap(), "tiny.safetensors").unwrap(); // as a page loads it
     let spec = |force| SteeringSpec { vectors: vec![("tiny.safetensors".into(), v.clone(), None)], force, ..Default::default() };
     assert!(spec(false).build(&m.llama).unwrap().is_some());
     // The same weights stored as F16: the same model.
-    let f16 = load(w.safetensors_in(veer::weights::OutDtype::F16));
+    let f16 = load(w.safetensors_in(veer::io::safetensors::OutDtype::F16));
     assert!(spec(false).build(&f16.llama).is_ok(), "an F16 copy of the same weights");
     // Another model of the same shape (other weights): refused, naming the vector, unless forced.
     for (_, values) in w.0.values_mut() {
@@ -416,7 +418,7 @@ fn patched(files: &ModelFiles, patch: serde_json::Value) -> ModelFiles {
     for (k, v) in patch.as_object().unwrap() {
         config[k] = v.clone();
     }
-    ModelFiles { config: veer::files::File { name: files.config.name.clone(), bytes: serde_json::to_vec(&config).unwrap() }, ..files.clone() }
+    ModelFiles { config: veer::io::files::File { name: files.config.name.clone(), bytes: serde_json::to_vec(&config).unwrap() }, ..files.clone() }
 }
 
 /// Hostile config.json files over valid weights: each is an error naming the field (or the tensors),
@@ -470,7 +472,7 @@ fn an_empty_classifier_tensor_with_a_huge_row_count_is_an_error() {
     let (mut w, files) = tiny_bert();
     w.0.insert("classifier.weight".into(), (vec![4_000_000_000, 0], vec![]));
     w.0.insert("classifier.bias".into(), (vec![2], vec![0.0, 0.0]));
-    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let files = ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
     let e = Encoder::load(&files, &EncoderOptions::default(), &backend::cpu().device).err().expect("loaded");
     assert_eq!(e.code(), "E_TENSOR");
     assert!(e.to_string().contains("classifier.weight"), "{e}");
@@ -480,7 +482,7 @@ fn an_empty_classifier_tensor_with_a_huge_row_count_is_an_error() {
 /// and NaN logits end it with an error naming the step (they used to be sampled as token 0).
 #[test]
 fn generation_ends_at_the_context_and_refuses_nan_logits() {
-    use veer::generate::Finish;
+    use veer::tasks::generate::Finish;
     let device = backend::cpu().device;
     let (mut w, files) = tiny_llama();
     // No end-of-text id, so only the context (64 positions) can stop a long request.
@@ -494,7 +496,7 @@ fn generation_ends_at_the_context_and_refuses_nan_logits() {
     assert_eq!((g.prompt().len(), g.ids().len()), (60, 5));
 
     w.0.get_mut("model.norm.weight").unwrap().1[0] = f64::NAN;
-    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let files = ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
     let m = Model::load(&files, "tiny", &device).unwrap();
     let mut g = block_on(Generation::start(&m, "w5 w9", &GenerateOptions::default(), &Plain)).unwrap();
     let e = block_on(g.next(&m, &Plain)).err().expect("NaN logits were sampled");
@@ -511,7 +513,7 @@ fn a_classifier_with_nan_weights_is_an_error_not_nan_scores() {
     w.add(&mut rng, "classifier.bias", &[2], 0.1, 0.0);
     w.add(&mut rng, "pooler.dense.weight", &[BH, BH], 0.5, 0.0);
     w.add(&mut rng, "pooler.dense.bias", &[BH], 0.1, 0.0);
-    let with = |w: &Weights| ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files.clone() };
+    let with = |w: &Weights| ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files.clone() };
     let device = backend::cpu().device;
     let ok = Encoder::load(&with(&w), &EncoderOptions::default(), &device).unwrap();
     let scores = block_on(ok.classify(&["the cat sat"])).unwrap();
@@ -531,7 +533,7 @@ fn a_nan_in_one_text_does_not_reach_the_others_in_its_batch() {
     let (mut w, files) = tiny_bert();
     let cat = bert_vocab().iter().position(|v| *v == "cat").unwrap();
     w.0.get_mut("embeddings.word_embeddings.weight").unwrap().1[cat * BH] = f64::NAN;
-    let files = ModelFiles { weights: veer::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
+    let files = ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
     let device = backend::cpu().device;
     let enc = Encoder::load(&files, &EncoderOptions { batch_size: 8, ..Default::default() }, &device).unwrap();
     // The dog text is longest, so the cat text is padded; "dogs ran" is padded too.

@@ -1,7 +1,7 @@
 //! Browser tests: wasm-bindgen-test in headless Chromium with WebGPU (flags in webdriver.json).
 #![cfg(target_arch = "wasm32")]
 
-use veer::backend::{self, BackendKind};
+use veer::base::backend::{self, BackendKind};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -71,7 +71,7 @@ fn f16_weights_convert_exactly_as_half_does() {
     let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
     let want = |b: &[u8]| b.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32().to_bits()).collect::<Vec<_>>();
     for len in [bytes.len(), 2 * 65531] {
-        let got = veer::weights::floats(safetensors::Dtype::F16, &bytes[..len]).unwrap();
+        let got = veer::io::safetensors::floats(safetensors::Dtype::F16, &bytes[..len]).unwrap();
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want(&bytes[..len]), "{} values", len / 2);
     }
 }
@@ -91,13 +91,13 @@ fn int8_test_values(n: usize, seed: u32) -> Vec<f32> {
 /// non-finite value gets a NaN scale. Checked through the dequantised rows, bit for bit.
 #[wasm_bindgen_test]
 fn int8_weights_quantise_as_defined() {
-    use veer::quant::GROUP; // 32: the positions below are for groups of 32
+    use veer::kernels::quant::GROUP; // 32: the positions below are for groups of 32
     let mut w = int8_test_values(3 * 70, 5);
     // Exact ties: with a largest magnitude of 127 the scale is 1, so 2.5 and -3.5 are halfway.
     w[32..36].copy_from_slice(&[127.0, 2.5, -3.5, 0.5]);
     w[140] = f32::NAN; // row 2, group 0
     w[205] = f32::INFINITY; // row 2, group 2 (ragged: 6 values)
-    let m = veer::quant::Q8Matrix::from_f32(&w, 3, 70);
+    let m = veer::kernels::quant::Q8Matrix::from_f32(&w, 3, 70);
     for r in 0..3 {
         let got = m.row(r);
         for (g, part) in w[r * 70..(r + 1) * 70].chunks(GROUP).enumerate() {
@@ -120,7 +120,7 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
     let values = int8_test_values;
     // 9 and 19 rows: padded blocks; 70 columns: a padded last group.
     for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1), (19, 576, 1)] {
-        let m = veer::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
+        let m = veer::kernels::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
         let x = values(n * cols, 2);
         let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         assert_eq!(bits(m.matmul_t(&x, n)), bits(m.matmul_t_portable(&x, n)), "{rows}x{cols}, {n} rows of x");
@@ -133,7 +133,7 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
 /// and so do its softmax, over ragged rows with masked and NaN scores, and its silu(gate) · up.
 #[wasm_bindgen_test]
 fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
-    use veer::panels::{Epilogue, Panels};
+    use veer::kernels::panels::{Epilogue, Panels};
     let values = int8_test_values;
     let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
     for (out, inp, n) in [(13, 70, 9), (384, 1536, 7), (3, 384, 2), (1536, 384, 1)] {
@@ -153,16 +153,16 @@ fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
             v[9] = f32::NAN;
         }
         let mut p = v.clone();
-        veer::panels::softmax_rows(&mut v, width, false);
-        veer::panels::softmax_rows(&mut p, width, true);
+        veer::kernels::simd_math::softmax_rows(&mut v, width, false);
+        veer::kernels::simd_math::softmax_rows(&mut p, width, true);
         assert_eq!(bits(v), bits(p), "softmax, width {width}");
     }
     // silu(gate) · up over −80 … 80, ±0 and NaN, with a ragged tail.
     let g: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 50.0).chain([0.0, -0.0, f32::NAN]).collect();
     let u = values(g.len(), 5);
     let (mut a, mut b) = (g.clone(), g);
-    veer::panels::silu_mul(&mut a, &u, false);
-    veer::panels::silu_mul(&mut b, &u, true);
+    veer::kernels::simd_math::silu_mul(&mut a, &u, false);
+    veer::kernels::simd_math::silu_mul(&mut b, &u, true);
     assert_eq!(bits(a), bits(b), "silu · up");
     // GELU alone: one input row of 1 (weights = the values, no bias), −20 … 20 and ±0.
     let g: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 200.0).chain([0.0, -0.0, 1e-30, -1e-30]).collect();
@@ -448,7 +448,7 @@ async fn icv_computed_in_the_browser_steers_generation() {
     let v = g.compute_vector(pairs, None).await.map_err(|_| "compute").unwrap();
     assert_eq!((v.num_layers(), v.hidden()), (30, 576));
     // Same vector as the reference file (per-layer cosine).
-    let reference = veer::steer::Vector::from_safetensors(include_bytes!("fixtures/icv.safetensors"), "icv").unwrap();
+    let reference = veer::steering::vector::Vector::from_safetensors(include_bytes!("fixtures/icv.safetensors"), "icv").unwrap();
     for (i, want) in reference.layers.iter().enumerate() {
         let got = v.layer(i).map_err(|_| "layer").unwrap().to_vec();
         assert!(cosine(&got, want) >= 0.9999, "layer {i}");
@@ -464,7 +464,7 @@ async fn icv_computed_in_the_browser_steers_generation() {
     assert_eq!(greedy(&mut g, fixture["prompt"].as_str().unwrap(), 12).await, want[..12]);
     // A vector for another model, an unknown id or a strength that is not a number are refused at
     // `start`; the generator keeps working.
-    let small = veer::steer::Vector { layers: vec![vec![0.0; 8]; 2], ..reference.clone() };
+    let small = veer::steering::vector::Vector { layers: vec![vec![0.0; 8]; 2], ..reference.clone() };
     g.put_vector("small".into(), &veer::wasm::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap());
     for options in [r#"{"steer": [{"vector": "small"}]}"#, r#"{"steer": [{"vector": "nope"}]}"#, r#"{"steer": [{"vector": "icv", "strength": {}}]}"#, r#"{"minp": 0.1}"#] {
         let err = g.start("x".into(), js_sys::JSON::parse(options).unwrap()).await.err().unwrap();

@@ -24,13 +24,13 @@ async fn minilm_throughput_cpu_vs_webgpu() {
         fetch_bytes(&format!("{dir}tokenizer.json")).await,
     );
     let perf = web_sys::window().unwrap().performance().unwrap();
-    let options = veer::options::EncoderOptions { max_length: Some(32), ..Default::default() };
-    let files = veer::files::ModelFiles::new(config, weights, tokenizer);
+    let options = veer::base::options::EncoderOptions { max_length: Some(32), ..Default::default() };
+    let files = veer::io::files::ModelFiles::new(config, weights, tokenizer);
     let mut lines = Vec::new();
-    for device in [veer::backend::cpu(), veer::backend::gpu().await.unwrap()] {
-        let enc = veer::encoder::Encoder::load(&files, &options, &device.device).unwrap();
+    for device in [veer::base::backend::cpu(), veer::base::backend::gpu().await.unwrap()] {
+        let enc = veer::tasks::encode::Encoder::load(&files, &options, &device.device).unwrap();
         for batch in [1, 8] {
-            let t = veer::bench::encoder_throughput(&enc, batch, 3000.0, || perf.now()).await.unwrap();
+            let t = veer::tasks::bench::encoder_throughput(&enc, batch, 3000.0, || perf.now()).await.unwrap();
             lines.push(format!(
                 "browser {:>6} batch {batch}: {:>7.1} texts/s ({:.1} ms/batch, {} tokens/text, {} runs)",
                 device.kind.name(), t.texts_per_s, t.ms_per_batch, t.tokens_per_text, t.runs
@@ -42,7 +42,7 @@ async fn minilm_throughput_cpu_vs_webgpu() {
 
 #[wasm_bindgen_test]
 async fn smollm_prefill_and_decode_cpu_vs_webgpu() {
-    use veer::generate::{Generation, Model};
+    use veer::tasks::generate::{Generation, Model};
     let dir = "smollm2-135m-instruct/";
     let (config, weights, tokenizer, tc) = (
         fetch_bytes(&format!("{dir}config.json")).await,
@@ -51,21 +51,21 @@ async fn smollm_prefill_and_decode_cpu_vs_webgpu() {
         fetch_bytes(&format!("{dir}tokenizer_config.json")).await,
     );
     let perf = web_sys::window().unwrap().performance().unwrap();
-    let mut files = veer::files::ModelFiles::new(config, weights, tokenizer);
-    files.tokenizer_config = Some(veer::files::File { name: "tokenizer_config.json".into(), bytes: tc });
+    let mut files = veer::io::files::ModelFiles::new(config, weights, tokenizer);
+    files.tokenizer_config = Some(veer::io::files::File { name: "tokenizer_config.json".into(), bytes: tc });
     let text = "The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps.";
-    for device in [veer::backend::cpu(), veer::backend::gpu().await.unwrap()] {
+    for device in [veer::base::backend::cpu(), veer::base::backend::gpu().await.unwrap()] {
         let m = Model::load(&files, "smollm2", &device.device).unwrap();
         let prompt = m.encode(text).unwrap();
         for round in 0..2 {
             // Round 0 warms up (shader compilation, allocation); round 1 is reported.
             // Software WebGPU (no GPU on the machine) manages well under one token per second.
-            let max_tokens = if device.kind == veer::backend::BackendKind::Cpu { 32 } else { 8 };
-            let options = veer::options::GenerateOptions { max_tokens, ..Default::default() };
+            let max_tokens = if device.kind == veer::base::backend::BackendKind::Cpu { 32 } else { 8 };
+            let options = veer::base::options::GenerateOptions { max_tokens, ..Default::default() };
             let t0 = perf.now();
-            let mut g = Generation::start(&m, text, &options, &veer::llama::Plain).await.unwrap();
+            let mut g = Generation::start(&m, text, &options, &veer::models::llama::Plain).await.unwrap();
             let t1 = perf.now();
-            while g.next(&m, &veer::llama::Plain).await.unwrap().is_some() {}
+            while g.next(&m, &veer::models::llama::Plain).await.unwrap().is_some() {}
             let t2 = perf.now();
             if round == 1 {
                 let line = format!(

@@ -6,14 +6,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use veer::backend::{self, Backend};
-use veer::encoder::Encoder;
-use veer::files::ModelFiles;
-use veer::generate::{self, Generation, Prompt};
-use veer::options::{DecoderOptions, EncoderOptions, GenerateOptions};
-use veer::steer::{self, SteerTerm, SteeringSpec, Vector};
-use veer::weights::OutDtype;
-use veer::{Error, Result, convert, gguf, icv, tokenizer};
+use veer::base::backend::{self, Backend};
+use veer::base::options::{DecoderOptions, EncoderOptions, GenerateOptions, SteerTerm};
+use veer::io::files::ModelFiles;
+use veer::io::safetensors::OutDtype;
+use veer::io::{convert, gguf, tokenizer};
+use veer::steering::icv;
+use veer::steering::spec::SteeringSpec;
+use veer::steering::vector::Vector;
+use veer::tasks::encode::Encoder;
+use veer::tasks::generate::{self, Generation, Prompt};
+use veer::{Error, Result};
 
 #[derive(Parser)]
 #[command(name = "veer", version, about = "Language models in the browser, and natively")]
@@ -232,7 +235,7 @@ struct DistillArgs {
     api_key_env: String,
     /// openai teacher: auto (log-probabilities where the server gives them), logprobs or generate.
     #[arg(long, default_value = "auto")]
-    teacher_mode: veer::distill::server::ServerMode,
+    teacher_mode: veer::apps::distill::server::ServerMode,
     /// llkd | all | random
     #[arg(long, default_value = "all")]
     select: String,
@@ -287,7 +290,7 @@ struct DistillArgs {
     #[arg(long, default_value_t = 3)]
     seeds: u64,
     /// LM teacher: the prompt ({text}, {labels} are filled in).
-    #[arg(long, default_value = veer::distill::teacher::DEFAULT_TEMPLATE)]
+    #[arg(long, default_value = veer::apps::distill::teacher::DEFAULT_TEMPLATE)]
     prompt: String,
     /// LM teacher: the answer scored for each label, comma-separated, in label order (default: the labels).
     #[arg(long, value_delimiter = ',')]
@@ -342,7 +345,7 @@ fn device(name: &str) -> Result<Backend> {
 fn encoder(args: &EncoderArgs) -> Result<Encoder> {
     let mut files = ModelFiles::from_dir(&args.model)?;
     if let Some(head) = &args.head {
-        files.head = Some(veer::files::File { name: head.display().to_string(), bytes: read(head)? });
+        files.head = Some(veer::io::files::File { name: head.display().to_string(), bytes: read(head)? });
     }
     Encoder::load(&files, &args.options, &device(&args.device)?.device)
 }
@@ -402,13 +405,13 @@ fn run(command: Command) -> Result<serde_json::Value> {
             let now = || clock.elapsed().as_secs_f64() * 1000.0;
             let results = batches
                 .iter()
-                .map(|&b| backend::block_on(veer::bench::encoder_throughput(&model, b, seconds * 1000.0, now)))
+                .map(|&b| backend::block_on(veer::tasks::bench::encoder_throughput(&model, b, seconds * 1000.0, now)))
                 .collect::<Result<Vec<_>>>()?;
             Ok(json!({"device": enc.device, "model": enc.model, "results": results}))
         }
         Command::Roofline => {
             let clock = std::time::Instant::now();
-            Ok(serde_json::to_value(veer::bench::roofline(|| clock.elapsed().as_secs_f64() * 1000.0)?).unwrap_or_default())
+            Ok(serde_json::to_value(veer::tasks::bench::roofline(|| clock.elapsed().as_secs_f64() * 1000.0)?).unwrap_or_default())
         }
         Command::Generate { model, prompt, messages, options, load, device, stream } => {
             let prompt = match (prompt, messages) {
@@ -437,7 +440,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
         Command::Distill(a) => distill(*a),
         Command::Train { encoder, data, out, test, options, labels, device: name } => train_head(&encoder, &data, &out, test.as_deref(), &options, labels, &name),
         Command::Pack { encoder, head, out, dtype } => {
-            let packed = veer::distill::export::pack(&encoder, &head, &out, dtype.into())?;
+            let packed = veer::apps::distill::export::pack(&encoder, &head, &out, dtype.into())?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
         Command::SteerEval { config, out, quick, replot, device: name } => steer_eval(&config, &out, quick, replot, &name),
@@ -451,13 +454,14 @@ fn run(command: Command) -> Result<serde_json::Value> {
 
 /// JSONL `{"text": …, "label": …}` lines.
 fn examples(path: &Path) -> Result<Vec<(String, String)>> {
-    Ok(veer::files::read_jsonl::<veer::files::Labelled>(path)?.into_iter().map(|e| (e.text, e.label)).collect())
+    Ok(veer::io::files::read_jsonl::<veer::io::files::Labelled>(path)?.into_iter().map(|e| (e.text, e.label)).collect())
 }
 
 fn train_head(encoder_dir: &Path, data: &Path, out: &Path, test: Option<&Path>, options: &str, mut labels: Vec<String>, device_name: &str) -> Result<serde_json::Value> {
-    use veer::train::{HeadOptions, HeadTraining};
+    use veer::tasks::heads::HeadTraining;
+    use veer::base::options::HeadOptions;
     let backend = device(device_name)?;
-    let opts: HeadOptions = veer::options::from_json(options, "options")?;
+    let opts: HeadOptions = veer::base::options::from_json(options, "options")?;
     let train = examples(data)?;
     for (_, l) in &train {
         if !labels.contains(l) {
@@ -486,7 +490,7 @@ fn train_head(encoder_dir: &Path, data: &Path, out: &Path, test: Option<&Path>, 
     let mut report = json!({"out": out, "labels": labels, "train": n_train, "held_out": held_out, "progress": progress, "seconds": {"embed": embed_s, "train": train_s}});
     if let Some(test) = test {
         let mut files = ModelFiles::from_dir(encoder_dir)?;
-        files.head = Some(veer::files::File { name: out.display().to_string(), bytes });
+        files.head = Some(veer::io::files::File { name: out.display().to_string(), bytes });
         let enc = Encoder::load(&files, &EncoderOptions::default(), &backend.device)?;
         let test = examples(test)?;
         let results = backend::block_on(enc.classify(&test.iter().map(|(t, _)| t).collect::<Vec<_>>()))?;
@@ -512,7 +516,7 @@ fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, load: &Deco
     let backend = device(device_name)?;
     let m = decoder(model, &backend.device, load)?;
     let steering = SteeringSpec::resolve(options, |file| read_vector(Path::new(file)))?.build(&m.llama)?;
-    let hook = steer::hook(steering.as_ref());
+    let hook = veer::steering::hook::hook(steering.as_ref());
     let t0 = std::time::Instant::now();
     let mut g = backend::block_on(Generation::start(&m, prompt, options, hook))?;
     let prefill_s = t0.elapsed().as_secs_f64();
@@ -558,7 +562,7 @@ fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength
 }
 
 fn steer_eval(config: &Path, out: &Path, quick: bool, replot: bool, device_name: &str) -> Result<serde_json::Value> {
-    use veer::steer_eval::{CellResult, Eval, Summary, markdown, summarize, svg};
+    use veer::apps::steer_eval::{CellResult, Eval, Summary, markdown, summarize, svg};
     let with = |ext: &str| out.with_extension(ext);
     let t0 = std::time::Instant::now();
     let mut report = if replot {
@@ -607,7 +611,8 @@ fn steer_eval(config: &Path, out: &Path, quick: bool, replot: bool, device_name:
 }
 
 fn distill(a: DistillArgs) -> Result<serde_json::Value> {
-    use veer::distill::{self, finetune::FineTuneOptions, teacher, train::TrainOptions};
+    use veer::apps::distill::{self, finetune::FineTuneOptions, teacher};
+    use veer::base::options::TrainOptions;
     let rename = a
         .rename
         .iter()

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::rng::Rng;
-use veer::weights::{OutDtype, Stored};
+use veer::io::safetensors::{OutDtype, Stored};
 
 // --- a seeded source of weights ----------------------------------------------------------------------
 
@@ -37,7 +37,7 @@ impl Weights {
                 Stored::floats(n.as_str(), shape.clone(), &v.iter().map(|&x| x as f32).collect::<Vec<_>>(), dtype)
             })
             .collect();
-        veer::weights::write(&tensors, HashMap::new(), "model.safetensors").unwrap()
+        veer::io::safetensors::write(&tensors, HashMap::new(), "model.safetensors").unwrap()
     }
 }
 

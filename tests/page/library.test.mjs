@@ -1,5 +1,6 @@
-// The JavaScript library (www/veer.js) in headless Chromium, served from the repository root so that it
-// runs under a sub-path (/www/). One browser profile on disk for the whole file, so the Cache API persists.
+// The JavaScript library (www/lib/veer.js) in headless Chromium, served from the repository root so
+// that it runs under a sub-path (/www/). One browser profile on disk for the whole file, so the Cache API
+// persists.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { dirname, basename } from 'node:path';
@@ -36,7 +37,7 @@ async function inPage(fn, arg) {
         const veer = await import(lib);
         return (0, eval)(`(${src})`)(veer, a);
       },
-      [fn.toString(), `${www}veer.js`, arg],
+      [fn.toString(), `${www}lib/veer.js`, arg],
     );
   } finally {
     await page.close();
@@ -109,7 +110,7 @@ test('embed: unit-length Float32Arrays; every encoder folder embeds a long text 
       }
       // Options the model does not know are errors that name them, whichever layer checks them.
       const bad = {};
-      for (const [k, v] of [['maxLenght', 12], ['device', 'cpu'], ['pooling', 'max'], ['progress_callback', () => {}]]) {
+      for (const [k, v] of [['maxLenght', 12], ['device', 'cpu'], ['pooling', 'max'], ['progress_callback', () => {}], ['onProgress', 'x'], ['signal', {}]]) {
         bad[k] = await veer.loadClassifier('models/all-minilm-l6-v2/', { [k]: v }).then(() => 'loaded', (e) => `${e.code} ${e.message}`);
       }
       bad.generator = await veer.loadGenerator('models/smollm2-135m-instruct/', { dtype: 'q8' }).then(() => 'loaded', (e) => `${e.code} ${e.message}`);
@@ -240,14 +241,16 @@ test('classify and embed take an AbortSignal: a 10 000-text call stops promptly 
     pre.abort();
     const embed = await clf.embed(['x'], { signal: pre.signal }).then(() => 'finished', (e) => e.code);
     const unknown = await clf.classify(['x'], { signl: 1 }).then(() => 'finished', (e) => e.code);
+    const badSignal = await clf.classify(['x'], { signal: {} }).then(() => 'finished', (e) => e.code);
     const after = await clf.classify(['good food', 'bad food']);
     clf.dispose();
-    return { classify, ms, embed, unknown, after: after.map((r) => r.label) };
+    return { classify, ms, embed, unknown, badSignal, after: after.map((r) => r.label) };
   });
   assert.deepEqual(got.classify, { code: 'E_ABORTED', name: 'AbortError' });
   assert.ok(got.ms < 5000, `abort took ${got.ms} ms`);
   assert.equal(got.embed, 'E_ABORTED');
   assert.equal(got.unknown, 'E_INVALID');
+  assert.equal(got.badSignal, 'E_INVALID');
   assert.equal(got.after.length, 2);
 });
 
@@ -317,7 +320,7 @@ test('integrity cannot be skipped: a manifest entry must pin sha256 and size; an
       const noHash = await attempt(veer.loadClassifier('models/topic/', { runtime: rt, integrity: { weights: '0'.repeat(64) } }));
       const shortHash = await attempt(veer.loadVector('models/vectors/positive.safetensors', { runtime: rt, integrity: { sha256: 'abc' } }));
       return { unpinned, noHash, shortHash };
-    }, `${www}veer.js`);
+    }, `${www}lib/veer.js`);
     assert.equal(got.unpinned.code, 'E_INTEGRITY', JSON.stringify(got.unpinned));
     assert.match(got.unpinned.message, /model\.safetensors: the entry in .*manifest\.json needs "sha256"/);
     assert.equal(got.noHash.code, 'E_INTEGRITY', JSON.stringify(got.noHash));
@@ -353,7 +356,7 @@ test('integrity: a corrupted file is rejected and never cached; HTML pages and 4
       const badDevice = await attempt(veer.init({ device: 'tpu' }));
       await caches.delete('veer-integrity-test');
       return { corrupted, cachedConfig, html, cachedTokenizer, missing, badSha, badDevice };
-    }, `${www}veer.js`);
+    }, `${www}lib/veer.js`);
     assert.equal(got.corrupted.code, 'E_INTEGRITY', JSON.stringify(got.corrupted));
     assert.equal(got.corrupted.isError, true);
     assert.equal(got.corrupted.file, 'config.json');
@@ -393,7 +396,7 @@ test('fetches stop reading at the size the manifest declares; a Content-Length n
       const huge = await attempt(veer.fetchFile(new URL('huge.bin', location.href).href, { cache: false }));
       const still = (await (await veer.loadClassifier('models/topic/', { runtime: rt })).classify(['the match went to extra time'])).length;
       return { padded, streamed, huge, still };
-    }, [`${www}veer.js`, `${server.base}test-results/padded.bin`]);
+    }, [`${www}lib/veer.js`, `${server.base}test-results/padded.bin`]);
     assert.equal(got.padded.code, 'E_INTEGRITY', JSON.stringify(got.padded));
     assert.match(got.padded.message, /config\.json: the server sent \d+ bytes so far, more than the \d+ bytes expected \(the manifest's size\); stopped reading/);
     assert.equal(got.streamed.code, 'E_INTEGRITY', JSON.stringify(got.streamed));
@@ -504,6 +507,8 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     const badStrength = await gen.generate(prompt, { steer: [{ vector: positive, strength: {} }] }).next().catch((e) => e.code);
     const wrong = await gen.generate(prompt, { steer: [{ vector: 'positive' }] }).next().catch((e) => e.code);
     const unknownOption = await gen.generate(prompt, { maxTokenz: 3 }).next().catch((e) => e.code);
+    // A function cannot be a model option: E_INVALID in a worker as inline (not a DataCloneError).
+    const functionOption = await gen.generate(prompt, { maxTokens: () => 3 }).next().catch((e) => e.code);
     gen.dispose();
     return {
       device: gen.device,
@@ -525,6 +530,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
       scaled: scaled.numLayers,
       wrong,
       unknownOption,
+      functionOption,
     };
   });
   assert.equal(got.device, 'cpu');
@@ -552,6 +558,7 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
   assert.equal(got.scaled, 30);
   assert.equal(got.wrong, 'E_INVALID');
   assert.equal(got.unknownOption, 'E_INVALID');
+  assert.equal(got.functionOption, 'E_INVALID');
 });
 
 /** BBC News examples (bench/train_data.py over the CSV that `make assets` fetched for the topic

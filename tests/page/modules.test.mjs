@@ -1,0 +1,58 @@
+// The library's modules (www/lib/) without a browser: each imports only modules before it in ORDER (so
+// there is no cycle and nothing imports the entry veer.js), every import names a file of the folder,
+// the files bundlers copy are named by literal `new URL('./…', import.meta.url)`, and veer.js, loaded
+// in Node, exports what veer.d.ts declares.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { root } from './helpers.mjs';
+
+const lib = `${root}www/lib/`;
+// veer-host.js and veer-worker.js (loaded by URL: the inline host, the module worker) import only
+// veer-error.js and the host.
+const ORDER = ['veer-error.js', 'veer-host.js', 'veer-worker.js', 'veer-fetch.js', 'veer-sources.js', 'veer-channel.js', 'veer-runtime.js', 'veer-model.js', 'veer-vector.js', 'veer-generator.js', 'veer-classifier.js', 'veer.js'];
+
+const modules = readdirSync(lib, { withFileTypes: true }).filter((d) => d.isFile() && d.name.endsWith('.js')).map((d) => d.name);
+const source = (m) => readFileSync(lib + m, 'utf8');
+/** Relative specifiers of `m`: static imports and re-exports, dynamic imports, `new URL` literals. */
+function specifiers(m) {
+  const text = source(m).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, ''); // code only
+  const all = (re) => [...text.matchAll(re)].map((x) => x[1]);
+  return {
+    imports: [...all(/^(?:import|export)\s+(?:\{[^}]*\}|\*(?:\s+as\s+\w+)?|\w+)\s+from\s+'([^']+)'/gm), ...all(/^import\s+'([^']+)'/gm)],
+    dynamic: all(/\bimport\(\s*'([^']+)'\s*\)/g),
+    urls: all(/new URL\('([^']+)', import\.meta\.url\)/g),
+  };
+}
+
+test('every module is in ORDER and imports only the modules before it', () => {
+  assert.deepEqual([...modules].sort(), [...ORDER].sort(), 'www/lib/*.js against ORDER (a new module needs its place there)');
+  for (const m of modules) {
+    const { imports, dynamic } = specifiers(m);
+    for (const s of [...imports, ...dynamic]) {
+      assert.match(s, /^\.\/[^/]+\.js$/, `${m}: "${s}" is not a module of www/lib/`);
+      const dep = s.slice(2);
+      assert.ok(modules.includes(dep), `${m} imports ${dep}, which is not in www/lib/`);
+      assert.ok(ORDER.indexOf(dep) < ORDER.indexOf(m), `${m} imports ${dep}, which comes after it`);
+    }
+  }
+});
+
+test("the worker, the wasm and the glue are literal `new URL('./…', import.meta.url)` beside the module", () => {
+  const urls = Object.fromEntries(modules.map((m) => [m, specifiers(m).urls]));
+  assert.deepEqual(urls['veer-channel.js'].sort(), ['./pkg/veer_bg.wasm', './veer-worker.js']);
+  assert.deepEqual(urls['veer-host.js'], ['./pkg/veer.js']);
+  for (const [m, list] of Object.entries(urls)) {
+    for (const u of list) if (!u.startsWith('./pkg/')) assert.ok(existsSync(new URL(u, `file://${lib}${m}`)), `${m}: ${u}`);
+  }
+});
+
+test('veer.js resolves in Node and exports what veer.d.ts declares', async () => {
+  const veer = await import(`${lib}veer.js`);
+  const dts = source('veer.d.ts');
+  const declared = [...dts.matchAll(/^export (?:declare )?(?:class|function) (\w+)/gm)].map((x) => x[1]);
+  assert.deepEqual(Object.keys(veer).sort(), [...new Set(declared)].sort());
+  for (const name of ['loadClassifier', 'loadGenerator', 'loadVector']) {
+    assert.equal(typeof veer.Runtime.prototype[name], 'function', `Runtime.prototype.${name}`);
+  }
+});
