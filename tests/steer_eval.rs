@@ -7,10 +7,11 @@
 mod common;
 
 use veer::base::backend;
-use veer::apps::steer_eval::{Eval, summarize};
+use veer::apps::steer_eval::report::summarize;
+use veer::apps::steer_eval::run::Eval;
 
 /// Smallest change in the judge's positive rate each direction must make on the quick set's 32
-/// answers. The full benchmark (README, "Does steering steer?", 128 answers per cell) measured the
+/// answers. The full benchmark (docs/steering.md, "Does steering steer?", 128 answers per cell) measured the
 /// positive vector at 0.04: 0.66 unsteered → 0.86 (+v) and 0.20 (−v); on the quick set's prompts it
 /// was 0.66 → 0.84 and 0.16.
 const RAISE: f64 = 0.1;

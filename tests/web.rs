@@ -32,7 +32,7 @@ async fn adapter_is_software() -> bool {
 
 #[wasm_bindgen_test]
 async fn auto_takes_webgpu_only_on_a_hardware_adapter_and_says_why_not() {
-    let rt = veer::wasm::Runtime::create("auto".into()).await.map_err(|_| "create").unwrap();
+    let rt = veer::wasm::runtime::Runtime::create("auto".into()).await.map_err(|_| "create").unwrap();
     if adapter_is_software().await {
         // Headless Chromium without a GPU: SwiftShader. The CPU path is 50–100× faster.
         assert_eq!(rt.device(), "cpu");
@@ -42,16 +42,16 @@ async fn auto_takes_webgpu_only_on_a_hardware_adapter_and_says_why_not() {
         assert_eq!(rt.device(), "webgpu", "fallback: {:?}", rt.fallback_reason());
     }
     // Asked for explicitly, the software adapter is still used.
-    let gpu = veer::wasm::Runtime::create("webgpu".into()).await.map_err(|_| "create").unwrap();
+    let gpu = veer::wasm::runtime::Runtime::create("webgpu".into()).await.map_err(|_| "create").unwrap();
     assert_eq!(gpu.device(), "webgpu");
-    let cpu = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "create").unwrap();
+    let cpu = veer::wasm::runtime::Runtime::create("cpu".into()).await.map_err(|_| "create").unwrap();
     assert_eq!(cpu.device(), "cpu");
     assert_eq!(cpu.self_check().await.map_err(|_| "check").unwrap(), 0.0);
 }
 
 #[wasm_bindgen_test]
 fn tokenizer_from_bytes_encodes_like_the_reference() {
-    let tok = veer::wasm::Tokenizer::new(SMOLLM_TOKENIZER).map_err(|_| "load").unwrap();
+    let tok = veer::wasm::runtime::Tokenizer::new(SMOLLM_TOKENIZER).map_err(|_| "load").unwrap();
     let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 4);
@@ -172,15 +172,15 @@ fn f32_panel_kernel_equals_the_portable_definition_bitwise() {
 
 #[wasm_bindgen_test]
 fn bad_input_is_an_error_not_a_panic() {
-    assert!(veer::wasm::Tokenizer::new(b"<!DOCTYPE html><html>404</html>").is_err());
-    assert!(veer::wasm::Tokenizer::new(b"{\"truncated\":").is_err());
+    assert!(veer::wasm::runtime::Tokenizer::new(b"<!DOCTYPE html><html>404</html>").is_err());
+    assert!(veer::wasm::runtime::Tokenizer::new(b"{\"truncated\":").is_err());
     // The module still works after the errors.
-    assert!(veer::wasm::Tokenizer::new(SMOLLM_TOKENIZER).is_ok());
+    assert!(veer::wasm::runtime::Tokenizer::new(SMOLLM_TOKENIZER).is_ok());
 }
 
 #[wasm_bindgen_test]
 async fn unknown_device_name_is_rejected_with_the_choices() {
-    let err = veer::wasm::Runtime::create("tpu".into()).await.err().expect("tpu is not a device");
+    let err = veer::wasm::runtime::Runtime::create("tpu".into()).await.err().expect("tpu is not a device");
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.starts_with("[E_INVALID]") && msg.contains("cpu"), "{msg}");
 }
@@ -254,11 +254,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 async fn embeddings_match_reference(device: &str, tol: f32, min_cos: f64) {
     let m = minilm().await;
-    let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+    let rt = veer::wasm::runtime::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
     // No options: truncation (256) and pooling (mean) come from the folder's sentence-transformers
     // files, as natively (`ModelFiles`), so the reference's long text matches.
     let mut files = bundle(&[("config", &m.config), ("weights", &m.weights), ("tokenizer", &m.tokenizer), ("pooling", &m.pooling), ("sentenceBert", &m.sentence_bert)]);
-    let clf = veer::wasm::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+    let clf = veer::wasm::classifier::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
     assert_eq!((clf.max_length(), clf.pooling().as_str()), (256, "mean"));
     let fixture: serde_json::Value = serde_json::from_str(BERT_FIXTURE).unwrap();
     let mut cases = fixture["cases"].as_array().unwrap().clone();
@@ -297,10 +297,10 @@ async fn classification_heads_give_hand_computed_scores_on_both_devices() {
     let cases = &fixture["cases"].as_array().unwrap()[..4];
     let texts: Vec<String> = cases.iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
     for device in ["cpu", "webgpu"] {
-        let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+        let rt = veer::wasm::runtime::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
         for (arch, multi) in [(Arch::Bert, false), (Arch::DistilBert, false), (Arch::Bert, true)] {
             let s = common::heads::build(&m.config, &m.weights, arch, multi);
-            let clf = veer::wasm::Classifier::create(&rt, &mut encoder_files(&s.config, &s.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED)
+            let clf = veer::wasm::classifier::Classifier::create(&rt, &mut encoder_files(&s.config, &s.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED)
                 .map_err(|_| "load")
                 .unwrap();
             assert_eq!(clf.labels(), LABELS);
@@ -319,19 +319,19 @@ async fn classification_heads_give_hand_computed_scores_on_both_devices() {
 #[wasm_bindgen_test]
 async fn bad_weights_are_an_error_and_the_module_survives() {
     let m = minilm().await;
-    let rt = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
+    let rt = veer::wasm::runtime::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
     // The error names the file as it was fetched.
     let mut files = encoder_files(&m.config, b"<html>404</html>", &m.tokenizer);
     files.add("weights".into(), "https://host/x-f16.safetensors".into(), b"<html>404</html>".to_vec());
-    let err = veer::wasm::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).err().unwrap();
+    let err = veer::wasm::classifier::Classifier::create(&rt, &mut files, wasm_bindgen::JsValue::UNDEFINED).err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.contains("x-f16.safetensors") && msg.contains("HTML"), "{msg}");
     for (options, want) in [("{\"maxLenght\": 3}", "maxLenght"), ("{\"pooling\": \"max\"}", "max"), ("{\"batchSize\": 0}", "batchSize")] {
-        let err = veer::wasm::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), js_sys::JSON::parse(options).unwrap()).err().unwrap();
+        let err = veer::wasm::classifier::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), js_sys::JSON::parse(options).unwrap()).err().unwrap();
         let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
         assert!(msg.starts_with("[E_INVALID]") && msg.contains(want), "{options}: {msg}");
     }
-    let clf = veer::wasm::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+    let clf = veer::wasm::classifier::Classifier::create(&rt, &mut encoder_files(&m.config, &m.weights, &m.tokenizer), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
     let err = clf.classify(vec!["x".into()]).await.err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.contains("no classification head"), "{msg}");
@@ -346,19 +346,19 @@ fn sizes_that_overflow_32_bits_are_errors_and_the_module_survives() {
     let hostile: [(&str, &[u64]); 4] = [("wraps u64", &[1 << 33, 1 << 33]), ("2^32 elements", &[1 << 16, 1 << 16]), ("2^33 bytes", &[1 << 31]), ("2^40 elements", &[1 << 40])];
     for (what, dims) in hostile {
         let bytes = Gguf::default().tensor_at("direction.1", dims, 0, 0).bytes();
-        let err = veer::wasm::Vector::from_bytes(&bytes).err().unwrap_or_else(|| panic!("{what}: accepted"));
+        let err = veer::wasm::vector::Vector::from_bytes(&bytes).err().unwrap_or_else(|| panic!("{what}: accepted"));
         let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
         assert!(msg.starts_with("[E_TENSOR]") && msg.contains("direction.1"), "{what}: {msg}");
         // The same instance still parses a good file.
         let good = Gguf::default().tensor("direction.1", &[4], 0, &f32_bytes(&[1.0, 2.0, 3.0, 4.0])).bytes();
-        assert_eq!(veer::wasm::Vector::from_bytes(&good).map_err(|_| "good").unwrap().hidden(), 4);
+        assert_eq!(veer::wasm::vector::Vector::from_bytes(&good).map_err(|_| "good").unwrap().hidden(), 4);
     }
     // A safetensors vector claiming [65536, 65536] floats over a few bytes.
     let header = br#"{"layers.0":{"dtype":"F32","shape":[65536,65536],"data_offsets":[0,16]}}"#;
     let mut file = (header.len() as u64).to_le_bytes().to_vec();
     file.extend_from_slice(header);
     file.extend_from_slice(&[0; 16]);
-    let err = veer::wasm::Vector::from_bytes(&file).err().unwrap();
+    let err = veer::wasm::vector::Vector::from_bytes(&file).err().unwrap();
     let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
     assert!(msg.starts_with("[E_"), "{msg}");
 }
@@ -369,22 +369,22 @@ use serde::Serialize;
 
 const ICV_FIXTURE: &str = include_str!("fixtures/icv.json");
 
-async fn smollm(rt: &veer::wasm::Runtime) -> veer::wasm::Generator {
+async fn smollm(rt: &veer::wasm::runtime::Runtime) -> veer::wasm::generator::Generator {
     let dir = "smollm2-135m-instruct/";
     let config = fetch_bytes(&format!("{dir}config.json")).await;
     let weights = fetch_bytes(&format!("{dir}model.safetensors")).await;
     let tokenizer = fetch_bytes(&format!("{dir}tokenizer.json")).await;
     let tc = fetch_bytes(&format!("{dir}tokenizer_config.json")).await;
     let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer), ("tokenizerConfig", &tc)]);
-    veer::wasm::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into()), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap()
+    veer::wasm::generator::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into()), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap()
 }
 
-async fn greedy(g: &mut veer::wasm::Generator, prompt: &str, n: usize) -> Vec<u32> {
+async fn greedy(g: &mut veer::wasm::generator::Generator, prompt: &str, n: usize) -> Vec<u32> {
     greedy_with(g, prompt, &format!("{{\"maxTokens\": {n}}}")).await
 }
 
 /// Greedy ids with `options` (JSON text of a `GenerateOptions`).
-async fn greedy_with(g: &mut veer::wasm::Generator, prompt: &str, options: &str) -> Vec<u32> {
+async fn greedy_with(g: &mut veer::wasm::generator::Generator, prompt: &str, options: &str) -> Vec<u32> {
     let opts = js_sys::JSON::parse(options).unwrap();
     g.start(prompt.into(), opts).await.map_err(|_| "start").unwrap();
     let mut ids = Vec::new();
@@ -401,7 +401,7 @@ async fn greedy_with(g: &mut veer::wasm::Generator, prompt: &str, options: &str)
 /// Greedy ids for the reference prompts on `device`: equal to the reference on the CPU; on WebGPU
 /// equal, or the first divergence is logged (float reassociation can flip a near-tie).
 async fn decoder_greedy_matches(device: &str) {
-    let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+    let rt = veer::wasm::runtime::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
     let mut g = smollm(&rt).await;
     let fixture: serde_json::Value = serde_json::from_str(LLAMA_FIXTURE).unwrap();
     // WebGPU on a machine without a GPU is Chromium's software renderer: fewer tokens there.
@@ -439,7 +439,7 @@ async fn decoder_greedy_ids_match_reference_on_webgpu() {
 
 #[wasm_bindgen_test]
 async fn icv_computed_in_the_browser_steers_generation() {
-    let rt = veer::wasm::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
+    let rt = veer::wasm::runtime::Runtime::create("cpu".into()).await.map_err(|_| "runtime").unwrap();
     let mut g = smollm(&rt).await;
     let fixture: serde_json::Value = serde_json::from_str(ICV_FIXTURE).unwrap();
     let pairs: Vec<serde_json::Value> =
@@ -453,7 +453,7 @@ async fn icv_computed_in_the_browser_steers_generation() {
         let got = v.layer(i).map_err(|_| "layer").unwrap().to_vec();
         assert!(cosine(&got, want) >= 0.9999, "layer {i}");
     }
-    let round_trip = veer::wasm::Vector::from_bytes(&v.to_bytes().map_err(|_| "bytes").unwrap()).map_err(|_| "parse").unwrap();
+    let round_trip = veer::wasm::vector::Vector::from_bytes(&v.to_bytes().map_err(|_| "bytes").unwrap()).map_err(|_| "parse").unwrap();
     // Steering is part of the request: vectors by id, each with its strength.
     g.put_vector("icv".into(), &round_trip);
     let want: Vec<u32> = serde_json::from_value(fixture["greedy_steered_ids"].clone()).unwrap();
@@ -465,7 +465,7 @@ async fn icv_computed_in_the_browser_steers_generation() {
     // A vector for another model, an unknown id or a strength that is not a number are refused at
     // `start`; the generator keeps working.
     let small = veer::steering::vector::Vector { layers: vec![vec![0.0; 8]; 2], ..reference.clone() };
-    g.put_vector("small".into(), &veer::wasm::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap());
+    g.put_vector("small".into(), &veer::wasm::vector::Vector::from_bytes(&small.to_safetensors().unwrap()).map_err(|_| "parse").unwrap());
     for options in [r#"{"steer": [{"vector": "small"}]}"#, r#"{"steer": [{"vector": "nope"}]}"#, r#"{"steer": [{"vector": "icv", "strength": {}}]}"#, r#"{"minp": 0.1}"#] {
         let err = g.start("x".into(), js_sys::JSON::parse(options).unwrap()).await.err().unwrap();
         let msg = String::from(js_sys::Error::from(wasm_bindgen::JsValue::from(err)).message());
@@ -489,9 +489,9 @@ async fn tiny_decoder_gives_the_same_greedy_ids_on_webgpu_and_cpu() {
     let config = serde_json::to_vec(&config).unwrap();
     let mut runs = Vec::new();
     for device in ["cpu", "webgpu"] {
-        let rt = veer::wasm::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
+        let rt = veer::wasm::runtime::Runtime::create(device.into()).await.map_err(|_| "runtime").unwrap();
         let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer)]);
-        let mut g = veer::wasm::Generator::create(&rt, &mut files, None, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
+        let mut g = veer::wasm::generator::Generator::create(&rt, &mut files, None, wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap();
         runs.push(greedy(&mut g, "w3 w5 w7 w11 w2", 20).await);
     }
     assert_eq!(runs[0].len(), 20);

@@ -233,20 +233,36 @@ pub enum Activation {
     Tanh,
 }
 
+/// How a classifier head is trained (`veer distill` flags; `HeadOptions` is the browser's and `veer
+/// train`'s view of it).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TrainOptions {
-    /// Units of the hidden layer; 0 for a linear head.
+    /// Hidden units of an MLP head (0: linear head).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().hidden))]
     pub hidden: usize,
+    #[cfg_attr(feature = "cli", arg(skip = TrainOptions::default().activation))]
     pub activation: Activation,
+    /// AdamW learning rate.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().lr))]
     pub lr: f64,
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().weight_decay))]
     pub weight_decay: f64,
+    /// Examples per mini-batch.
+    #[cfg_attr(feature = "cli", arg(long = "batch-size", default_value_t = TrainOptions::default().batch))]
     pub batch: usize,
-    /// Epochs per fit, and epochs without a better held-out loss before stopping.
+    /// Epochs per fit.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().epochs))]
     pub epochs: usize,
+    /// Epochs without a better held-out loss before stopping.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().patience))]
     pub patience: usize,
+    /// Seed of initialisation, shuffling and splits.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().seed))]
     pub seed: u64,
     /// Weight each example by n / (classes × its class's count), so that a rare class counts as much
     /// as a common one (targets' argmax decides the class).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub class_weights: bool,
 }
 

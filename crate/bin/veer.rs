@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::json;
 use veer::base::backend::{self, Backend};
-use veer::base::options::{DecoderOptions, EncoderOptions, GenerateOptions, SteerTerm};
+use veer::apps::distill::finetune::FineTuneOptions;
+use veer::base::options::{DecoderOptions, EncoderOptions, GenerateOptions, SteerTerm, TrainOptions};
 use veer::io::files::ModelFiles;
 use veer::io::safetensors::OutDtype;
 use veer::io::{convert, gguf, tokenizer};
@@ -25,20 +26,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
-    F16,
-    F32,
-}
-
-impl From<Dtype> for OutDtype {
-    fn from(d: Dtype) -> Self {
-        match d {
-            Dtype::F16 => OutDtype::F16,
-            Dtype::F32 => OutDtype::F32,
-        }
-    }
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -47,7 +34,7 @@ enum Command {
         input: PathBuf,
         out_dir: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
-        dtype: Dtype,
+        dtype: OutDtype,
     },
     /// Token ids of each text with a folder's tokenizer.json.
     Tokenize {
@@ -168,7 +155,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
-        dtype: Dtype,
+        dtype: OutDtype,
     },
     /// Steering efficacy (bench/steer/eval.json): every method and strength on the prompt set, scored
     /// by a judge classifier, perplexity, degenerate rate and MiniLM similarity. Writes OUT.json,
@@ -258,22 +245,9 @@ struct DistillArgs {
     #[arg(long, default_value = ".cache/distill")]
     cache: PathBuf,
     #[arg(long, value_enum, default_value = "f16")]
-    dtype: Dtype,
-    /// Hidden units of an MLP head (0: linear head).
-    #[arg(long, default_value_t = 0)]
-    hidden: usize,
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f64,
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
-    #[arg(long, default_value_t = 200)]
-    epochs: usize,
-    #[arg(long, default_value_t = 15)]
-    patience: usize,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    dtype: OutDtype,
+    #[command(flatten)]
+    train: TrainOptions,
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
     #[arg(long, default_value_t = 0.1)]
@@ -290,7 +264,7 @@ struct DistillArgs {
     #[arg(long, default_value_t = 3)]
     seeds: u64,
     /// LM teacher: the prompt ({text}, {labels} are filled in).
-    #[arg(long, default_value = veer::apps::distill::teacher::DEFAULT_TEMPLATE)]
+    #[arg(long, default_value = veer::apps::distill::prompt::DEFAULT_TEMPLATE)]
     prompt: String,
     /// LM teacher: the answer scored for each label, comma-separated, in label order (default: the labels).
     #[arg(long, value_delimiter = ',')]
@@ -307,19 +281,8 @@ struct DistillArgs {
     /// cpu, wgpu (native GPU, needs the `wgpu` feature) or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Student size (b): also fine-tune this many top encoder layers with the head.
-    #[arg(long, default_value_t = 0)]
-    finetune_layers: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    finetune_lr: f64,
-    #[arg(long, default_value_t = 1e-3)]
-    finetune_head_lr: f64,
-    #[arg(long, default_value_t = 3)]
-    finetune_epochs: usize,
-    /// Train the layers' weight matrices as LoRA adapters of this rank (0: the matrices themselves).
-    /// Adapters keep the head file small; `veer pack` merges them into the encoder.
-    #[arg(long, default_value_t = 0, requires = "finetune_layers")]
-    finetune_rank: usize,
+    #[command(flatten)]
+    finetune: FineTuneOptions,
 }
 
 #[derive(clap::Args)]
@@ -378,7 +341,7 @@ fn texts(args: Vec<String>) -> Result<Vec<String>> {
 
 fn run(command: Command) -> Result<serde_json::Value> {
     match command {
-        Command::ConvertGguf { input, out_dir, dtype } => convert_gguf(&input, &out_dir, dtype.into()),
+        Command::ConvertGguf { input, out_dir, dtype } => convert_gguf(&input, &out_dir, dtype),
         Command::Tokenize { model, special, texts: args } => {
             let path = model.join("tokenizer.json");
             let tok = tokenizer::load(&read(&path)?, &path.display().to_string())?;
@@ -438,66 +401,20 @@ fn run(command: Command) -> Result<serde_json::Value> {
             Ok(json!({"out": out, "method": result.method}))
         }
         Command::Distill(a) => distill(*a),
-        Command::Train { encoder, data, out, test, options, labels, device: name } => train_head(&encoder, &data, &out, test.as_deref(), &options, labels, &name),
+        Command::Train { encoder, data, out, test, options, labels, device: name } => {
+            veer::apps::train::train_head(&encoder, &data, &out, test.as_deref(), &veer::base::options::from_json(&options, "options")?, labels, &device(&name)?.device)
+        }
         Command::Pack { encoder, head, out, dtype } => {
-            let packed = veer::apps::distill::export::pack(&encoder, &head, &out, dtype.into())?;
+            let packed = veer::apps::distill::export::pack(&encoder, &head, &out, dtype)?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
-        Command::SteerEval { config, out, quick, replot, device: name } => steer_eval(&config, &out, quick, replot, &name),
+        Command::SteerEval { config, out, quick, replot, device: name } => veer::apps::steer_eval::report::steer_eval(&config, &out, quick, replot, || Ok(device(&name)?.device)),
         Command::Device { device: name } => {
             let b = device(&name)?;
             let max_diff = backend::block_on(backend::self_check(&b))?;
             Ok(json!({"device": b.kind.name(), "fallback_reason": b.fallback_reason, "self_check_max_abs_diff": max_diff}))
         }
     }
-}
-
-/// JSONL `{"text": …, "label": …}` lines.
-fn examples(path: &Path) -> Result<Vec<(String, String)>> {
-    Ok(veer::io::files::read_jsonl::<veer::io::files::Labelled>(path)?.into_iter().map(|e| (e.text, e.label)).collect())
-}
-
-fn train_head(encoder_dir: &Path, data: &Path, out: &Path, test: Option<&Path>, options: &str, mut labels: Vec<String>, device_name: &str) -> Result<serde_json::Value> {
-    use veer::tasks::heads::HeadTraining;
-    use veer::base::options::HeadOptions;
-    let backend = device(device_name)?;
-    let opts: HeadOptions = veer::base::options::from_json(options, "options")?;
-    let train = examples(data)?;
-    for (_, l) in &train {
-        if !labels.contains(l) {
-            labels.push(l.clone());
-        }
-    }
-    let ids: Vec<usize> = train.iter().map(|(_, l)| labels.iter().position(|x| x == l).unwrap_or(labels.len())).collect();
-    let enc = Encoder::load(&ModelFiles::from_dir(encoder_dir)?, &EncoderOptions::default(), &backend.device)?;
-    let spec = opts.spec(enc.max_len());
-    let t0 = std::time::Instant::now();
-    let features = backend::block_on(enc.features(&train.iter().map(|(t, _)| t).collect::<Vec<_>>(), &spec))?;
-    let embed_s = t0.elapsed().as_secs_f64();
-    let t0 = std::time::Instant::now();
-    let mut training = backend::block_on(HeadTraining::new(features, &ids, labels.clone(), spec, &opts, &backend.device))?;
-    let progress = loop {
-        let p = backend::block_on(training.epochs(10))?;
-        if p.done {
-            break p;
-        }
-    };
-    let name = encoder_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let bytes = backend::block_on(training.head_file(&name))?;
-    let train_s = t0.elapsed().as_secs_f64();
-    write(out, &bytes)?;
-    let (n_train, held_out) = training.sizes();
-    let mut report = json!({"out": out, "labels": labels, "train": n_train, "held_out": held_out, "progress": progress, "seconds": {"embed": embed_s, "train": train_s}});
-    if let Some(test) = test {
-        let mut files = ModelFiles::from_dir(encoder_dir)?;
-        files.head = Some(veer::io::files::File { name: out.display().to_string(), bytes });
-        let enc = Encoder::load(&files, &EncoderOptions::default(), &backend.device)?;
-        let test = examples(test)?;
-        let results = backend::block_on(enc.classify(&test.iter().map(|(t, _)| t).collect::<Vec<_>>()))?;
-        let correct = results.iter().zip(&test).filter(|(r, (_, l))| r.label == *l).count();
-        report["test"] = json!({"n": test.len(), "accuracy": correct as f64 / test.len().max(1) as f64, "scores": results.iter().map(|r| r.scores.iter().map(|s| s.1).collect::<Vec<f32>>()).collect::<Vec<_>>()});
-    }
-    Ok(report)
 }
 
 fn convert_gguf(input: &Path, out_dir: &Path, dtype: OutDtype) -> Result<serde_json::Value> {
@@ -542,13 +459,8 @@ fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, load: &Deco
 fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength: Option<f32>, device_name: &str) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
     let m = decoder(model, &backend.device, &DecoderOptions::default())?;
-    let file = pairs.display().to_string();
-    let text = String::from_utf8(read(pairs)?).map_err(|e| Error::file(&file, e))?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let pair: icv::Pair = serde_json::from_str(line).map_err(|e| Error::file(&file, format!("line {}: expected {{\"from\": …, \"to\": …}}: {e}", n + 1)))?;
-        ids.push((m.encode(&pair.from)?, m.encode(&pair.to)?));
-    }
+    let pairs: Vec<icv::Pair> = veer::io::files::read_jsonl(pairs)?;
+    let ids = pairs.iter().map(|p| Ok((m.encode(&p.from)?, m.encode(&p.to)?))).collect::<Result<Vec<_>>>()?;
     let mut vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;
     if let Some(s) = default_strength {
         if !s.is_finite() {
@@ -561,64 +473,14 @@ fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength
     Ok(json!({"out": out, "pairs": ids.len(), "method": vector.method, "layer_norms": norms}))
 }
 
-fn steer_eval(config: &Path, out: &Path, quick: bool, replot: bool, device_name: &str) -> Result<serde_json::Value> {
-    use veer::apps::steer_eval::{CellResult, Eval, Summary, markdown, summarize, svg};
-    let with = |ext: &str| out.with_extension(ext);
-    let t0 = std::time::Instant::now();
-    let mut report = if replot {
-        let name = with("json").display().to_string();
-        serde_json::from_slice::<serde_json::Value>(&read(&with("json"))?).map_err(|e| Error::file(&name, e))?
-    } else {
-        let backend = device(device_name)?;
-        let eval = Eval::load(config, quick, &backend.device)?;
-        let judges = eval.validate_judges(config.parent().unwrap_or(Path::new(".")))?;
-        eprintln!("judges: {}", serde_json::to_string(&judges).unwrap_or_default());
-        let cells = eval.cells().len();
-        let mut done = 0;
-        let results = eval.run(|r| {
-            done += 1;
-            let tokens: usize = r.answers.iter().map(|a| a.tokens).sum();
-            eprintln!("[{done}/{cells}] {} {} {:?}: {} answers, {tokens} tokens in {:.0} s ({:.1} tokens/s)", r.cell.attribute.as_deref().unwrap_or("-"), r.cell.method, r.cell.strength, r.answers.len(), r.seconds, tokens as f64 / r.seconds);
-        })?;
-        let latency = if quick { Vec::new() } else { eval.latency()? };
-        let attributes: Vec<String> = eval.attributes().into_iter().map(|(name, _)| name).collect();
-        json!({"config": config, "quick": quick, "seconds": t0.elapsed().as_secs_f64(), "attributes": attributes, "judges": judges, "latency": latency, "cells": results})
-    };
-    let results: Vec<CellResult> = serde_json::from_value(report["cells"].clone()).map_err(|e| Error::file(with("json").display().to_string(), format!("cells: {e}")))?;
-    let attributes: Vec<String> = serde_json::from_value(report["attributes"].clone()).map_err(|e| Error::file(with("json").display().to_string(), format!("attributes: {e}")))?;
-    let panels: Vec<(String, Vec<Summary>)> = attributes.iter().map(|name| (name.clone(), summarize(&results, name))).collect();
-    let mut md = String::new();
-    for (name, rows) in &panels {
-        md += &format!("### {name}\n\n{}\n", markdown(rows));
-    }
-    let latency = report["latency"].as_array().cloned().unwrap_or_default();
-    if !latency.is_empty() {
-        md += "### cost per method (one prompt at a time, greedy, 32 tokens)\n\n| method | prompt tokens | prefill ms | decode ms/token | extra ms/token |\n|---|---|---|---|---|\n";
-        for l in &latency {
-            md += &format!("| {} | {:.0} | {:.0} | {:.1} | {:+.1} |\n", l["method"].as_str().unwrap_or(""), l["prompt_tokens"].as_f64().unwrap_or(0.0), l["prefill_ms"].as_f64().unwrap_or(0.0), l["decode_ms_per_token"].as_f64().unwrap_or(0.0), l["extra_ms_per_token"].as_f64().unwrap_or(0.0));
-        }
-    }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir.display().to_string(), e))?;
-    }
-    let summary: Vec<&Summary> = panels.iter().flat_map(|(_, rows)| rows).collect();
-    report["summary"] = json!(summary);
-    write(&with("json"), serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?.as_bytes())?;
-    write(&with("md"), md.as_bytes())?;
-    write(&with("svg"), svg(&panels).as_bytes())?;
-    println!("{md}");
-    Ok(json!({"out": out, "seconds": t0.elapsed().as_secs_f64(), "judges": report["judges"], "summary": summary}))
-}
-
 fn distill(a: DistillArgs) -> Result<serde_json::Value> {
-    use veer::apps::distill::{self, finetune::FineTuneOptions, teacher};
-    use veer::base::options::TrainOptions;
+    use veer::apps::distill::{self, prompt::LlmPrompt, teacher::Teacher};
     let rename = a
         .rename
         .iter()
         .map(|r| r.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| Error::Invalid(format!("--rename `{r}`: expected OLD=NEW"))))
         .collect::<Result<_>>()?;
-    let prompt = teacher::LlmPrompt {
+    let prompt = LlmPrompt {
         template: a.prompt.clone(),
         verbalisers: a.verbalisers.clone().or(a.labels.clone()).unwrap_or_default(),
         max_chars: a.prompt_chars,
@@ -628,8 +490,8 @@ fn distill(a: DistillArgs) -> Result<serde_json::Value> {
     if (a.teacher.starts_with("llm:") || a.teacher.starts_with("openai:")) && prompt.verbalisers.is_empty() {
         return Err(Error::Invalid("--teacher llm:… / openai:… needs --labels (or --verbalisers) so the prompt can name them".into()));
     }
-    let mut teacher = teacher::Teacher::parse(&a.teacher, prompt)?;
-    if let teacher::Teacher::Server { options, .. } = &mut teacher {
+    let mut teacher = Teacher::parse(&a.teacher, prompt)?;
+    if let Teacher::Server { options, .. } = &mut teacher {
         options.concurrency = a.concurrency;
         options.retries = a.retries;
         options.rate = a.rate;
@@ -641,16 +503,8 @@ fn distill(a: DistillArgs) -> Result<serde_json::Value> {
     if let Some(why) = &backend.fallback_reason {
         eprintln!("distill: on the CPU ({why})");
     }
-    let train = TrainOptions { hidden: a.hidden, lr: a.lr, weight_decay: a.weight_decay, batch: a.batch_size, epochs: a.epochs, patience: a.patience, seed: a.seed, ..Default::default() };
-    let finetune = (a.finetune_layers > 0).then(|| FineTuneOptions {
-        layers: a.finetune_layers,
-        lr: a.finetune_lr,
-        head_lr: a.finetune_head_lr,
-        epochs: a.finetune_epochs,
-        seed: a.seed,
-        rank: a.finetune_rank,
-        ..Default::default()
-    });
+    let seed = a.train.seed;
+    let finetune = (a.finetune.layers > 0).then_some(FineTuneOptions { seed, ..a.finetune });
     let options = distill::Options {
         teacher,
         select: a.select.parse()?,
@@ -667,9 +521,9 @@ fn distill(a: DistillArgs) -> Result<serde_json::Value> {
         layers: a.layers,
         out: a.out,
         cache: a.cache,
-        dtype: a.dtype.into(),
-        train,
-        seed: a.seed,
+        dtype: a.dtype,
+        train: a.train,
+        seed,
         test_fraction: a.test_fraction,
         val_fraction: a.val_fraction,
         limit: a.limit,

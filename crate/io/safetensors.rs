@@ -216,6 +216,7 @@ unsafe fn f16x8_to_f32_simd128(p: *const u8) -> [core::arch::wasm32::v128; 2] {
 
 /// The float type veer writes safetensors in (the converter's, `veer pack`'s and distillation's output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutDtype {
     F16,
     F32,

@@ -47,7 +47,7 @@ impl Encoder {
         let config = Config::parse(&files.config.bytes, &files.config.name)?;
         let positions = config.max_position_embeddings;
         // A separate head file (`trainClassifier`, `veer distill`) replaces the folder's head.
-        let head = files.head.as_ref().map(|f| crate::tasks::heads::read_head_metadata(&f.bytes, &f.name)).transpose()?;
+        let head = files.head.as_ref().map(|f| crate::models::bert::head_file::read_head_metadata(&f.bytes, &f.name)).transpose()?;
         let trained = head.as_ref().map_or(config.veer_head.as_ref(), |(_, spec)| Some(spec)).and_then(|h| h.max_length);
         let max_len = options.max_length.or(trained).or(files.max_seq_length()?).unwrap_or(512).min(positions);
         if max_len < 2 {
@@ -95,7 +95,7 @@ impl Encoder {
         &self.model.labels
     }
 
-    /// Replace the head by a head file's (the bytes `train::head_safetensors` writes).
+    /// Replace the head by a head file's (the bytes `heads::file::head_safetensors` writes).
     pub fn attach_head(&mut self, bytes: &[u8], file: &str) -> Result<()> {
         self.model.attach_head(bytes, file)
     }

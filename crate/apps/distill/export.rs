@@ -8,9 +8,8 @@ use std::path::Path;
 use safetensors::SafeTensors;
 use serde_json::{Value as Json, json};
 
-pub use crate::tasks::heads::{HEAD_FORMAT, head_safetensors};
 use crate::base::error::{Error, Result};
-use crate::tasks::heads::read_head_metadata;
+use crate::models::bert::head_file::read_head_metadata;
 use crate::io::safetensors::{OutDtype, Stored, floats};
 
 /// A tensor's shape and its values as f32, row-major.

@@ -18,27 +18,38 @@ use crate::models::bert::{self};
 use crate::nn::linear::NamedParam;
 use crate::base::options::PooledHead;
 use crate::apps::distill::cache;
-use crate::tasks::heads::{AdamW, Head, loss, read_loss, targets};
+use crate::tasks::heads::tensor::{AdamW, Head, loss, read_loss, targets};
 use crate::tasks::encode::Encoder;
 use crate::base::error::Result;
 
-#[derive(Debug, Clone)]
+/// `veer distill --finetune-*`: student size (b), the head trained on with the encoder's top layers.
+#[derive(Debug, Clone, clap::Args)]
 pub struct FineTuneOptions {
-    /// How many of the top layers to train.
+    /// Also fine-tune this many top encoder layers with the head (0: none).
+    #[arg(id = "finetune_layers", long = "finetune-layers", default_value_t = FineTuneOptions::default().layers)]
     pub layers: usize,
+    #[arg(id = "finetune_lr", long = "finetune-lr", default_value_t = FineTuneOptions::default().lr)]
     pub lr: f64,
+    #[arg(id = "finetune_head_lr", long = "finetune-head-lr", default_value_t = FineTuneOptions::default().head_lr)]
     pub head_lr: f64,
+    #[arg(skip = FineTuneOptions::default().weight_decay)]
     pub weight_decay: f64,
+    #[arg(id = "finetune_epochs", long = "finetune-epochs", default_value_t = FineTuneOptions::default().epochs)]
     pub epochs: usize,
+    #[arg(skip = FineTuneOptions::default().batch)]
     pub batch: usize,
+    /// The head's training seed (`veer distill --seed`).
+    #[arg(skip = FineTuneOptions::default().seed)]
     pub seed: u64,
-    /// LoRA rank of the weight matrices' updates; 0 trains the matrices themselves.
+    /// Train the layers' weight matrices as LoRA adapters of this rank (0: the matrices themselves).
+    /// Adapters keep the head file small; `veer pack` merges them into the encoder.
+    #[arg(id = "finetune_rank", long = "finetune-rank", default_value_t = FineTuneOptions::default().rank, requires = "finetune_layers")]
     pub rank: usize,
 }
 
 impl Default for FineTuneOptions {
     fn default() -> Self {
-        FineTuneOptions { layers: 1, lr: 5e-5, head_lr: 1e-3, weight_decay: 0.01, epochs: 3, batch: 16, seed: 0, rank: 0 }
+        FineTuneOptions { layers: 0, lr: 5e-5, head_lr: 1e-3, weight_decay: 0.01, epochs: 3, batch: 16, seed: 0, rank: 0 }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod export;
 pub mod features;
 pub mod finetune;
 pub mod metrics;
+pub mod prompt;
 pub mod select;
 pub mod server;
 pub mod teacher;
@@ -38,7 +39,7 @@ use metrics::Scores;
 use select::Method;
 use teacher::Teacher;
 use crate::base::options::TrainOptions;
-use crate::tasks::heads::{Split, Trainer};
+use crate::tasks::heads::trainer::{Split, Trainer};
 
 pub struct Options {
     pub data: PathBuf,
@@ -208,7 +209,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     };
     let encoder_name = o.encoder.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     std::fs::create_dir_all(&o.out).map_err(|e| Error::file(o.out.display().to_string(), e))?;
-    let head_bytes = block_on(export::head_safetensors(&head, &tuned_layers, o.dtype, &spec, &labels, &encoder_name))?;
+    let head_bytes = block_on(crate::tasks::heads::file::head_safetensors(&head, &tuned_layers, o.dtype, &spec, &labels, &encoder_name))?;
     let head_file = o.out.join("head.safetensors");
     std::fs::write(&head_file, &head_bytes).map_err(|e| Error::file(head_file.display().to_string(), e))?;
     let packed = export::pack(&o.encoder, &head_file, &o.out, o.dtype)?;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::apps::distill::cache::Hash;
-use crate::apps::distill::teacher::{LlmPrompt, Score, Via};
+use crate::apps::distill::prompt::{Labeller, LlmPrompt, Score, Via};
 use crate::base::error::{Error, Result};
 
 /// Where and how to reach the server(s).
@@ -174,58 +174,6 @@ impl ServerTeacher {
         &self.model
     }
 
-    /// What the cached scores depend on: the model's name, not the URL, so the same job can move to
-    /// other servers of the same model and keep its labels.
-    pub fn key(&self) -> Hash {
-        let p = &self.prompt;
-        Hash::default()
-            .str("openai")
-            .str(&self.model)
-            .str(&p.template)
-            .str(&p.verbalisers.join("\u{1f}"))
-            .bytes(&(p.max_chars as u64).to_le_bytes())
-            .bytes(&[p.chat as u8])
-            .str(&self.labels.join("\u{1f}"))
-    }
-
-    /// Every text of `texts` scored, `concurrency` at a time; `done(i, score)` runs on this thread in the
-    /// order answers arrive. After a failure no new request starts, answers already in flight are still
-    /// passed to `done`, and the first error is returned.
-    pub fn score_all(&self, texts: &[&str], done: &mut dyn FnMut(usize, Score) -> Result<()>) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<(usize, Result<Score>)>();
-        std::thread::scope(|s| {
-            for worker in 0..self.options.concurrency.min(texts.len()) {
-                let (tx, next, stop) = (tx.clone(), &next, &stop);
-                s.spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= texts.len() {
-                            break;
-                        }
-                        let r = self.score_with(texts[i], i, worker);
-                        let failed = r.is_err();
-                        if tx.send((i, r)).is_err() || failed {
-                            stop.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            let mut first: Option<Error> = None;
-            for (i, r) in rx {
-                let r = r.and_then(|score| done(i, score));
-                if let Err(e) = r {
-                    stop.store(true, Ordering::Relaxed);
-                    first.get_or_insert(e);
-                }
-            }
-            first.map_or(Ok(()), Err)
-        })
-    }
-
     /// One text's label probabilities. `index` names the text in errors (never its content).
     fn score_with(&self, text: &str, index: usize, worker: usize) -> Result<Score> {
         let prompt = self.render(text);
@@ -254,7 +202,7 @@ impl ServerTeacher {
     }
 
     fn render(&self, text: &str) -> String {
-        crate::apps::distill::teacher::render(&self.prompt, &self.labels, text)
+        crate::apps::distill::prompt::render(&self.prompt, &self.labels, text)
     }
 
     /// The first answer token's top log-probabilities, or None when the server sends none.
@@ -462,6 +410,60 @@ impl ServerTeacher {
         });
         let retry = matches!(status, 408 | 409 | 429 | 500..=599);
         Err(Failure { retry, after, status: Some(status), message: format!("{url}: HTTP {status}{}", kind.map(|k| format!(" ({k})")).unwrap_or_default()) })
+    }
+}
+
+impl Labeller for ServerTeacher {
+    /// What the cached scores depend on: the model's name, not the URL, so the same job can move to
+    /// other servers of the same model and keep its labels.
+    fn key(&self) -> Hash {
+        let p = &self.prompt;
+        Hash::default()
+            .str("openai")
+            .str(&self.model)
+            .str(&p.template)
+            .str(&p.verbalisers.join("\u{1f}"))
+            .bytes(&(p.max_chars as u64).to_le_bytes())
+            .bytes(&[p.chat as u8])
+            .str(&self.labels.join("\u{1f}"))
+    }
+
+    /// Every text of `texts` scored, `concurrency` at a time; `done(i, score)` runs on this thread in the
+    /// order answers arrive. After a failure no new request starts, answers already in flight are still
+    /// passed to `done`, and the first error is returned.
+    fn score_all(&self, texts: &[&str], done: &mut dyn FnMut(usize, Score) -> Result<()>) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Score>)>();
+        std::thread::scope(|s| {
+            for worker in 0..self.options.concurrency.min(texts.len()) {
+                let (tx, next, stop) = (tx.clone(), &next, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= texts.len() {
+                            break;
+                        }
+                        let r = self.score_with(texts[i], i, worker);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut first: Option<Error> = None;
+            for (i, r) in rx {
+                let r = r.and_then(|score| done(i, score));
+                if let Err(e) = r {
+                    stop.store(true, Ordering::Relaxed);
+                    first.get_or_insert(e);
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
     }
 }
 

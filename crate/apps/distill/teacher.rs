@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::backend::{block_on, read_f32};
 use crate::apps::distill::cache::{self, Hash, JsonLines};
 use crate::apps::distill::data::Dataset;
+use crate::apps::distill::prompt::{Labeller, LlmPrompt, Score, Via, calibrate, render};
 use crate::apps::distill::server::{ServerOptions, ServerTeacher};
 use crate::tasks::encode::Encoder;
 use crate::base::error::{Error, Result};
@@ -25,50 +26,12 @@ use crate::steering::hook::Steering;
 use crate::steering::spec::SteeringSpec;
 use crate::base::options::SteerTerm;
 
-/// How the decoder LM is asked.
-#[derive(Debug, Clone)]
-pub struct LlmPrompt {
-    /// The user message (chat models) or the whole prompt, with `{text}` and `{labels}` placeholders.
-    pub template: String,
-    /// One per label, in label order: the answer whose log-probability scores that label.
-    pub verbalisers: Vec<String>,
-    /// Texts are cut to this many characters (at a word boundary) before prompting: the LM's cost
-    /// grows with the prompt, and the opening of a text carries most of its label.
-    pub max_chars: usize,
-    /// Wrap the prompt in the model's chat template (when it has one).
-    pub chat: bool,
-    /// Steering vector file and strength (default: the file's).
-    pub vector: Option<SteerTerm>,
-}
-
-pub const DEFAULT_TEMPLATE: &str = "Classify the text below into exactly one of these categories: {labels}.\n\nText: {text}\n\nAnswer with the category only.";
-
 pub enum Teacher {
     Gold,
     Classifier(PathBuf),
     Llm { dir: PathBuf, prompt: LlmPrompt },
     /// Any OpenAI-compatible server (`openai:URL[,URL…][#MODEL]`, `server.rs`).
     Server { options: ServerOptions, prompt: LlmPrompt },
-}
-
-/// One text's label probabilities from an LM teacher, and how they were obtained.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Score {
-    pub p: Vec<f32>,
-    pub via: Via,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    /// Verbaliser log-probabilities (in process: whole verbalisers; a server: first answer tokens).
-    Logprobs,
-    /// A server's answer constrained to the labels by a JSON schema (one-hot).
-    Schema,
-    /// A server's free answer matched to a verbaliser (one-hot).
-    Generate,
-    /// A free answer that names no label: equal probabilities.
-    Unparsed,
 }
 
 /// A teacher's probabilities for one dataset, plus (LLM) the uncalibrated ones.
@@ -141,16 +104,11 @@ impl Teacher {
             }
             Teacher::Llm { dir, prompt } => {
                 let labeller = LlmLabeller::load(dir, prompt, &sets[0].labels, device)?;
-                label_cached(sets, cache_dir, labeller.key(), &mut |texts, done| {
-                    for (i, t) in texts.iter().enumerate() {
-                        done(i, Score { p: labeller.score(t)?, via: Via::Logprobs })?;
-                    }
-                    Ok(())
-                })
+                label_cached(sets, cache_dir, &labeller)
             }
             Teacher::Server { options, prompt } => {
                 let server = ServerTeacher::connect(options, prompt, &sets[0].labels)?;
-                let out = label_cached(sets, cache_dir, server.key(), &mut |texts, done| server.score_all(texts, done));
+                let out = label_cached(sets, cache_dir, &server);
                 eprintln!("teacher {}: model `{}`, {} requests", self.name(), server.model(), server.requests.load(std::sync::atomic::Ordering::Relaxed));
                 out
             }
@@ -158,19 +116,16 @@ impl Teacher {
     }
 }
 
-/// Scores every text of `texts`, passing each to `done` (index into `texts`, score) as it is ready.
-type ScoreAll<'a> = dyn FnMut(&[&str], &mut dyn FnMut(usize, Score) -> Result<()>) -> Result<()> + 'a;
-
 /// LM teacher labels through the per-text cache `cache_dir/llm-KEY.jsonl`: texts already there are not
 /// asked again, and each new answer is appended as it arrives, so an interrupted run resumes where it
 /// stopped. The content-free input "N/A" is scored first, for contextual calibration (Zhao et al.,
 /// 2021): log-probability rows are divided by its label prior; one-hot rows (generated answers) are not.
-fn label_cached(sets: &[&Dataset], cache_dir: &Path, key: Hash, score_all: &mut ScoreAll) -> Result<Vec<Labels>> {
+fn label_cached(sets: &[&Dataset], cache_dir: &Path, labeller: &dyn Labeller) -> Result<Vec<Labels>> {
     cache::ensure_dir(cache_dir)?;
-    let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", key.hex())))?;
+    let mut store: JsonLines<Scored> = JsonLines::open(cache_dir.join(format!("llm-{}.jsonl", labeller.key().hex())))?;
     if !store.items.iter().any(|s| s.h == CONTENT_FREE) {
         let mut first = None;
-        score_all(&["N/A"], &mut |_, s| {
+        labeller.score_all(&["N/A"], &mut |_, s| {
             first = Some(s);
             Ok(())
         })?;
@@ -184,7 +139,7 @@ fn label_cached(sets: &[&Dataset], cache_dir: &Path, key: Hash, score_all: &mut 
     };
     if !todo.is_empty() {
         let bar = cache::bar(todo.len(), "llm labels");
-        let result = score_all(&todo, &mut |i, s| {
+        let result = labeller.score_all(&todo, &mut |i, s| {
             let scored = Scored { h: text_key(todo[i]), p: s.p, via: s.via };
             store.push(scored.clone())?;
             known.insert(scored.h.clone(), scored);
@@ -229,13 +184,6 @@ fn text_key(t: &str) -> String {
 }
 
 
-/// p / p_content_free, renormalised.
-pub fn calibrate(p: &[f32], prior: &[f32]) -> Vec<f32> {
-    let q: Vec<f32> = p.iter().zip(prior).map(|(a, b)| a / b.max(1e-12)).collect();
-    let s: f32 = q.iter().sum();
-    q.iter().map(|x| x / s.max(f32::MIN_POSITIVE)).collect()
-}
-
 /// The decoder LM with its prompt, verbaliser token ids and optional steering.
 struct LlmLabeller {
     model: Model,
@@ -278,12 +226,6 @@ impl LlmLabeller {
         Ok(LlmLabeller { model, prompt: prompt.clone(), labels: labels.to_vec(), verbaliser_ids, steering, weights_id })
     }
 
-    /// What the cached scores depend on.
-    fn key(&self) -> Hash {
-        let p = &self.prompt;
-        self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8])
-    }
-
     fn render(&self, text: &str) -> String {
         render(&self.prompt, &self.labels, text)
     }
@@ -314,20 +256,16 @@ impl LlmLabeller {
     }
 }
 
-/// The prompt's text for one input (before any chat template).
-pub fn render(prompt: &LlmPrompt, labels: &[String], text: &str) -> String {
-    let text = truncate_words(text.trim(), prompt.max_chars);
-    prompt.template.replace("{labels}", &labels.join(", ")).replace("{text}", &text)
-}
-
-/// At most `max` characters, cut at the last whitespace when there is one.
-fn truncate_words(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+impl Labeller for LlmLabeller {
+    fn key(&self) -> Hash {
+        let p = &self.prompt;
+        self.weights_id.str(&p.template).str(&p.verbalisers.join("\u{1f}")).bytes(&(p.max_chars as u64).to_le_bytes()).bytes(&[p.chat as u8])
     }
-    let cut: String = text.chars().take(max).collect();
-    match cut.rfind(char::is_whitespace) {
-        Some(i) if i > max / 2 => format!("{}…", &cut[..i]),
-        _ => format!("{cut}…"),
+
+    fn score_all(&self, texts: &[&str], done: &mut dyn FnMut(usize, Score) -> Result<()>) -> Result<()> {
+        for (i, t) in texts.iter().enumerate() {
+            done(i, Score { p: self.score(t)?, via: Via::Logprobs })?;
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,8 @@
 //! One encoder serves both architectures: they differ only in weight names, token-type embeddings and
 //! the head, which a name table and `Head` capture. Post-LayerNorm blocks, absolute positions.
 
+pub mod head_file;
+
 use std::collections::BTreeMap;
 
 use burn::tensor::activation::{relu, softmax, tanh};
@@ -379,7 +381,7 @@ impl Bert {
     /// Replace the head by a head file's: labels and `veer_head` from its metadata, its tensors checked
     /// against this encoder (a head for another encoder width is a load error naming the tensor).
     pub fn attach_head(&mut self, bytes: &[u8], file: &str) -> Result<()> {
-        let (labels, spec) = crate::tasks::heads::read_head_metadata(bytes, file)?;
+        let (labels, spec) = crate::models::bert::head_file::read_head_metadata(bytes, file)?;
         if labels.is_empty() || labels.len() > MAX_LABELS {
             return Err(Error::file(file, format!("{} labels: expected 1..={MAX_LABELS}", labels.len())));
         }
