@@ -52,7 +52,7 @@ pkg: setup
 	  echo "$$stamp" > pkg/.source; \
 	fi
 	@ls -l pkg/veer_bg.wasm
-	@ln -sfn ../pkg www/pkg
+	@ln -sfn ../../pkg www/lib/pkg
 
 # The npm package: dist/veer-VERSION.tgz (npm pack of the library, the glue and the wasm; not published).
 package: pkg
@@ -91,6 +91,8 @@ test-webgpu-full: setup
 # Debian's chromium), on the optimised pkg/; the npm tarball in a Vite production build and a plain page.
 # Screenshots in test-results/.
 test-page: assets pkg package
+	@echo "==> veer.d.ts as an app uses it (tsc --strict, tests/types/)"
+	node_modules/.bin/tsc --strict --noEmit -p tests/types
 	@echo "==> page tests (playwright-core + Debian chromium)"
 	node --test --test-concurrency=1 tests/page/
 
@@ -161,7 +163,7 @@ bench-teacher: assets
 # Does steering steer? (crate/steer_eval.rs, bench/steer/): 64 prompts × greedy and sampled answers
 # for every method and strength in bench/steer/eval.json, scored by the judges in bench/steer/judges/,
 # perplexity, degenerate rate and MiniLM similarity. Writes bench/results/steer-eval.{json,md,svg}, the
-# README's table; ≈ 45 min on 2 cores. `make test` runs the --quick variant (tests/steer_eval.rs).
+# docs/steering.md's table; ≈ 45 min on 2 cores. `make test` runs the --quick variant (tests/steer_eval.rs).
 steer-eval: assets
 	python3 scripts/steer-judges.py .cache/data .cache/steer
 	$(VEER) steer-eval --config bench/steer/eval.json --out bench/results/steer-eval > /dev/null
@@ -183,4 +185,4 @@ fuzz:
 	VEER_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test --release --test fuzz -- --nocapture --test-threads 1
 
 clean:
-	rm -rf pkg www/pkg www/models
+	rm -rf pkg www/lib/pkg www/pkg www/models

@@ -80,7 +80,7 @@ try {
       try {
         for (const state of ['first visit', 'second visit']) {
           const page = await blankPage(context, www);
-          const got = await visit(page, `${www}veer.js`, model);
+          const got = await visit(page, `${www}lib/veer.js`, model);
           await page.close();
           ((results[label] ??= {})[state] ??= []).push(got);
           process.stderr.write(`run ${r + 1}/${runs} ${label} ${state}: ${JSON.stringify(got)}\n`);

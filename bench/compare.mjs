@@ -5,8 +5,9 @@
 //   node bench/compare.mjs [--runs 5] [--name NAME] [--decoder] [--no-encoder] CONTENDER...
 //
 // CONTENDER is one of
-//   label=DIR[@WORKERS][#int8]  a copy of the veer library (veer*.js + pkg/) in DIR, its classifier with
-//                         WORKERS workers (default 1, or `auto`); e.g. two builds of the wasm module;
+//   label=DIR[@WORKERS][#int8]  a copy of the veer library (veer*.js + pkg/) in DIR (DIR/lib/ for a copy
+//                         of www/), its classifier with WORKERS workers (default 1, or `auto`); e.g. two
+//                         builds of the wasm module;
 //                         `#int8`: its generator with int8 weights (decoder only: the encoder is skipped);
 //   label=tjs[@THREADS][#int8] transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
 //                         default 1) on the fp32 ONNX that bench/onnx_export.py wrote from veer's own
@@ -42,7 +43,8 @@ const contenders = args.map((a) => {
   if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR[@N], LABEL=tjs[@N] or LABEL=wllama[@N]`);
   const kind = dir === 'tjs' || dir === 'wllama' ? dir : 'veer';
   const count = n === 'auto' ? 'auto' : Number(n ?? 1);
-  return { label, kind, dir: kind === 'veer' ? resolve(dir) : null, workers: count, weights };
+  const lib = kind === 'veer' && (existsSync(join(dir, 'lib', 'veer.js')) ? join(dir, 'lib') : dir);
+  return { label, kind, dir: lib ? resolve(lib) : null, workers: count, weights };
 });
 if (contenders.length === 0) throw new Error('usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR|tjs|wllama[@N]...');
 const base = contenders.find((c) => c.kind === 'veer')?.label ?? contenders[0].label;
@@ -252,7 +254,7 @@ for (const m of metrics) {
 table += `\nRatios: how many times better ${base} is (throughput ÷, latency and cold start the other way), medians of ${runs} runs; min–max in brackets.\n`;
 console.log(table);
 
-// A bar chart of the same ratios (log scale, 1× = parity), written by the project for the README.
+// A bar chart of the same ratios (log scale, 1× = parity), for docs/performance.md.
 function chart() {
   const rows = [];
   for (const c of others) for (const m of metrics) {

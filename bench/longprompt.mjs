@@ -58,7 +58,7 @@ try {
       for await (const _ of gen.generate('Hello', { maxTokens: 2, temperature: 0 })) after++;
       return { out, over: { tokens: over.tokens, error: overError }, after };
     },
-    [`${server.base}${basename(www)}/veer.js`, lengths],
+    [`${server.base}${basename(www)}/lib/veer.js`, lengths],
   );
   let table = '| prompt tokens | prefill (s) | tokens/s | generated | error |\n|---|---|---|---|---|\n';
   for (const r of results.out) table += `| ${r.tokens} | ${r.prefillMs === null ? '—' : (r.prefillMs / 1000).toFixed(1)} | ${r.tokensPerS?.toFixed(1) ?? '—'} | ${r.generated} | ${r.error ?? ''} |\n`;

@@ -38,7 +38,7 @@ async function inBrowser(train, test) {
         clf.dispose();
         return out;
       },
-      [train, test, seed, `${server.base}www/veer.js`],
+      [train, test, seed, `${server.base}www/lib/veer.js`],
     );
   } finally {
     await page.close();

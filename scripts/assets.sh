@@ -116,7 +116,7 @@ mkdir -p "$models/vectors"
 for pairs in "$root"/www/vectors/*.jsonl; do
   name=$(basename "$pairs" .jsonl)
   out=$models/vectors/$name.safetensors
-  # The strength the file suggests, chosen from `make steer-eval` (README, "Does steering steer?").
+  # The strength the file suggests, chosen from `make steer-eval` (docs/steering.md, "Does steering steer?").
   strength=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$root/www/vectors/defaults.json" "$name")
   stamp="$(sha256sum "$pairs" | cut -c1-16) $(cat "$models/smollm2-135m-instruct/.source" | tr ' ' _) $strength"
   if [ "$(cat "$models/vectors/.$name.source" 2>/dev/null)" != "$stamp" ]; then

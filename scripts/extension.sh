@@ -18,7 +18,8 @@ if [[ $(realpath "$out") != $(realpath "$src") ]]; then
 fi
 rm -rf "$out/veer" "$out/models"
 mkdir -p "$out/veer/pkg" "$out/models/sentiment"
-cp www/veer.js www/veer-error.js www/veer-fetch.js www/veer-host.js www/veer-worker.js "$out/veer/"
+# The library's modules (all of www/lib/ but veer.d.ts and the pkg link), then the glue and the wasm.
+cp www/lib/*.js "$out/veer/"
 cp pkg/veer.js pkg/veer_bg.wasm "$out/veer/pkg/"
 # The extension loads models/sentiment/ by default, whichever model is packaged there.
 cp $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json "$out/models/sentiment/"

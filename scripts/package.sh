@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make package`: the npm package `veer` as a tarball, dist/veer-VERSION.tgz (`npm pack`; not published
-# from here). The library's ES modules from www/, the wasm-bindgen glue and module from pkg/ (or PKG=dir),
-# npm/README.md, the licences, and npm/package.json with the version of Cargo.toml.
+# from here). The library's files from www/lib/ (its ES modules and veer.d.ts, at the package root), the
+# wasm-bindgen glue and module from pkg/ (or PKG=dir), npm/README.md, the licences, and npm/package.json
+# with the version of Cargo.toml.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -9,7 +10,8 @@ pkg=${PKG:-pkg}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 stage=target/npm/veer
 rm -rf "$stage" && mkdir -p "$stage/pkg" dist
-cp www/veer.js www/veer.d.ts www/veer-error.js www/veer-fetch.js www/veer-host.js www/veer-worker.js "$stage/"
+# Every plain file of www/lib/ (not its pkg link: the files of pkg/ are copied next).
+find www/lib -mindepth 1 -maxdepth 1 -type f -exec cp {} "$stage/" \;
 cp "$pkg/veer.js" "$pkg/veer_bg.wasm" "$stage/pkg/"
 cp npm/README.md LICENSE-MIT LICENSE-APACHE "$stage/"
 node -e 'const fs = require("fs"); const p = JSON.parse(fs.readFileSync("npm/package.json", "utf8")); p.version = process.argv[1]; fs.writeFileSync(process.argv[2], JSON.stringify(p, null, 2) + "\n");' "$version" "$stage/package.json"

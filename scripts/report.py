@@ -1,4 +1,4 @@
-"""Markdown tables from `veer distill` report.json files (what the README's distillation section shows).
+"""Markdown tables from `veer distill` report.json files (what docs/distillation.md shows).
 Usage: report.py REPORT.json [...]"""
 import json
 import os

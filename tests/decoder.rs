@@ -6,7 +6,8 @@ mod common;
 use veer::base::backend::{self, block_on, read_f32};
 use veer::io::files::ModelFiles;
 use veer::tasks::generate::{Generation, Model};
-use veer::models::llama::{Cache, Plain};
+use veer::models::llama::cache::Cache;
+use veer::models::llama::hook::Plain;
 use veer::base::options::GenerateOptions;
 use veer::steering::spec::SteeringSpec;
 use veer::base::options::LayerRange;
@@ -19,7 +20,7 @@ fn smollm() -> Model {
 /// Steering as a request asks for it: (vector, strength), optionally a mode and a layer range.
 fn steering(vectors: Vec<(veer::steering::vector::Vector, f32)>, layers: Option<[usize; 2]>) -> veer::steering::hook::Steering {
     let spec = SteeringSpec { vectors: vectors.into_iter().map(|(v, s)| ("test vector".to_string(), v, Some(s))).collect(), layers: layers.map(LayerRange), ..Default::default() };
-    spec.build_for(30, 576, &veer::models::llama::Signature::default(), &backend::cpu().device).unwrap().unwrap()
+    spec.build_for(30, 576, &veer::models::llama::signature::Signature::default(), &backend::cpu().device).unwrap().unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -111,7 +112,7 @@ fn computed_icv_matches_reference_and_steers_greedy_decoding_as_recorded() {
         let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
         assert!((logits[id] as f64 - want).abs() <= 2e-3, "steered logit {id}: {} vs {want}", logits[id]);
     }
-    for (steer, key) in [(&steering as &dyn veer::models::llama::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
+    for (steer, key) in [(&steering as &dyn veer::models::llama::hook::Steer, "greedy_steered_ids"), (&Plain, "greedy_plain_ids")] {
         let want = ids(&fixture[key]);
         let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
         let mut g = block_on(Generation::start(&m, prompt_text, &options, steer)).unwrap();
@@ -276,7 +277,7 @@ fn batched_rows_decode_as_each_prompt_alone() {
     let prompts: Vec<Vec<u32>> = fixture["cases"].as_array().unwrap().iter().map(|c| ids(&c["input_ids"])).take(4).collect();
     assert!(prompts.iter().map(|p| p.len()).min() < prompts.iter().map(|p| p.len()).max(), "the rows must need padding");
     let steered = steering(vec![(reference_vector(), 0.1)], None);
-    for steer in [&Plain as &dyn veer::models::llama::Steer, &steered] {
+    for steer in [&Plain as &dyn veer::models::llama::hook::Steer, &steered] {
         let options: Vec<GenerateOptions> = (0..prompts.len())
             .map(|i| GenerateOptions { max_tokens: 12, temperature: if i % 2 == 0 { 0.0 } else { 0.8 }, seed: 7 + i as u64, ..Default::default() })
             .collect();

@@ -210,28 +210,52 @@ fn folder_defaults_follow_sentence_transformers() {
     assert!(max_abs(&floats(&v["embeddings"][0]), &got) <= 1e-6);
 }
 
-/// veer.d.ts declares the options the Rust request types accept, no more and no fewer; veer.js fetches
-/// the files `ModelFiles` knows, by the same roles and paths.
+/// veer.d.ts declares the options the library accepts, no more and no fewer: each options interface
+/// against the Rust request type it becomes (the ones the JS reads itself against the JS's own list of
+/// known names), and veer.js fetches the files `ModelFiles` knows, by the same roles and paths.
 #[test]
 fn js_declarations_match_the_rust_request_types() {
+    use veer::base::options::{DecoderOptions, GenerateOptions, HeadOptions, field_names};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dts = std::fs::read_to_string(root.join("www/veer.d.ts")).unwrap();
+    let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let dts = read("www/lib/veer.d.ts");
+    // The interface's own fields (not inherited ones): `export interface Name … {` up to its `}`.
     let fields = |iface: &str| -> Vec<String> {
-        let start = dts.find(&format!("export interface {iface} {{")).unwrap_or_else(|| panic!("interface {iface} in veer.d.ts"));
+        let start = dts.find(&format!("export interface {iface} ")).unwrap_or_else(|| panic!("interface {iface} in veer.d.ts"));
         let body = &dts[start..][..dts[start..].find("\n}").unwrap()];
-        body.lines().skip(1).filter_map(|l| l.trim().split_once('?').map(|(n, _)| n.to_string())).filter(|n| !n.starts_with('*') && !n.starts_with('/')).collect()
+        let mut names: Vec<String> = body.lines().skip(1).filter_map(|l| l.trim().split_once('?').map(|(n, _)| n.to_string())).filter(|n| !n.starts_with('*') && !n.starts_with('/')).collect();
+        names.sort();
+        names
     };
-    for (iface, rust) in [("EncoderOptions", veer::base::options::field_names::<EncoderOptions>()), ("GenerateOptions", veer::base::options::field_names::<veer::base::options::GenerateOptions>())] {
-        let mut declared = fields(iface);
-        declared.sort();
-        let mut rust = rust;
-        rust.sort();
-        assert_eq!(declared, rust, "veer.d.ts `{iface}` against the Rust struct");
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let without = |v: Vec<String>, js_only: &[&str]| v.into_iter().filter(|n| !js_only.contains(&n.as_str())).collect::<Vec<_>>();
+    // The JS's own lists of the option names it takes (`const NAME = ['a', 'b', …];`).
+    let js_list = |file: &str, name: &str| -> Vec<String> {
+        let text = read(file);
+        let start = text.find(&format!("const {name} = [")).unwrap_or_else(|| panic!("{file} declares {name}"));
+        let list = &text[start..][..text[start..].find("];").unwrap()];
+        sorted(list.split('\'').skip(1).step_by(2).map(String::from).collect())
+    };
+    let checks = [
+        ("EncoderOptions", fields("EncoderOptions"), sorted(field_names::<EncoderOptions>())),
+        ("GenerateOptions", fields("GenerateOptions"), sorted(field_names::<GenerateOptions>())),
+        // `name` is the JS's own (what vectors computed with the model record).
+        ("GeneratorOptions", without(fields("GeneratorOptions"), &["name"]), sorted(field_names::<DecoderOptions>())),
+        // `labels` and `onProgress` are read by the JS; the rest is the trainer's `HeadOptions`.
+        ("TrainOptions", without(fields("TrainOptions"), &["labels", "onProgress"]), sorted(field_names::<HeadOptions>())),
+        ("TrainOptions (veer-classifier.js)", without(fields("TrainOptions"), &["onProgress"]), js_list("www/lib/veer-classifier.js", "TRAIN_OPTIONS")),
+        ("LoadOptions (veer-sources.js)", fields("LoadOptions"), js_list("www/lib/veer-sources.js", "LOAD_OPTIONS")),
+    ];
+    for (iface, declared, known) in checks {
+        assert_eq!(declared, known, "veer.d.ts `{iface}` against what the library reads");
     }
-    let js = std::fs::read_to_string(root.join("www/veer.js")).unwrap();
+    let js = read("www/lib/veer-sources.js");
     for (role, path, required) in veer::io::files::ROLES {
         let entry = format!("{role}: {{ name: '{path}'");
-        let line = js.lines().find(|l| l.trim_start().starts_with(&entry)).unwrap_or_else(|| panic!("veer.js FILES has `{entry}`"));
-        assert_eq!(line.contains("optional: true"), !required, "{role}: optional in veer.js as in ModelFiles");
+        let line = js.lines().find(|l| l.trim_start().starts_with(&entry)).unwrap_or_else(|| panic!("veer-sources.js FILES has `{entry}`"));
+        assert_eq!(line.contains("optional: true"), !required, "{role}: optional in veer-sources.js as in ModelFiles");
     }
 }

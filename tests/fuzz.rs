@@ -21,7 +21,7 @@ use veer::base::backend;
 use veer::tasks::encode::Encoder;
 use veer::io::files::ModelFiles;
 use veer::tasks::generate::{Generation, Message, Model, render_chat_template};
-use veer::models::llama::Plain;
+use veer::models::llama::hook::Plain;
 use veer::base::options::{EncoderOptions, GenerateOptions};
 use veer::tasks::sample::Sampler;
 use veer::steering::vector::Vector;

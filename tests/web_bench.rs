@@ -63,9 +63,9 @@ async fn smollm_prefill_and_decode_cpu_vs_webgpu() {
             let max_tokens = if device.kind == veer::base::backend::BackendKind::Cpu { 32 } else { 8 };
             let options = veer::base::options::GenerateOptions { max_tokens, ..Default::default() };
             let t0 = perf.now();
-            let mut g = Generation::start(&m, text, &options, &veer::models::llama::Plain).await.unwrap();
+            let mut g = Generation::start(&m, text, &options, &veer::models::llama::hook::Plain).await.unwrap();
             let t1 = perf.now();
-            while g.next(&m, &veer::models::llama::Plain).await.unwrap().is_some() {}
+            while g.next(&m, &veer::models::llama::hook::Plain).await.unwrap().is_some() {}
             let t2 = perf.now();
             if round == 1 {
                 let line = format!(

@@ -1,7 +1,7 @@
 // Demo page: live classification with two classifiers, steered generation side by side with plain,
 // and what this browser gives veer. URL parameters: ?device=auto|webgpu|cpu, ?worker=0 (run inline),
 // ?maxTokens=N (default length of a generation).
-import { init, loadClassifier, loadGenerator, loadVector, trainClassifier } from './veer.js';
+import { init, loadClassifier, loadGenerator, loadVector, trainClassifier } from './lib/veer.js';
 
 const params = new URLSearchParams(location.search);
 const device = params.get('device') ?? 'auto';

@@ -67,7 +67,7 @@ pub fn cpu() -> Backend {
 /// Called at instantiation (`wasm::start`) and before the GPU is first used (test harnesses do not
 /// call `start`). Without an explicit call wasm-ld links the module as a "command" and wraps every
 /// export (each call from JS: allocations and promise callbacks included) in a call to all of them:
-/// 15 % of one short text's embedding (README, "Encoder: the profile and veer's own f32 kernel").
+/// 15 % of one short text's embedding (V8's profile, `make bench-profile`).
 pub fn run_static_constructors() {
     #[cfg(target_arch = "wasm32")]
     {

@@ -46,7 +46,7 @@ pub enum WeightFormat {
     #[default]
     F32,
     /// Int8 in groups of 32 with an f32 scale each (1.125 bytes a weight), multiplied with int16
-    /// activations (`quant`). CPU only; outputs agree closely with f32, not exactly (README).
+    /// activations (`quant`). CPU only; outputs agree closely with f32, not exactly (docs/performance.md, "Int8 decoder weights").
     Int8,
 }
 
@@ -66,7 +66,7 @@ impl WeightFormat {
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct DecoderOptions {
     /// Weights in memory: `f32` (default) or `int8` (CPU only: 28 % of the memory, decoding
-    /// 1.6–1.8× as fast; README "Int8 decoder weights").
+    /// 1.6–1.8× as fast; docs/performance.md, "Int8 decoder weights").
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = WeightFormat::F32))]
     pub weights: WeightFormat,
 }
@@ -273,7 +273,7 @@ impl Default for TrainOptions {
 }
 
 /// What a caller sets for `HeadTraining` (JS `trainClassifier` options; defaults in `Default`).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct HeadOptions {
     pub epochs: usize,

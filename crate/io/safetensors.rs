@@ -170,7 +170,7 @@ pub fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
 
 /// Little-endian F16 bytes as f32, exactly as `half` converts them. In wasm, 8 at a time in SIMD128:
 /// wasm has no f16 instruction, and `half`'s portable conversion branches per value (this took about
-/// 10 % off creating a model from an F16 file in the browser: README, "Cold start with int8").
+/// 10 % off creating a model from an F16 file in the browser: bench/results/f16-ab-*.json).
 fn f16_to_f32(data: &[u8]) -> Vec<f32> {
     let scalar = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

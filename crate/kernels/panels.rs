@@ -1,7 +1,7 @@
 //! f32 `nn.Linear` layers for the CPU device in the browser: the weights packed once, at load, into
 //! column panels for a wasm SIMD128 kernel. In V8 MiniLM's linear layers (GELU included) take
-//! 0.67× the time they took with gemm's kernel and libm's erf (README, "Encoder: the profile and
-//! veer's own f32 kernel").
+//! 0.67× the time they took with gemm's kernel and libm's erf (bench/results/panels-ab*.json, A/Bs in
+//! one Chromium session).
 //!
 //! The profile of MiniLM in V8 put 82 % of a forward in gemm's SIMD128 matmul, at about 26 GFLOP/s.
 //! Its microkernel keeps 12 accumulators (3 × 4 rows × 4 columns) plus its operands live:

@@ -1,8 +1,8 @@
 //! Int8 weights for the decoder on the CPU (`DecoderOptions::weights = Int8`): what decode reads per
 //! token drops from 4 bytes per weight (f32) to 1.125 (an i8 and a share of its group's f32 scale).
 //!
-//! Decoding one token is a matrix–vector product per layer, bound by the bytes read (README,
-//! "Measurements"), so the format is chosen for the cheapest inner loop in wasm SIMD128:
+//! Decoding one token is a matrix–vector product per layer, bound by the bytes read (docs/performance.md,
+//! "The machine"), so the format is chosen for the cheapest inner loop in wasm SIMD128:
 //! - weights: symmetric int8 per group of `GROUP` consecutive inputs of one output row (as GGUF's Q8_0,
 //!   with an f32 scale);
 //! - activations: symmetric int16 per group, quantised once per call (15 bits: their error, ≤ 1.5e-5 of
@@ -11,7 +11,7 @@
 //!   integer sum converted once and scaled into its row's f32 sum.
 //!
 //! F16 weights were the other way to halve the bytes: but wasm has no f16 → f32 instruction, and the
-//! conversion by integer ops costs more per weight than reading f32 (README, "Int8 decoder weights").
+//! conversion by integer ops costs more per weight than reading f32 (bench/results/f16-ab-*.json).
 //!
 //! Every implementation (wasm SIMD128, x86-64 SSE2, the portable one) computes the same exact integer
 //! sums and the same f32 steps in the same order, so results are bitwise identical natively and in the
@@ -31,7 +31,7 @@ const BLOCK: usize = 8;
 /// Why: decoding reads every weight once per token, so the read must be one sequential stream. Row by
 /// row, four rows at a time, the kernel read four streams of one row's 576 bytes each, too short for
 /// the hardware prefetcher: SmolLM2's int8 decode ran at 4 G multiply–adds/s (4.4 GB/s) against
-/// 15–16 in this order (README, "Int8 decode: one stream").
+/// 15–16 in this order (bench/results/int8-blocks-ab.json).
 pub struct Q8Matrix {
     rows: usize,
     cols: usize,

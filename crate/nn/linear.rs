@@ -51,7 +51,7 @@ impl Linear {
             Weight::Dense(t) => t.clone(),
             // Never trained (heads and LoRA are f32 tensors); unpacked so that the method stays total.
             Weight::Panels(m) => {
-                Tensor::from_data(TensorData::new(m.unpacked_t().0, [m.inp(), m.out()]), &Device::flex()) // panels are CPU-only
+                Tensor::from_data(TensorData::new(m.unpacked_t().0, [m.inp(), m.out()]), &crate::base::backend::cpu().device) // panels are CPU-only
             }
             Weight::Int8(m, device) => Tensor::from_data(TensorData::new(m.dequantised_t(), [m.cols(), m.rows()]), device),
         };

@@ -4,3 +4,4 @@
 pub mod linear;
 pub mod norm;
 pub mod ops;
+pub mod pooling;

@@ -31,3 +31,21 @@ impl LayerNorm {
         burn::tensor::module::layer_norm(x, self.gamma.clone(), Some(self.beta.clone()), self.eps)
     }
 }
+
+/// Llama's RMSNorm over the last axis.
+pub struct RmsNorm {
+    weight: Tensor<1>, // [hidden]
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(w: &Loader, name: &str, hidden: usize, eps: f64) -> Self {
+        RmsNorm { weight: w.tensor(&format!("{name}.weight"), [hidden]), eps }
+    }
+
+    /// [batch, seq, hidden] → same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let rms = (x.clone().powi_scalar(2).mean_dim(2) + self.eps).sqrt(); // [b, s, 1]
+        x / rms * self.weight.clone().unsqueeze::<3>()
+    }
+}

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::base::error::{Error, Result};
 use crate::base::options::Injection;
-use crate::models::llama::{Plain, Site, Steer};
+use crate::models::llama::hook::{Plain, Site, Steer};
 use crate::steering::vector::Vector;
 
 /// The decoder's hook for optional steering: the steering itself, or the no-op.

@@ -5,7 +5,9 @@
 use crate::base::backend::read_f32;
 use crate::base::limits::MAX_PAIRS;
 use crate::base::error::{Error, Result};
-use crate::models::llama::{Cache, Llama, Plain};
+use crate::models::llama::Llama;
+use crate::models::llama::cache::Cache;
+use crate::models::llama::hook::Plain;
 use crate::steering::vector::Vector;
 use crate::base::options::Injection;
 
@@ -40,7 +42,6 @@ async fn residuals(model: &Llama, ids: &[u32]) -> Result<Vec<f32>> {
     let r = out.residuals.ok_or_else(|| Error::Invalid("forward did not capture residuals".into()))?;
     read_f32(r).await
 }
-
 
 /// `pairs`: token ids of (x, y). `model_name` is recorded in the vector's metadata.
 pub async fn compute(model: &Llama, pairs: &[(Vec<u32>, Vec<u32>)], method: Method, model_name: &str) -> Result<Vector> {

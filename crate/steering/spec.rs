@@ -3,7 +3,8 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::options::{GenerateOptions, Injection, LayerRange, SteerTerm};
-use crate::models::llama::{Llama, Signature};
+use crate::models::llama::Llama;
+use crate::models::llama::signature::Signature;
 use crate::steering::hook::Steering;
 use crate::steering::vector::Vector;
 use burn::tensor::Device;
@@ -84,7 +85,7 @@ mod tests {
     use burn::tensor::{Tensor, TensorData};
 
     use crate::io::safetensors::{OutDtype, Stored};
-    use crate::models::llama::{Site, Steer};
+    use crate::models::llama::hook::{Site, Steer};
     use crate::steering::vector::FORMAT;
 
     fn vector(rows: Vec<Vec<f32>>, injection: Injection) -> Vector {

@@ -7,11 +7,10 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use crate::base::error::{Error, Result};
 use crate::base::limits::{MAX_HIDDEN, MAX_LAYERS};
 use crate::base::options::Injection;
-use crate::models::llama::Signature;
+use crate::models::llama::signature::Signature;
 use crate::io::safetensors::{OutDtype, Stored};
 
 pub const FORMAT: &str = "veer-vector/1";
-
 
 /// Vector values must be finite: one NaN would turn every steered activation, then every logit, to NaN.
 fn check_finite(row: &[f32], tensor: &str, file: &str) -> Result<()> {

@@ -7,7 +7,8 @@ use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams
 
 use crate::base::backend::read_f32;
 use crate::base::limits::ATTENTION_BYTES;
-use crate::models::bert::{self, Bert, Config};
+use crate::models::bert::Bert;
+use crate::models::bert::config::Config;
 use crate::base::options::Pooling;
 use crate::base::error::{Error, Result};
 use crate::io::files::ModelFiles;
@@ -38,7 +39,6 @@ pub(crate) struct Batch {
     pub size: usize,
     pub rows: Vec<usize>,
 }
-
 
 impl Encoder {
     /// From a model folder's files. Options left unset take the folder's own settings (see
@@ -164,7 +164,7 @@ impl Encoder {
         let mut out = vec![Vec::new(); texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let pooled = bert::pool_layers(&states, layers, &batch.mask, pooling, normalize)?; // [b, hidden * layers]
+            let pooled = crate::nn::pooling::pool_layers(&states, layers, &batch.mask, pooling, normalize)?; // [b, hidden * layers]
             // hidden_size ≥ 1 (checked at load): a chunk size of 0 is impossible.
             for (&row, v) in batch.rows.iter().zip(read_f32(pooled).await?.chunks_exact(hidden * layers.len().max(1))) {
                 out[row] = v.to_vec();
@@ -182,7 +182,7 @@ impl Encoder {
         let mut out = vec![None; texts.len()];
         for batch in self.batches(&self.tokenize(texts)?) {
             let states = self.model.forward(&batch.ids, &batch.mask, batch.size)?;
-            let s = bert::scores(self.model.logits(&states, &batch.mask)?, self.model.multi_label()); // [b, labels]
+            let s = crate::nn::pooling::scores(self.model.logits(&states, &batch.mask)?, self.model.multi_label()); // [b, labels]
             for (&at, row) in batch.rows.iter().zip(read_f32(s).await?.chunks_exact(labels.len())) {
                 // Broken weights give NaN scores; a page must never rank or threshold on them.
                 if row.iter().any(|x| !x.is_finite()) {

@@ -90,36 +90,7 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
     let weights_path = encoder_dir.join("model.safetensors");
     let weights = read(&weights_path)?;
     let enc = SafeTensors::deserialize(&weights).map_err(|e| Error::file(weights_path.display().to_string(), e))?;
-    let mut adapters = lora_deltas(&head, &head_name)?;
-    let mut tensors = Vec::new();
-    let mut names = enc.names();
-    names.sort();
-    let replaced: std::collections::HashSet<&str> = head.names().into_iter().collect();
-    for name in names {
-        if replaced.contains(name) {
-            continue; // fine-tuned in the head file
-        }
-        if name.starts_with("classifier.") || name.starts_with("pre_classifier.") || name.starts_with("pooler.") {
-            continue; // a head of the encoder's own would be dead weight
-        }
-        let t = enc.tensor(name).map_err(|e| Error::tensor(name, e))?;
-        let mut values = match floats(t.dtype(), t.data()) {
-            Some(v) => v,
-            // Integer buffers (e.g. position_ids) are not weights the runtime reads.
-            None if name.ends_with("position_ids") => continue,
-            None => return Err(Error::tensor(name, format!("dtype {:?}: expected F32, F16 or BF16", t.dtype()))),
-        };
-        if let Some((shape, delta)) = adapters.remove(name) {
-            if t.shape() != shape.as_slice() {
-                return Err(Error::tensor(name, format!("{head_name}: its LoRA update is {shape:?}, the encoder's tensor {:?}", t.shape())));
-            }
-            values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
-        }
-        tensors.push(Stored::floats(name, t.shape().to_vec(), &values, dtype));
-    }
-    if let Some(name) = adapters.keys().next() {
-        return Err(Error::tensor(name, format!("{head_name} has a LoRA update for it, but {} has no such tensor", weights_path.display())));
-    }
+    let mut tensors = encoder_tensors(&enc, &head, &head_name, &weights_path.display().to_string(), dtype)?;
     let mut head_params = 0;
     for name in head.names() {
         let t = head.tensor(name).map_err(|e| Error::tensor(name, e))?;
@@ -150,4 +121,40 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
         write("head.safetensors", &head_bytes)?;
     }
     Ok(Packed { labels, head_params, model_bytes: model.len() })
+}
+
+/// The encoder's tensors in `dtype` as the packed folder keeps them: without a head of its own, with the
+/// head file's fine-tuned tensors left to it, and with its LoRA updates merged.
+fn encoder_tensors(enc: &SafeTensors, head: &SafeTensors, head_name: &str, weights_name: &str, dtype: OutDtype) -> Result<Vec<Stored>> {
+    let mut adapters = lora_deltas(head, head_name)?;
+    let mut tensors = Vec::new();
+    let mut names = enc.names();
+    names.sort();
+    let replaced: std::collections::HashSet<&str> = head.names().into_iter().collect();
+    for name in names {
+        if replaced.contains(name) {
+            continue; // fine-tuned in the head file
+        }
+        if name.starts_with("classifier.") || name.starts_with("pre_classifier.") || name.starts_with("pooler.") {
+            continue; // a head of the encoder's own would be dead weight
+        }
+        let t = enc.tensor(name).map_err(|e| Error::tensor(name, e))?;
+        let mut values = match floats(t.dtype(), t.data()) {
+            Some(v) => v,
+            // Integer buffers (e.g. position_ids) are not weights the runtime reads.
+            None if name.ends_with("position_ids") => continue,
+            None => return Err(Error::tensor(name, format!("dtype {:?}: expected F32, F16 or BF16", t.dtype()))),
+        };
+        if let Some((shape, delta)) = adapters.remove(name) {
+            if t.shape() != shape.as_slice() {
+                return Err(Error::tensor(name, format!("{head_name}: its LoRA update is {shape:?}, the encoder's tensor {:?}", t.shape())));
+            }
+            values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
+        }
+        tensors.push(Stored::floats(name, t.shape().to_vec(), &values, dtype));
+    }
+    if let Some(name) = adapters.keys().next() {
+        return Err(Error::tensor(name, format!("{head_name} has a LoRA update for it, but {} has no such tensor", weights_name)));
+    }
+    Ok(tensors)
 }

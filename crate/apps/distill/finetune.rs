@@ -14,7 +14,6 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::base::backend::{block_on, read_f32};
-use crate::models::bert::{self};
 use crate::nn::linear::NamedParam;
 use crate::base::options::PooledHead;
 use crate::apps::distill::cache;
@@ -215,7 +214,7 @@ impl Model<'_> {
             data[r * seq * h..(r * seq + x.len) * h].copy_from_slice(&x.state);
             mask[r * seq..r * seq + x.len].fill(1);
         }
-        let packing = bert::Packing::new(&mask, b, device);
+        let packing = crate::models::bert::packing::Packing::new(&mask, b, device);
         let mut x = packing.pack(Tensor::<3>::from_data(TensorData::new(data, [b, seq, h]), device)); // [tokens, h]
         let mut top = Vec::with_capacity(layers.len());
         for p in layers {
@@ -231,7 +230,7 @@ impl Model<'_> {
             parts.push(Tensor::<2>::from_data(TensorData::new(f, [b, frozen_n * h]), device));
         }
         for &l in wanted.iter().filter(|&&l| l > self.from) {
-            parts.push(bert::pool(top[l - self.from - 1].clone(), &mask, self.spec.pooling, self.spec.normalize));
+            parts.push(crate::nn::pooling::pool(top[l - self.from - 1].clone(), &mask, self.spec.pooling, self.spec.normalize));
         }
         head.forward(Tensor::cat(parts, 1))
     }
@@ -272,10 +271,7 @@ pub fn finetune(
         Ok(total / val_in.len().max(1) as f32)
     };
 
-    // Batches of similar length (less padding), visited in a shuffled order each epoch.
-    let mut order: Vec<usize> = (0..train_in.len()).collect();
-    order.sort_by_key(|&i| train_in[i].len);
-    let batches: Vec<Vec<usize>> = order.chunks(opts.batch.max(1)).map(<[usize]>::to_vec).collect();
+    let batches = length_batches(&train_in, opts.batch);
     let mut rng = SmallRng::seed_from_u64(opts.seed);
     let mut adam = AdamW::new(&values);
     let trainable: usize = values.iter().map(|p| p.dims().iter().product::<usize>()).sum();
@@ -319,6 +315,14 @@ pub fn finetune(
     let layers = names.iter().flatten().zip(params.layers(&values, false).into_iter().flatten()).map(|((name, transposed), value)| NamedParam { name: name.clone(), value, transposed: *transposed }).collect();
     let tuned = Tuned { layers, stored: params.stored(&values, &names), head: params.head(&values, head) };
     Ok((tuned, FineTuneStats { epochs: opts.epochs, best_epoch, val_loss, trainable, seconds: clock.elapsed().as_secs_f64() }))
+}
+
+/// Batches of inputs of similar length (less padding), each of at most `batch`; visited in a shuffled
+/// order each epoch.
+fn length_batches(inputs: &[Input], batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| inputs[i].len);
+    order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 /// Predicted probabilities of the tuned student for texts (features: the cached per-layer pooling).

@@ -13,13 +13,14 @@ use crate::base::backend::{block_on, read_f32};
 use crate::apps::distill::cache::{self, Hash, JsonLines};
 use crate::apps::distill::data::Dataset;
 use crate::apps::distill::prompt::{Labeller, LlmPrompt, Score, Via, calibrate, render};
-use crate::apps::distill::server::{ServerOptions, ServerTeacher};
+use crate::apps::distill::server::ServerTeacher;
+use crate::apps::distill::server::options::ServerOptions;
 use crate::tasks::encode::Encoder;
 use crate::base::error::{Error, Result};
 use crate::base::math::one_hot;
 use crate::io::files::ModelFiles;
 use crate::tasks::generate::Model;
-use crate::models::llama::Cache;
+use crate::models::llama::cache::Cache;
 use crate::base::options::EncoderOptions;
 use crate::steering::vector::Vector;
 use crate::steering::hook::Steering;
@@ -182,7 +183,6 @@ fn logprobs() -> Via {
 fn text_key(t: &str) -> String {
     Hash::default().str(t).hex()
 }
-
 
 /// The decoder LM with its prompt, verbaliser token ids and optional steering.
 struct LlmLabeller {

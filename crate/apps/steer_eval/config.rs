@@ -1,8 +1,6 @@
 //! The benchmark's configuration (bench/steer/eval.json): prompts, decodings, attributes, cells.
 
-
 use serde::{Deserialize, Serialize};
-
 
 /// One prompt of the set (JSONL): `kind` is question, describe, review or rewrite; a rewrite carries the
 /// `source` sentence its text asks to rewrite.

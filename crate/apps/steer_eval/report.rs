@@ -70,7 +70,7 @@ fn strength_label(s: &Summary) -> String {
     }
 }
 
-/// The README's table for one attribute.
+/// docs/steering.md's table for one attribute.
 pub fn markdown(summaries: &[Summary]) -> String {
     let mut t = String::from("| method | strength | n | success (95 % CI) | … and not degenerate | mean P(target) | median perplexity (greedy) | degenerate | sim. prompt | sim. source (rewrites) | sim. unsteered |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for s in summaries {

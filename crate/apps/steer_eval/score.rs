@@ -1,6 +1,5 @@
 //! One answer's scores, rates with intervals, and the degenerate-answer test.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::apps::steer_eval::config::*;

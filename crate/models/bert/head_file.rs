@@ -23,7 +23,6 @@ pub fn write(tensors: &[Stored], spec: &PooledHead, labels: &[String], encoder: 
     crate::io::safetensors::write(tensors, meta, "head.safetensors")
 }
 
-
 /// A head file's metadata: its labels and how it reads the encoder.
 pub fn read_head_metadata(bytes: &[u8], file: &str) -> Result<(Vec<String>, PooledHead)> {
     crate::base::error::reject_html(bytes, file, "a head file")?;

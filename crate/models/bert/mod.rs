@@ -3,291 +3,25 @@
 //! One encoder serves both architectures: they differ only in weight names, token-type embeddings and
 //! the head, which a name table and `Head` capture. Post-LayerNorm blocks, absolute positions.
 
+pub mod config;
 pub mod head_file;
+pub mod layer;
+pub mod packing;
 
-use std::collections::BTreeMap;
-
-use burn::tensor::activation::{relu, softmax, tanh};
+use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::Deserialize;
 
-use crate::base::error::{Error, Result, check_positive, check_size};
+use crate::base::error::{Error, Result};
 use crate::base::limits::MAX_LABELS;
-use crate::base::options::{PooledHead, Pooling};
+use crate::base::options::PooledHead;
 use crate::nn::linear::NamedParam;
 use crate::nn::norm::LayerNorm;
 use crate::nn::linear::Linear;
-use crate::nn::ops::softmax_last;
 use crate::io::safetensors::Loader;
-
-// --- config ------------------------------------------------------------------------------------------
-
-/// `config.json` of a BERT or DistilBERT checkpoint (DistilBERT's own field names as aliases).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Config {
-    pub model_type: String,
-    pub vocab_size: usize,
-    #[serde(alias = "dim")]
-    pub hidden_size: usize,
-    #[serde(alias = "n_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(alias = "n_heads")]
-    pub num_attention_heads: usize,
-    #[serde(alias = "hidden_dim")]
-    pub intermediate_size: usize,
-    pub max_position_embeddings: usize,
-    #[serde(default)]
-    pub type_vocab_size: usize,
-    #[serde(default = "default_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "default_act", alias = "activation")]
-    pub hidden_act: String,
-    #[serde(default)]
-    pub position_embedding_type: Option<String>,
-    #[serde(default)]
-    pub architectures: Vec<String>,
-    #[serde(default)]
-    pub id2label: BTreeMap<String, String>,
-    #[serde(default)]
-    pub problem_type: Option<String>,
-    /// veer's pooled head (what `veer distill` exports): absent for HF heads.
-    #[serde(default)]
-    pub veer_head: Option<PooledHead>,
-}
-
-fn default_eps() -> f64 {
-    1e-12
-}
-fn default_act() -> String {
-    "gelu".into()
-}
-
-impl Config {
-    pub fn parse(bytes: &[u8], file: &str) -> Result<Self> {
-        crate::base::error::reject_html(bytes, file, "config.json")?;
-        let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::file(file, format!("not a BERT/DistilBERT config: {e}")))?;
-        if c.model_type != "bert" && c.model_type != "distilbert" {
-            return Err(Error::config("model_type", format!("`{}`: the encoder runtime loads `bert` and `distilbert`", c.model_type)));
-        }
-        if c.hidden_act != "gelu" {
-            return Err(Error::config("hidden_act", format!("`{}`: only exact `gelu` is supported", c.hidden_act)));
-        }
-        if let Some(p) = c.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
-            return Err(Error::config("position_embedding_type", format!("`{p}`: only `absolute` is supported")));
-        }
-        for (field, value, max) in [
-            ("vocab_size", c.vocab_size, 1 << 22),
-            ("hidden_size", c.hidden_size, 1 << 14),
-            ("num_hidden_layers", c.num_hidden_layers, 256),
-            ("num_attention_heads", c.num_attention_heads, 256),
-            ("intermediate_size", c.intermediate_size, 1 << 16),
-            ("max_position_embeddings", c.max_position_embeddings, 1 << 16),
-        ] {
-            check_size(field, value, max)?;
-        }
-        if c.type_vocab_size > 1 << 10 {
-            return Err(Error::config("type_vocab_size", format!("{}: expected 0..=1024", c.type_vocab_size)));
-        }
-        check_positive("layer_norm_eps", c.layer_norm_eps)?;
-        if c.hidden_size % c.num_attention_heads != 0 {
-            return Err(Error::config("num_attention_heads", format!("{} does not divide hidden_size {}", c.num_attention_heads, c.hidden_size)));
-        }
-        Ok(c)
-    }
-
-    fn is_distilbert(&self) -> bool {
-        self.model_type == "distilbert"
-    }
-
-    /// Labels in id order, from `id2label` (`LABEL_i` where absent).
-    pub fn labels(&self, n: usize) -> Vec<String> {
-        (0..n).map(|i| self.id2label.get(&i.to_string()).cloned().unwrap_or_else(|| format!("LABEL_{i}"))).collect()
-    }
-}
-
-// --- blocks ------------------------------------------------------------------------------------------
-
-/// HF weight names, per architecture, relative to the base-model prefix.
-struct Names {
-    prefixes: &'static [&'static str],
-    layer: &'static str,
-    q: &'static str,
-    k: &'static str,
-    v: &'static str,
-    o: &'static str,
-    attn_norm: &'static str,
-    ffn_in: &'static str,
-    ffn_out: &'static str,
-    out_norm: &'static str,
-}
-
-const BERT: Names = Names {
-    prefixes: &["", "bert.", "model."],
-    layer: "encoder.layer",
-    q: "attention.self.query",
-    k: "attention.self.key",
-    v: "attention.self.value",
-    o: "attention.output.dense",
-    attn_norm: "attention.output.LayerNorm",
-    ffn_in: "intermediate.dense",
-    ffn_out: "output.dense",
-    out_norm: "output.LayerNorm",
-};
-
-const DISTILBERT: Names = Names {
-    prefixes: &["", "distilbert."],
-    layer: "transformer.layer",
-    q: "attention.q_lin",
-    k: "attention.k_lin",
-    v: "attention.v_lin",
-    o: "attention.out_lin",
-    attn_norm: "sa_layer_norm",
-    ffn_in: "ffn.lin1",
-    ffn_out: "ffn.lin2",
-    out_norm: "output_layer_norm",
-};
-
-/// Mirrors HF `BertLayer` / DistilBERT `TransformerBlock`.
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    attn_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    out_norm: LayerNorm,
-}
-
-impl Layer {
-    fn load(w: &Loader, n: &Names, i: usize, c: &Config) -> Self {
-        let p = |part: &str| format!("{}.{i}.{part}", n.layer);
-        let (h, f, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
-        Layer {
-            q: Linear::load(w, &p(n.q), h, h, true),
-            k: Linear::load(w, &p(n.k), h, h, true),
-            v: Linear::load(w, &p(n.v), h, h, true),
-            o: Linear::load(w, &p(n.o), h, h, true),
-            attn_norm: LayerNorm::load(w, &p(n.attn_norm), h, eps),
-            ffn_in: Linear::load(w, &p(n.ffn_in), h, f, true),
-            ffn_out: Linear::load(w, &p(n.ffn_out), f, h, true),
-            out_norm: LayerNorm::load(w, &p(n.out_norm), h, eps),
-        }
-    }
-
-    /// Parameters as matrices with their HF names (suffixes after `<layer>.<i>.`) and whether HF stores
-    /// them transposed (linear weights: veer keeps [in, out], HF [out, in]).
-    fn params(&self, n: &Names) -> Vec<NamedParam> {
-        let param = |name: String, value: &Tensor<2>, transposed| NamedParam { name, value: value.clone(), transposed };
-        let mut out = Vec::new();
-        let linears = [(n.q, &self.q), (n.k, &self.k), (n.v, &self.v), (n.o, &self.o), (n.ffn_in, &self.ffn_in), (n.ffn_out, &self.ffn_out)];
-        for (name, l) in linears {
-            let p = l.params();
-            out.push(param(format!("{name}.weight"), &p[0], true));
-            out.push(param(format!("{name}.bias"), &p[1], false));
-        }
-        for (name, norm) in [(n.attn_norm, &self.attn_norm), (n.out_norm, &self.out_norm)] {
-            let p = norm.params();
-            out.push(param(format!("{name}.weight"), &p[0], false));
-            out.push(param(format!("{name}.bias"), &p[1], false));
-        }
-        out
-    }
-
-    /// The inverse of `params` (values only, same order).
-    fn from_params(p: &[Tensor<2>], eps: f64) -> Self {
-        Layer {
-            q: Linear::from_params(&p[0..2]),
-            k: Linear::from_params(&p[2..4]),
-            v: Linear::from_params(&p[4..6]),
-            o: Linear::from_params(&p[6..8]),
-            ffn_in: Linear::from_params(&p[8..10]),
-            ffn_out: Linear::from_params(&p[10..12]),
-            attn_norm: LayerNorm::from_params(&p[12..14], eps),
-            out_norm: LayerNorm::from_params(&p[14..16], eps),
-        }
-    }
-
-    /// x: [tokens, hidden], the batch's tokens without its padding (`Packing`).
-    fn forward(&self, x: Tensor<2>, p: &Packing, heads: usize) -> Tensor<2> {
-        let [_, h] = x.dims();
-        let (b, s) = (p.batch, p.seq);
-        let dh = h / heads; // heads ≥ 1 and hidden % heads == 0: checked in `Config::parse`
-        // Attention needs the [batch, seq] layout: the projections are spread into it.
-        let split = |t: Tensor<2>| p.unpack(t).reshape([b, s, heads, dh]).swap_dims(1, 2); // [b, heads, s, dh]
-        let q = split(self.q.forward2(x.clone()));
-        let k = split(self.k.forward2(x.clone()));
-        let v = split(self.v.forward2(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + p.mask_bias.clone(); // [b, heads, s, s]
-        let ctx = p.pack(softmax_last(scores).matmul(v).swap_dims(1, 2).reshape([b, s, h])); // [tokens, h]
-        let a = self.attn_norm.forward(x + self.o.forward2(ctx));
-        let f = self.ffn_out.forward2(self.ffn_in.forward2_gelu(a.clone()));
-        self.out_norm.forward(a + f)
-    }
-}
-
-/// A padded batch ([batch, seq] with a mask) and where its tokens are. The layers compute on the
-/// tokens only, [tokens, hidden]: their linear layers, norms and GELU are nearly all of a forward,
-/// and padding was a third of the rows of a batch of 8 short texts (the bench's 12–27-token reviews:
-/// 71 % of the padded rows are tokens; 54 % at batch 32). Attention, which needs the [batch, seq]
-/// layout, gets the projections spread back into it; the padded keys are masked there, as before.
-pub struct Packing {
-    batch: usize,
-    seq: usize,
-    /// [tokens]: each token's row in the padded [batch * seq]. None: nothing is padded.
-    tokens: Option<Tensor<1, Int>>,
-    /// [batch * seq]: the token row each padded position reads. A pad reads its own text's first token:
-    /// its key is masked and its output dropped, but 0 × its value is still computed, so it must come
-    /// from the same text (a NaN in one text's states then stays in that text, as with padding).
-    rows: Option<Tensor<1, Int>>,
-    mask_bias: Tensor<4>, // [batch, 1, 1, seq]: 0 at tokens, -1e9 at padding
-}
-
-impl Packing {
-    /// `mask`: [batch, seq] row-major, nonzero at tokens. At least one token (checked by callers).
-    pub fn new(mask: &[u32], batch: usize, device: &Device) -> Self {
-        let seq = mask.len() / batch.max(1);
-        let mask_bias = Bert::mask_bias(mask, batch, device);
-        if mask.iter().all(|&m| m != 0) {
-            return Packing { batch, seq, tokens: None, rows: None, mask_bias };
-        }
-        let tokens: Vec<i32> = (0..mask.len()).filter(|&i| mask[i] != 0).map(|i| i as i32).collect();
-        let mut rows = vec![0i32; mask.len()];
-        let mut next = 0;
-        for text in 0..batch {
-            let span = text * seq..(text + 1) * seq;
-            let first = next; // this text's first token row (a text without tokens, which the tokenizer never makes, reads a neighbour's)
-            for i in span {
-                rows[i] = if mask[i] != 0 { next } else { first.min(tokens.len().saturating_sub(1) as i32) };
-                next += (mask[i] != 0) as i32;
-            }
-        }
-        let index = |v: Vec<i32>| {
-            let n = v.len();
-            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
-        };
-        Packing { batch, seq, tokens: Some(index(tokens)), rows: Some(index(rows)), mask_bias }
-    }
-
-    /// [batch, seq, hidden] → [tokens, hidden]
-    pub fn pack(&self, x: Tensor<3>) -> Tensor<2> {
-        let x = x.flatten(0, 1);
-        match &self.tokens {
-            Some(t) => x.select(0, t.clone()),
-            None => x,
-        }
-    }
-
-    /// [tokens, hidden] → [batch, seq, hidden]; padded positions hold a copy of a token's row.
-    pub fn unpack(&self, x: Tensor<2>) -> Tensor<3> {
-        let [_, h] = x.dims();
-        let x = match &self.rows {
-            Some(r) => x.select(0, r.clone()),
-            None => x,
-        };
-        x.reshape([self.batch, self.seq, h])
-    }
-}
+use crate::models::bert::config::{BERT, Config, DISTILBERT};
+use crate::models::bert::layer::Layer;
+use crate::models::bert::packing::Packing;
+use crate::nn::pooling::{cls, pool_layers};
 
 /// The classification head.
 enum Head {
@@ -318,7 +52,6 @@ fn pooled_head(w: &Loader, spec: &PooledHead, c: &Config, n_labels: usize) -> Re
 }
 
 // --- model -------------------------------------------------------------------------------------------
-
 
 pub struct Bert {
     pub config: Config,
@@ -412,13 +145,6 @@ impl Bert {
         Layer::from_params(params, self.config.layer_norm_eps).forward(x, packing, self.config.num_attention_heads)
     }
 
-    /// [batch, 1, 1, seq] additive attention mask: 0 at real tokens, -1e9 at padding.
-    pub fn mask_bias(mask: &[u32], batch: usize, device: &Device) -> Tensor<4> {
-        let seq = mask.len() / batch.max(1);
-        let pad = Tensor::<2, Int>::from_data(TensorData::new(mask.iter().map(|&m| m as i32).collect::<Vec<_>>(), [batch, seq]), device).equal_elem(0);
-        Tensor::<2>::zeros([batch, seq], device).mask_fill(pad, -1e9).reshape([batch, 1, 1, seq])
-    }
-
     pub fn has_head(&self) -> bool {
         self.head.is_some()
     }
@@ -489,50 +215,4 @@ impl Bert {
     pub fn device(&self) -> &Device {
         &self.device
     }
-}
-
-fn cls(hidden: Tensor<3>) -> Tensor<2> {
-    let [b, _, h] = hidden.dims();
-    hidden.slice([0..b, 0..1]).reshape([b, h]) // [b, h]
-}
-
-/// [batch, seq, hidden] → [batch, hidden]; `normalize` divides each row by its L2 norm.
-pub fn pool(hidden: Tensor<3>, mask: &[u32], pooling: Pooling, normalize: bool) -> Tensor<2> {
-    let [b, s, h] = hidden.dims();
-    let device = hidden.device();
-    let pooled = match pooling {
-        Pooling::Cls => cls(hidden),
-        Pooling::Mean => {
-            let m = Tensor::<2>::from_data(TensorData::new(mask.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b, s]), &device)
-                .reshape([b, s, 1]); // [b, s, 1]
-            let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]); // [b, h]
-            let count = m.sum_dim(1).reshape([b, 1]).clamp_min(1.0); // [b, 1]
-            summed / count
-        }
-    };
-    if normalize {
-        let norm = pooled.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12); // [b, 1]
-        pooled / norm
-    } else {
-        pooled
-    }
-}
-
-/// Each chosen state pooled (and normalised), concatenated: [batch, hidden * layers]. No layers: the last.
-pub fn pool_layers(states: &[Tensor<3>], layers: &[usize], mask: &[u32], pooling: Pooling, normalize: bool) -> Result<Tensor<2>> {
-    let last = [states.len().saturating_sub(1)];
-    let layers = if layers.is_empty() { &last[..] } else { layers };
-    let pooled = layers
-        .iter()
-        .map(|&l| {
-            let s = states.get(l).cloned().ok_or_else(|| Error::config("veer_head.layers", format!("layer {l}: the encoder has {} hidden states (0..={})", states.len(), states.len().saturating_sub(1))))?;
-            Ok(pool(s, mask, pooling, normalize))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(pooled, 1))
-}
-
-/// Scores from logits: softmax for single-label, sigmoid for multi-label.
-pub fn scores(logits: Tensor<2>, multi_label: bool) -> Tensor<2> {
-    if multi_label { burn::tensor::activation::sigmoid(logits) } else { softmax(logits, 1) }
 }

@@ -10,7 +10,10 @@ use crate::base::backend::read_f32;
 use crate::base::limits::{TEMPLATE_FUEL, TEMPLATE_OUTPUT_MAX};
 use crate::base::error::{Error, Result};
 use crate::io::files::ModelFiles;
-use crate::models::llama::{Cache, Config, Llama, Steer};
+use crate::models::llama::Llama;
+use crate::models::llama::cache::Cache;
+use crate::models::llama::config::Config;
+use crate::models::llama::hook::Steer;
 use crate::base::options::{DecoderOptions, GenerateOptions};
 use crate::tasks::sample::Sampler;
 
@@ -188,7 +191,7 @@ pub struct Generation {
     pub finish: Option<Finish>,
     /// The model it ran on: `resume` uses only a cache of the same model (a cache of another shape
     /// would fail inside the attention's concatenation).
-    signature: crate::models::llama::Signature,
+    signature: crate::models::llama::signature::Signature,
 }
 
 impl Generation {
@@ -355,7 +358,6 @@ pub async fn generate_rows(model: &Model, prompts: &[Vec<u32>], options: &[Gener
         logits = read_f32(model.llama.forward_rows(&rows, &mut cache, steer, false)?).await?;
     }
 }
-
 
 /// A chat template (from a model's tokenizer_config.json, so untrusted) rendered with fuel and an
 /// output cap. minijinja itself caps `range` at 100 000 items and repeated strings at 100 MB.

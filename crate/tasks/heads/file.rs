@@ -1,6 +1,5 @@
 //! A trained head as a `head.safetensors` (the format itself: `models::bert::head_file`).
 
-
 use burn::tensor::Tensor;
 // StdRng (ChaCha12) rather than SmallRng: SmallRng is a different generator on 32-bit targets, and the
 // browser (wasm32) must train the same head as the CLI for the same seed.

@@ -1,6 +1,5 @@
 //! The head on the host in plain f32 loops, with its backward pass written out: what training runs.
 
-
 use burn::tensor::{Device, Tensor, TensorData};
 // StdRng (ChaCha12) rather than SmallRng: SmallRng is a different generator on 32-bit targets, and the
 // browser (wasm32) must train the same head as the CLI for the same seed.

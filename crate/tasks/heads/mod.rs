@@ -9,7 +9,6 @@
 //! CLI get the same bits. `tests` check the gradients against burn's autodiff natively. The tensor
 //! `Head` serves prediction, export and `veer distill`'s fine-tuning.
 
-
 pub mod file;
 pub mod host;
 pub mod tensor;

@@ -1,6 +1,5 @@
 //! The head as tensors: prediction, export and `veer distill`'s fine-tuning (AdamW on tensors).
 
-
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 // StdRng (ChaCha12) rather than SmallRng: SmallRng is a different generator on 32-bit targets, and the

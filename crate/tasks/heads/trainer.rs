@@ -1,7 +1,6 @@
 //! One trainer for every head: mini-batches, early stopping on a held-out split (best epoch kept), and
 //! `HeadTraining`, the one path of the browser's `trainClassifier` and `veer train`.
 
-
 use burn::tensor::activation::softmax;
 use burn::tensor::Device;
 // StdRng (ChaCha12) rather than SmallRng: SmallRng is a different generator on 32-bit targets, and the
@@ -192,7 +191,6 @@ impl Trainer {
 }
 
 // --- a head from labelled examples (the browser's `trainClassifier`, `veer train`) -----------------------
-
 
 /// Held-out rows per label: `fraction` of each label's rows (at least one where a label has two or
 /// more), the rest to train on; shuffled with `seed`. Stratified, so that a handful of examples per

@@ -1,6 +1,6 @@
 // veer-host.js: the side of veer that owns the wasm module and one model. It runs in a module worker
-// (veer-worker.js) or, with `worker: false`, on the page; veer.js talks to it with the same requests
-// either way. Internal to the library.
+// (veer-worker.js) or, with `worker: false`, on the page; veer-channel.js talks to it with the same
+// requests either way. Internal to the library.
 
 import { VeerError, toVeerError } from './veer-error.js';
 
@@ -56,7 +56,7 @@ export class Host {
       throw new VeerError('E_DEVICE', gpuLost, { fatal: true });
     }
     // After a trap the instance's memory and borrow flags are in an unknown state: refuse further work
-    // (veer.js then starts a fresh instance for the model).
+    // (veer-model.js then starts a fresh instance for the model).
     if (this.trapped && op !== 'dispose') throw new VeerError('E_WASM', `this wasm instance trapped earlier (${this.trapped})`, { fatal: true });
     try {
       return await this[`op_${op}`](a);
@@ -213,12 +213,12 @@ export class Host {
     return { value: { ...Host.describe(v), bytes }, transfer: [bytes.buffer] };
   }
 
-  /** Testing aid: destroy this realm's WebGPU devices, as a driver reset or a GPU crash would. */
   /** Testing aid: what a wasm trap does (a RuntimeError; the instance is unusable afterwards). */
   op_simulateTrap() {
     throw new WebAssembly.RuntimeError('unreachable (simulated trap)');
   }
 
+  /** Testing aid: destroy this realm's WebGPU devices, as a driver reset or a GPU crash would. */
   op_loseDevice() {
     for (const d of gpuDevices) d.destroy();
     if (gpuDevices.length) gpuLost ??= 'GPU device lost (destroyed)';

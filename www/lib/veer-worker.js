@@ -1,5 +1,5 @@
-// veer-worker.js: module worker hosting one veer model (or the runtime's probe). Started by veer.js as
-// `new Worker(new URL('./veer-worker.js', import.meta.url), { type: 'module' })`.
+// veer-worker.js: module worker hosting one veer model (or the runtime's probe). Started by
+// veer-channel.js as `new Worker(new URL('./veer-worker.js', import.meta.url), { type: 'module' })`.
 // Requests: {id, op, args}; replies: {id, ok: true, value} or {id, ok: false, error: {code, message}}.
 
 import { Host } from './veer-host.js';

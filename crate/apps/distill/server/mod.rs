@@ -21,7 +21,6 @@
 //! arrives, so a run killed at any point resumes with nothing relabelled (only requests then in flight
 //! are asked again) and no text recorded twice.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -30,66 +29,11 @@ use serde_json::{Value, json};
 
 use crate::apps::distill::cache::Hash;
 use crate::apps::distill::prompt::{Labeller, LlmPrompt, Score, Via};
+use crate::apps::distill::server::options::{ServerMode, ServerOptions};
 use crate::base::error::{Error, Result};
 
-/// Where and how to reach the server(s).
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// Base URLs ending in the API version, e.g. `http://127.0.0.1:8080/v1`.
-    pub urls: Vec<String>,
-    /// The model to ask for; default: the first one the server lists at `/models`.
-    pub model: Option<String>,
-    /// Requests in flight at once, over all servers.
-    pub concurrency: usize,
-    /// Retries of one request (connection failures, 408/409/429/5xx) before the run stops.
-    pub retries: u32,
-    /// Requests per second over all servers (None: as fast as `concurrency` allows).
-    pub rate: Option<f64>,
-    /// The environment variable holding an API key, sent as a bearer token when set.
-    pub api_key_env: String,
-    /// Seconds one request may take.
-    pub timeout_s: u64,
-    /// `auto`: log-probabilities where the server gives them, generation otherwise.
-    pub mode: ServerMode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerMode {
-    Auto,
-    Logprobs,
-    Generate,
-}
-
-impl std::str::FromStr for ServerMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        crate::base::error::parse_name(s, "--teacher-mode (auto, logprobs or generate)")
-    }
-}
-
-impl ServerOptions {
-    /// `URL[,URL…][#MODEL]` (after `openai:`). A URL without a path gets `/v1`.
-    pub fn parse(spec: &str) -> Result<ServerOptions> {
-        let (urls, model) = match spec.split_once('#') {
-            Some((u, m)) if !m.trim().is_empty() => (u, Some(m.trim().to_string())),
-            Some((u, _)) => (u, None),
-            None => (spec, None),
-        };
-        let urls = urls
-            .split(',')
-            .map(|u| {
-                let u = u.trim().trim_end_matches('/');
-                let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).ok_or_else(|| Error::Invalid(format!("--teacher openai:{u}: expected an http:// or https:// URL")))?;
-                if rest.is_empty() {
-                    return Err(Error::Invalid("--teacher openai:: the URL has no host".into()));
-                }
-                Ok(if rest.contains('/') { u.to_string() } else { format!("{u}/v1") })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ServerOptions { urls, model, concurrency: 4, retries: 6, rate: None, api_key_env: "OPENAI_API_KEY".into(), timeout_s: 120, mode: ServerMode::Auto })
-    }
-}
+pub mod http;
+pub mod options;
 
 const TOP_LOGPROBS: usize = 20;
 const MODE_UNKNOWN: u8 = 0;
@@ -103,7 +47,7 @@ const SCHEMA_OBJECT: u8 = 2;
 const SCHEMA_NONE: u8 = 3;
 
 /// A request's failure: `retry` when another attempt may succeed.
-struct Failure {
+pub(crate) struct Failure {
     retry: bool,
     after: Option<Duration>,
     status: Option<u16>,
@@ -332,85 +276,6 @@ impl ServerTeacher {
         v["data"][0]["id"].as_str().map(str::to_string).ok_or_else(|| Error::file(&url, "lists no model: name one with --teacher openai:URL#MODEL"))
     }
 
-    /// POST `path` under one of the servers: the worker's own first, the next one on each retry. A
-    /// `probe` (a request whose refusal tells what the server supports) is not retried on a 500.
-    fn post(&self, path: &str, body: &Value, worker: usize, probe: bool) -> std::result::Result<Value, Failure> {
-        let body = serde_json::to_vec(body).map_err(|e| Failure { retry: false, after: None, status: None, message: e.to_string() })?;
-        let attempt = AtomicUsize::new(0);
-        self.attempts(|| {
-            let a = attempt.fetch_add(1, Ordering::Relaxed);
-            let url = format!("{}/{path}", self.options.urls[(worker + a) % self.options.urls.len()]);
-            self.once(&url, Some(&body)).map_err(|f| if probe && f.status == Some(500) { Failure { retry: false, ..f } } else { f })
-        })
-    }
-
-    /// `request` until it succeeds, fails for good, or `retries` are spent; backoff 0.25 s × 2^k (at
-    /// most 20 s) scaled by a jitter in [0.5, 1.5), or the server's `Retry-After`.
-    fn attempts(&self, mut request: impl FnMut() -> std::result::Result<Value, Failure>) -> std::result::Result<Value, Failure> {
-        let mut k = 0u32;
-        loop {
-            match request() {
-                Err(f) if f.retry && k < self.options.retries => {
-                    // Workers that failed together should not retry together: the clock's nanoseconds spread them.
-                    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-                    let jitter = 0.5 + (nanos % 1000) as f64 / 1000.0;
-                    let wait = f.after.unwrap_or_else(|| Duration::from_secs_f64((0.25 * 2f64.powi(k as i32)).min(20.0) * jitter));
-                    std::thread::sleep(wait.min(Duration::from_secs(60)));
-                    k += 1;
-                }
-                Err(f) if f.retry => return Err(Failure { message: format!("{} (gave up after {} retries)", f.message, k), ..f }),
-                r => return r,
-            }
-        }
-    }
-
-    /// One HTTP request (GET when `body` is None), after waiting for a slot under the rate limit.
-    fn once(&self, url: &str, body: Option<&[u8]>) -> std::result::Result<Value, Failure> {
-        if let Some(rate) = self.options.rate {
-            let at = {
-                let mut slot = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
-                let at = (*slot).max(Instant::now());
-                *slot = at + Duration::from_secs_f64(1.0 / rate);
-                at
-            };
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let auth = self.key.as_ref().map(|k| format!("Bearer {k}"));
-        let result = match body {
-            Some(b) => {
-                let mut r = self.agent.post(url).content_type("application/json");
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
-                }
-                r.send(b)
-            }
-            None => {
-                let mut r = self.agent.get(url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
-                }
-                r.call()
-            }
-        };
-        let mut resp = result.map_err(|e| Failure { retry: true, after: None, status: None, message: format!("{url}: {e}") })?;
-        let status = resp.status().as_u16();
-        let after = resp.headers().get("retry-after").and_then(|h| h.to_str().ok()?.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64);
-        // Bounded: an answer of one token with 20 alternatives is a few KB.
-        let mut bytes = Vec::new();
-        let read = resp.body_mut().as_reader().take(8 << 20).read_to_end(&mut bytes);
-        if (200..300).contains(&status) {
-            read.map_err(|e| Failure { retry: true, after: None, status: Some(status), message: format!("{url}: reading the answer: {e}") })?;
-            return serde_json::from_slice(&bytes).map_err(|e| Failure { retry: false, after: None, status: Some(status), message: format!("{url}: the answer is not JSON: {e}") });
-        }
-        // The server's error message may quote the prompt, so only its type/code is reported.
-        let kind = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
-            let e = &v["error"];
-            e["type"].as_str().or(e["code"].as_str()).map(str::to_string)
-        });
-        let retry = matches!(status, 408 | 409 | 429 | 500..=599);
-        Err(Failure { retry, after, status: Some(status), message: format!("{url}: HTTP {status}{}", kind.map(|k| format!(" ({k})")).unwrap_or_default()) })
-    }
 }
 
 impl Labeller for ServerTeacher {

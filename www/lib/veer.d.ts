@@ -1,4 +1,5 @@
-// Types for veer.js, the browser library (ES module, no bundler needed).
+// Types for veer.js, the browser library (ES module, no bundler needed). tests/types/ uses them as an
+// app would, under `tsc --strict` (make test-page).
 
 export type Device = 'auto' | 'webgpu' | 'cpu';
 
@@ -10,11 +11,18 @@ export type ErrorCode =
 
 /** Every error veer throws: an `Error` with a stable `code`; `name` is 'AbortError' for E_ABORTED. */
 export class VeerError extends Error {
+  constructor(code: ErrorCode, message: string, extra?: { file?: string; status?: number; fatal?: boolean; fellBack?: boolean });
+  name: 'VeerError' | 'AbortError';
   code: ErrorCode;
   /** The file at fault, where one is (e.g. 'model.safetensors'). */
   file?: string;
   /** HTTP status for E_HTTP. */
   status?: number;
+  /** Set when the instance cannot be used again (E_WASM: a trap; E_WORKER: its worker died; E_DEVICE:
+   * its GPU was lost). A model's next call reloads it (a `restart` event; after a GPU loss, on the CPU). */
+  fatal?: boolean;
+  /** E_DEVICE ending a generation: the GPU failed and the generator now runs on the CPU; generate again. */
+  fellBack?: boolean;
 }
 
 export interface InitOptions {
@@ -44,7 +52,7 @@ export interface Progress {
  * two folders above; a string ending in .json: that manifest; an object: sha256 per role or file name. */
 export type Integrity = 'manifest' | string | Partial<Record<ModelRole | string, string>>;
 
-/** A model folder's files (crate/files.rs `ROLES`); the last three are optional. */
+/** A model folder's files (crate/io/files.rs `ROLES`); the last three are optional. */
 export type ModelRole = 'config' | 'weights' | 'tokenizer' | 'tokenizerConfig' | 'pooling' | 'sentenceBert';
 
 export interface LoadOptions {
@@ -61,7 +69,7 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
-/** How an encoder embeds and classifies (crate/options.rs `EncoderOptions`; unknown names are errors). */
+/** How an encoder embeds and classifies (crate/base/options.rs `EncoderOptions`; unknown names are errors). */
 export interface EncoderOptions {
   /** Tokens per text including [CLS]/[SEP]. Default: the trained head's, else sentence_bert_config.json's
    * max_seq_length, else min(512, max_position_embeddings). */
@@ -70,7 +78,8 @@ export interface EncoderOptions {
   pooling?: 'mean' | 'cls';
   /** L2-normalise embeddings (default true). */
   normalize?: boolean;
-  /** Texts per forward pass (default 16; bounds memory, results do not depend on it). */
+  /** Texts per forward pass (default 16; bounds memory, results do not depend on it). Not settable
+   * through `trainClassifier`, whose `batchSize` is the training's (`TrainOptions.batchSize`). */
   batchSize?: number;
 }
 
@@ -85,8 +94,10 @@ export interface ClassifierOptions extends LoadOptions, EncoderOptions {
   head?: string | URL | Bytes;
 }
 
-/** `trainClassifier`'s options: the training's, and `loadClassifier`'s for the encoder. */
-export interface TrainOptions extends ClassifierOptions {
+/** `trainClassifier`'s options: the training's (crate/base/options.rs `HeadOptions`, and `labels`),
+ * and `loadClassifier`'s for the encoder, except `onProgress` (the training's progress here; the
+ * encoder's downloads are not reported) and `batchSize` (the training's here). */
+export interface TrainOptions extends Omit<ClassifierOptions, 'onProgress' | 'batchSize'> {
   /** Label order (default: order of first appearance in the examples). */
   labels?: string[];
   /** Most epochs (default 200); training stops earlier after `patience` (15) epochs without a better
@@ -98,6 +109,8 @@ export interface TrainOptions extends ClassifierOptions {
   /** Units of a hidden ReLU layer (default 0: a linear head). */
   hidden?: number;
   learningRate?: number;
+  /** Examples per optimiser step, not the encoder's texts per forward pass (`EncoderOptions.batchSize`,
+   * which stays at its default while training). */
   batchSize?: number;
   /** Fraction of each label's examples held out for early stopping (default 0.2, at least one). */
   holdout?: number;
@@ -115,7 +128,7 @@ export interface GeneratorOptions extends LoadOptions {
   name?: string;
   /** How the weights are held in memory. `f32` (default): the file's values exactly. `int8`: groups of
    * 32 with a scale each, 28 % of the memory and 1.6–1.8× the decoding speed, outputs close to
-   * but not identical with f32 (README "Int8 decoder weights"); CPU only — on WebGPU the weights stay
+   * but not identical with f32 (docs/performance.md, "Int8 decoder weights"); CPU only — on WebGPU the weights stay
    * f32 (`generator.weights` says which). */
   weights?: 'f32' | 'int8';
 }
@@ -136,11 +149,12 @@ export type ModelSource =
       sentenceBert?: string | URL | Bytes | object;
     };
 
-/** A model's instance trapped; the call after the trap reloaded it (files from the cache). The call that trapped rejected with E_WASM (or E_WORKER). */
+/** Options of `classify` and `embed`. */
 export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** A model's instance trapped; the call after the trap reloaded it (files from the cache). The call that trapped rejected with E_WASM (or E_WORKER). */
 export interface RestartEvent extends Event {
   readonly reason: string;
 }
@@ -232,7 +246,7 @@ export interface Steer {
   strength?: number;
 }
 
-/** One generation request (crate/options.rs `GenerateOptions`; unknown names are errors). */
+/** One generation request (crate/base/options.rs `GenerateOptions`; unknown names are errors). */
 export interface GenerateOptions {
   /** Tokens to generate at most (default 64). */
   maxTokens?: number;
@@ -274,6 +288,10 @@ export interface ChatMessage {
   content: string;
 }
 
+/** 'length': the model's context is full; 'abort': the `signal` aborted it; 'cancelled': the loop was
+ * left early (`break`, an error). */
+export type FinishReason = 'eos' | 'stop' | 'max_tokens' | 'length' | 'abort' | 'cancelled';
+
 export interface Piece {
   id: number;
   text: string;
@@ -286,8 +304,8 @@ export class Generator extends EventTarget implements Model {
   readonly info: ModelInfo;
   /** How the weights are held: 'int8' when asked for and on the CPU, else 'f32'. */
   readonly weights: 'f32' | 'int8';
-  /** Why the last generation ended: 'eos' | 'stop' | 'max_tokens' | 'length' (the model's context is full) | 'abort' | 'cancelled'. */
-  readonly finish?: string;
+  /** Why the last generation ended; undefined while one runs. */
+  readonly finish?: FinishReason;
   /** Prompt length in tokens of the last generation. */
   readonly promptTokens?: number;
   /** Prompt tokens of the last generation whose keys and values came from the one before (a chat's earlier turns). */
