@@ -2,15 +2,12 @@
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::base::backend::{self, Backend, DeviceChoice};
-use crate::base::limits::MAX_EXAMPLES;
 use crate::base::error::Error;
-use crate::base::options::{DecoderOptions, EncoderOptions, GenerateOptions};
-
-use crate::wasm::{js, options_from_js, to_js, ModelFiles};
+use crate::base::limits::MAX_EXAMPLES;
+use crate::base::options::EncoderOptions;
 use crate::wasm::runtime::Runtime;
+use crate::wasm::{ModelFiles, js, options_from_js, to_js};
 
 #[derive(serde::Serialize)]
 struct ClassificationJs {

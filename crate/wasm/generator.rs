@@ -2,17 +2,13 @@
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::base::backend::{self, Backend, DeviceChoice};
-use crate::base::limits::MAX_EXAMPLES;
+use crate::base::backend::Backend;
 use crate::base::error::Error;
-use crate::base::options::{DecoderOptions, EncoderOptions, GenerateOptions};
-
-use crate::wasm::{js, options_from_js, to_js, ModelFiles};
+use crate::base::options::{DecoderOptions, GenerateOptions};
 use crate::wasm::runtime::Runtime;
-
 use crate::wasm::vector::Vector;
+use crate::wasm::{ModelFiles, js, options_from_js};
 
 /// A Llama-family decoder with its tokenizer and chat template; one generation at a time, token by
 /// token (`start`, then `next` until it resolves to `undefined`), so pages stream and abort freely.

@@ -9,14 +9,10 @@ pub mod generator;
 pub mod runtime;
 pub mod vector;
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::base::backend::{self, Backend, DeviceChoice};
-use crate::base::limits::MAX_EXAMPLES;
+use crate::base::backend;
 use crate::base::error::Error;
-use crate::base::options::{DecoderOptions, EncoderOptions, GenerateOptions};
 
 pub(crate) fn js(e: Error) -> JsError {
     JsError::new(&format!("[{}] {e}", e.code()))

@@ -1,16 +1,11 @@
 //! `Runtime` (a device chosen once) and `Tokenizer`.
 
-use serde::Serialize;
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 
 use crate::base::backend::{self, Backend, DeviceChoice};
-use crate::base::limits::MAX_EXAMPLES;
 use crate::base::error::Error;
-use crate::base::options::{DecoderOptions, EncoderOptions, GenerateOptions};
-
-use crate::wasm::{js, options_from_js, to_js, ModelFiles};
-use crate::wasm::runtime::Runtime;
+use crate::wasm::js;
 
 /// A compute device chosen once; models are created on it.
 #[wasm_bindgen]

@@ -1,16 +1,9 @@
 //! `Vector`: a steering vector on the host, its arithmetic and file bytes.
 
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::base::backend::{self, Backend, DeviceChoice};
-use crate::base::limits::MAX_EXAMPLES;
 use crate::base::error::Error;
-use crate::base::options::{DecoderOptions, EncoderOptions, GenerateOptions};
-
-use crate::wasm::{js, options_from_js, to_js, ModelFiles};
-use crate::wasm::runtime::Runtime;
+use crate::wasm::js;
 
 /// A steering vector (`veer-vector/1` safetensors), held on the host until a generation uses it.
 #[wasm_bindgen]

@@ -25,15 +25,15 @@ use crate::base::error::Result;
 #[derive(Debug, Clone, clap::Args)]
 pub struct FineTuneOptions {
     /// Also fine-tune this many top encoder layers with the head (0: none).
-    #[arg(id = "finetune_layers", long = "finetune-layers", default_value_t = FineTuneOptions::default().layers)]
+    #[arg(id = "finetune_layers", value_name = "LAYERS", long = "finetune-layers", default_value_t = FineTuneOptions::default().layers)]
     pub layers: usize,
-    #[arg(id = "finetune_lr", long = "finetune-lr", default_value_t = FineTuneOptions::default().lr)]
+    #[arg(id = "finetune_lr", value_name = "LR", long = "finetune-lr", default_value_t = FineTuneOptions::default().lr)]
     pub lr: f64,
-    #[arg(id = "finetune_head_lr", long = "finetune-head-lr", default_value_t = FineTuneOptions::default().head_lr)]
+    #[arg(id = "finetune_head_lr", value_name = "LR", long = "finetune-head-lr", default_value_t = FineTuneOptions::default().head_lr)]
     pub head_lr: f64,
     #[arg(skip = FineTuneOptions::default().weight_decay)]
     pub weight_decay: f64,
-    #[arg(id = "finetune_epochs", long = "finetune-epochs", default_value_t = FineTuneOptions::default().epochs)]
+    #[arg(id = "finetune_epochs", value_name = "EPOCHS", long = "finetune-epochs", default_value_t = FineTuneOptions::default().epochs)]
     pub epochs: usize,
     #[arg(skip = FineTuneOptions::default().batch)]
     pub batch: usize,
@@ -42,7 +42,7 @@ pub struct FineTuneOptions {
     pub seed: u64,
     /// Train the layers' weight matrices as LoRA adapters of this rank (0: the matrices themselves).
     /// Adapters keep the head file small; `veer pack` merges them into the encoder.
-    #[arg(id = "finetune_rank", long = "finetune-rank", default_value_t = FineTuneOptions::default().rank, requires = "finetune_layers")]
+    #[arg(id = "finetune_rank", value_name = "RANK", long = "finetune-rank", default_value_t = FineTuneOptions::default().rank, requires = "finetune_layers")]
     pub rank: usize,
 }
 
