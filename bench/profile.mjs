@@ -87,7 +87,7 @@ function merge(a, b) {
   return { nodes: [...a.nodes, ...nodes], samples: [...a.samples, ...b.samples.map((s) => s + shift)], timeDeltas: [...a.timeDeltas, ...b.timeDeltas] };
 }
 const profile = top;
-const root_ = decoder ? '(root)' : 'veer::bert::Bert::forward';
+const root_ = decoder ? '(root)' : 'veer::models::bert::Bert::forward';
 // Self and inclusive time of the samples under `Bert::forward`.
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map();
