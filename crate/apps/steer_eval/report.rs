@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::base::error::{Error, Result};
 use crate::apps::steer_eval::run::Eval;
-use crate::apps::steer_eval::score::*;
+use crate::apps::steer_eval::score::{CellResult, Rate};
 
 /// Per-cell summary for one attribute's judge.
 #[derive(Debug, Clone, Serialize)]

@@ -19,8 +19,8 @@ use crate::base::options::{EncoderOptions, GenerateOptions};
 use crate::steering::vector::Vector;
 use crate::steering::spec::SteeringSpec;
 use crate::base::options::Injection;
-use crate::apps::steer_eval::config::*;
-use crate::apps::steer_eval::score::*;
+use crate::apps::steer_eval::config::{AttributeSpec, Cell, Config, Decoding, EvalPrompt};
+use crate::apps::steer_eval::score::{Answer, CellResult, cosine, degenerate};
 
 /// An attribute loaded: its pairs as token ids, its vectors, its judge.
 struct Attribute {

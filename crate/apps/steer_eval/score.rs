@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::apps::steer_eval::config::*;
+use crate::apps::steer_eval::config::Cell;
+
 
 /// One answer and its scores.
 #[derive(Debug, Clone, Serialize, Deserialize)]

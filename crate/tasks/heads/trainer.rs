@@ -16,8 +16,8 @@ use crate::base::limits::{MAX_EXAMPLES, MAX_LABELS};
 use crate::base::options::{HeadOptions, PooledHead, TrainOptions};
 use crate::base::error::{Error, Result};
 use crate::io::safetensors::OutDtype;
-use crate::tasks::heads::host::*;
-use crate::tasks::heads::tensor::*;
+use crate::tasks::heads::host::{HostAdam, HostHead, HostLayer};
+use crate::tasks::heads::tensor::{Head, rows};
 
 /// Features [n, dim] row-major with soft targets [n][classes].
 pub struct Split<'a> {
@@ -313,6 +313,7 @@ mod tests {
     use super::*;
     use crate::base::backend::block_on;
     use crate::base::options::Activation;
+    use crate::tasks::heads::tensor::targets;
     use burn::tensor::activation::log_softmax;
     use burn::tensor::{Tensor, TensorData};
 
