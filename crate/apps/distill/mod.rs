@@ -117,7 +117,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let classes = labels.len();
     eprintln!("distill: {} labels {:?}; pool {}, val {}, test {}", classes, labels, pool.len(), val.len(), test.len());
     let t0 = Instant::now();
-    let f = Features::embed(o, &pool, &val, &test)?;
+    let mut f = Features::embed(o, &pool, &val, &test)?;
     let embed_seconds = t0.elapsed().as_secs_f64();
 
     // Teacher labels (the test split's only for the report: the student never sees them).
@@ -133,9 +133,10 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let (pool_t, val_t) = (next()?, next()?);
     let test_t = if label_test { Some(next()?) } else { None };
     let teacher_seconds = t0.elapsed().as_secs_f64();
-    let pool = Part { data: pool, x: f.pool_x.clone(), y: pool_t.probs };
-    let val = Part { data: val, x: f.val_x.clone(), y: val_t.probs };
-    let scoring = if has_test_gold { Some(Scoring { gold: test.gold_ids("test")?, x: f.test_x.clone(), classes }) } else { None };
+    // The head's features move into the splits that train and score on them (no copy).
+    let pool = Part { data: pool, x: std::mem::take(&mut f.pool_x), y: pool_t.probs };
+    let val = Part { data: val, x: std::mem::take(&mut f.val_x), y: val_t.probs };
+    let scoring = if has_test_gold { Some(Scoring { gold: test.gold_ids("test")?, x: std::mem::take(&mut f.test_x), classes }) } else { None };
     let eval = |t: &Trainer| scoring.as_ref().map(|s| s.of(t)).transpose();
 
     // The exported student.
