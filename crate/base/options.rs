@@ -37,16 +37,18 @@ impl Default for EncoderOptions {
     }
 }
 
-/// How a decoder keeps its weights in memory.
+/// How a decoder keeps its weights in memory (on the CPU; a GPU keeps f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum WeightFormat {
-    /// The file's values as f32 (F16/BF16 upcast exactly): 4 bytes a weight.
-    #[default]
+    /// The file's values as f32 (F16/BF16 upcast exactly, q8/q4 dequantised): 4 bytes a weight.
     F32,
-    /// Int8 in groups of 32 with an f32 scale each (1.125 bytes a weight), multiplied with int16
-    /// activations (`quant`). CPU only; outputs agree closely with f32, not exactly (docs/performance.md, "Int8 decoder weights").
+    /// Quantised, the default: a q8 or q4 file's matrices as they are (1.125 / 0.75 bytes a weight);
+    /// a float file's quantised to int8 in groups of 32 with an f32 scale each. Multiplied with int16
+    /// activations (`quant`, `quant4`); outputs agree closely with f32, not exactly (docs/performance.md,
+    /// "Quantised weights").
+    #[default]
     Int8,
 }
 
@@ -65,9 +67,9 @@ impl WeightFormat {
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct DecoderOptions {
-    /// Weights in memory: `f32` (default) or `int8` (CPU only: 28 % of the memory, decoding
-    /// 1.6–1.8× as fast; docs/performance.md, "Int8 decoder weights").
-    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = WeightFormat::F32))]
+    /// Weights in memory on the CPU: `int8` (default: quantised; a q4 file stays 4-bit) or `f32` (exact,
+    /// 3.6× the memory, decoding at about half the speed; docs/performance.md, "Quantised weights").
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = WeightFormat::Int8))]
     pub weights: WeightFormat,
 }
 

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value as Json, json};
 
 use crate::base::error::{Error, Result};
-use crate::io::gguf::{Gguf, Value, unpermute_rows};
+use crate::io::gguf::{GgmlType, Gguf, TensorInfo, Value, unpermute_order};
+use crate::io::{quantise, quantised};
 use crate::io::safetensors::{OutDtype, Stored};
 
 /// The files of an HF model folder, as bytes ready to write.
@@ -102,23 +103,24 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
     let tied = g.tensor("output.weight").is_err();
     let head_dim = a.hidden / a.heads;
 
-    // Weights: dequantise, un-permute Q/K, store as F16 (or F32), HF names and shapes.
-    let mut tensors: BTreeMap<String, Stored> = BTreeMap::new();
+    // Weights: un-permute Q/K, store with HF names and shapes as F16/F32, or quantised (io::quantised:
+    // the GGUF's own Q8_0/Q4_1 blocks where they are what `dtype` asks for, quantised here otherwise).
+    let mut tensors: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
     for info in &g.tensors {
         let name = hf_name(&info.name).ok_or_else(|| {
             Error::tensor(&info.name, "no HF equivalent known to convert-gguf (supported: token_embd, output_norm, output, blk.N.attn_*/ffn_*)")
         })?;
         let shape = info.hf_shape();
-        let mut values = g.dequantize(info);
         let n_heads = match info.name.rsplit('.').nth(1) {
             Some("attn_q") => Some(a.heads),
             Some("attn_k") => Some(a.kv_heads),
             _ => None,
         };
-        if let (Some(n), [out, cols]) = (n_heads, shape.as_slice()) {
-            values = unpermute_rows(&values, *out, *cols, n as usize).map_err(|e| Error::tensor(&info.name, e))?;
-        }
-        tensors.insert(name.clone(), Stored::floats(name, shape, &values, dtype));
+        let order = match (n_heads, shape.as_slice()) {
+            (Some(n), [out, _]) => Some(unpermute_order(*out, n as usize).map_err(|e| Error::tensor(&info.name, e))?),
+            _ => None,
+        };
+        tensors.insert(name.clone(), stored(g, info, &name, &shape, order, dtype)?);
     }
     for l in 0..a.layers {
         let q = format!("model.layers.{l}.self_attn.q_proj.weight");
@@ -127,7 +129,7 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         }
     }
     let meta: std::collections::HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let tensors: Vec<Stored> = tensors.into_values().collect();
+    let tensors: Vec<Stored> = tensors.into_values().flatten().collect();
     let model_safetensors = crate::io::safetensors::write(&tensors, meta, "model.safetensors")?;
 
     let bos = token_id(g, "tokenizer.ggml.bos_token_id");
@@ -158,6 +160,11 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         "vocab_size": vocab,
         "use_cache": true,
     });
+    let mut config = config;
+    if matches!(dtype, OutDtype::Q8 | OutDtype::Q4) {
+        // Informational (veer reads the layout from the tensors' types): docs/models.md, "Quantised files".
+        config["quantization_config"] = json!({"quant_method": "veer", "format": dtype.name(), "group_size": crate::io::quantised::GROUP});
+    }
 
     let (tokenizer_json, tokenizer_config_json) = tokenizer_files(g, &tokens, bos, eos, pad, a.context)?;
     Ok(HfFolder {
@@ -165,6 +172,32 @@ pub fn convert(g: &Gguf, dtype: OutDtype) -> Result<HfFolder> {
         model_safetensors,
         tokenizer_json,
         tokenizer_config_json,
+    })
+}
+
+/// One GGUF tensor as the output stores it (`order`: the HF rows' source rows, for Q/K).
+fn stored(g: &Gguf, info: &TensorInfo, name: &str, shape: &[usize], order: Option<Vec<usize>>, dtype: OutDtype) -> Result<Vec<Stored>> {
+    let &[out, cols] = shape else { return Ok(vec![Stored::floats(name, shape.to_vec(), &g.dequantize(info), dtype)]) };
+    let order = order.unwrap_or_else(|| (0..out).collect());
+    let floats = || -> Vec<f32> {
+        let values = g.dequantize(info);
+        // A short tensor (a malformed file) gives a short vector, which the writer rejects by its shape.
+        order.iter().flat_map(|&src| values.get(src * cols..(src + 1) * cols).unwrap_or_default().iter().copied()).collect()
+    };
+    if !matches!(dtype, OutDtype::Q8 | OutDtype::Q4) || !quantise::quantisable(name, shape) {
+        return Ok(vec![Stored::floats(name, shape.to_vec(), &floats(), dtype)]);
+    }
+    let raw = g.raw(info);
+    let whole = cols % quantised::GROUP == 0;
+    // Embeddings (and an untied head) stay int8 in a q4 file: the CPU looks their rows up as int8, and
+    // the logits are the most sensitive product.
+    let table = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+    Ok(match (dtype, info.ty) {
+        (OutDtype::Q4, GgmlType::Q4_1) if !table && whole && raw.len() == out * cols / 32 * 20 => quantise::q4_from_q4_1(name, out, cols, raw, &order).into(),
+        (OutDtype::Q4, _) if !table && whole => quantise::q4_groups(name, out, cols, &floats()).into(),
+        (_, GgmlType::Q8_0) if whole && raw.len() == out * cols / 32 * 34 => quantise::q8_from_q8_0(name, out, cols, raw, &order).into(),
+        _ if whole => quantise::q8_groups(name, out, cols, &floats(), quantised::GROUP).into(),
+        _ => quantise::q8_per_row(name, out, cols, &floats()).into(),
     })
 }
 

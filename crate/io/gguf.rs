@@ -326,26 +326,31 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
 
 /// Undo llama.cpp's row permutation of Q/K projections. Its converter interleaves the two rotate-half
 /// halves of each head (HF rows [heads, 2, half] stored as [heads, half, 2]); the inverse views the GGUF
-/// rows as [heads, half, 2] and swaps the last two axes back. `w` is [out, cols].
-pub fn unpermute_rows(w: &[f32], out: usize, cols: usize, heads: usize) -> Result<Vec<f32>> {
-    let (Some(group), Some(len)) = (heads.checked_mul(2), out.checked_mul(cols)) else {
-        return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
-    };
-    if heads == 0 || out % group != 0 || w.len() != len {
-        return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
+/// rows as [heads, half, 2] and swaps the last two axes back. Returns, for each HF row, the GGUF row it
+/// comes from (so quantised rows can be moved whole).
+pub fn unpermute_order(out: usize, heads: usize) -> Result<Vec<usize>> {
+    match heads.checked_mul(2) {
+        Some(group) if heads > 0 && out % group == 0 => {}
+        _ => return Err(Error::Invalid(format!("cannot un-permute {out} rows over {heads} heads"))),
     }
     let half = out / heads / 2;
-    let mut res = vec![0.0; w.len()];
+    let mut order = vec![0; out];
     for h in 0..heads {
         for two in 0..2 {
             for i in 0..half {
-                let dst = h * 2 * half + two * half + i; // HF row (h, two, i)
-                let src = h * 2 * half + i * 2 + two; // GGUF row (h, i, two)
-                res[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+                order[h * 2 * half + two * half + i] = h * 2 * half + i * 2 + two; // HF row (h, two, i) ← GGUF row (h, i, two)
             }
         }
     }
-    Ok(res)
+    Ok(order)
+}
+
+/// `w` [out, cols] with its rows un-permuted (`unpermute_order`).
+pub fn unpermute_rows(w: &[f32], out: usize, cols: usize, heads: usize) -> Result<Vec<f32>> {
+    if out.checked_mul(cols) != Some(w.len()) {
+        return Err(Error::Invalid(format!("cannot un-permute a [{out}, {cols}] matrix over {heads} heads")));
+    }
+    Ok(unpermute_order(out, heads)?.into_iter().flat_map(|src| w[src * cols..(src + 1) * cols].iter().copied()).collect())
 }
 
 #[cfg(test)]

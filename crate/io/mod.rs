@@ -3,6 +3,9 @@
 
 pub mod convert;
 pub mod files;
+pub mod floats;
 pub mod gguf;
+pub mod quantise;
+pub mod quantised;
 pub mod safetensors;
 pub mod tokenizer;

@@ -9,11 +9,12 @@
 use std::cell::RefCell;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use half::{bf16, f16};
+use half::f16;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::base::error::{Error, Result};
+use crate::io::floats::floats;
 
 pub struct Loader<'a> {
     st: SafeTensors<'a>,
@@ -71,6 +72,10 @@ impl<'a> Loader<'a> {
                 return None;
             }
         };
+        if let (Dtype::I8 | Dtype::U8, [out, inp]) = (view.dtype(), shape) {
+            // A quantised matrix (io::quantised, which checks its shapes), for a reader that runs on f32.
+            return self.packed(name, *out, *inp).map(|p| p.dequantise(*out, *inp));
+        }
         if view.shape() != shape {
             self.problems.borrow_mut().push(format!("`{full}` has shape {:?}, expected {shape:?}", view.shape()));
             return None;
@@ -81,9 +86,32 @@ impl<'a> Loader<'a> {
         }
         let values = floats(view.dtype(), view.data());
         if values.is_none() {
-            self.problems.borrow_mut().push(format!("`{full}` has dtype {:?}; veer reads F32, F16 and BF16", view.dtype()));
+            self.problems.borrow_mut().push(format!("`{full}` has dtype {:?}; veer reads F32, F16 and BF16 (and I8/U8 matrices with scales)", view.dtype()));
         }
         values
+    }
+
+    /// Whether `name` is stored quantised (io::quantised): the CPU keeps such a matrix as it is.
+    pub fn is_packed(&self, name: &str) -> bool {
+        crate::io::quantised::is_packed(&self.st, &self.full(name))
+    }
+
+    /// `name` as the quantised [out, inp] matrix the file holds, without converting it; `None` after
+    /// recording what is wrong (missing, another shape, a scale that does not fit, or stored as floats:
+    /// callers ask only after `is_packed`).
+    pub fn packed(&self, name: &str, out: usize, inp: usize) -> Option<crate::io::quantised::Packed<'a>> {
+        let full = self.full(name);
+        match crate::io::quantised::read(&self.st, &full, out, inp) {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                self.problems.borrow_mut().push(format!("`{full}` is missing or not quantised (expected [{out}, {inp}])"));
+                None
+            }
+            Err(e) => {
+                self.problems.borrow_mut().push(e);
+                None
+            }
+        }
     }
 
     /// A tensor of the given shape on the device. On a problem, records it and returns a one-element
@@ -132,6 +160,12 @@ impl<'a> Loader<'a> {
     /// that). Reads only those elements: no copy of the tensor.
     pub fn sample(&self, name: &str, count: usize) -> Vec<f32> {
         let Ok(view) = self.st.tensor(&self.full(name)) else { return Vec::new() };
+        if let (true, [out, inp]) = (self.is_packed(name), view.shape()) {
+            // Quantised: those elements dequantised (not the matrix: wasm memory never shrinks again).
+            let Ok(Some(p)) = crate::io::quantised::read(&self.st, &self.full(name), *out, *inp) else { return Vec::new() };
+            let n = out * inp;
+            return (0..count.min(n)).map(|k| p.at(k * (n / count.min(n).max(1)), *inp)).collect();
+        }
         let size = match view.dtype() {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
@@ -158,91 +192,58 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// Little-endian F32/F16/BF16 tensor bytes as f32; `None` for any other dtype.
-pub fn floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => f16_to_f32(data),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => return None,
-    })
-}
-
-/// Little-endian F16 bytes as f32, exactly as `half` converts them. In wasm, 8 at a time in SIMD128:
-/// wasm has no f16 instruction, and `half`'s portable conversion branches per value (this took about
-/// 10 % off creating a model from an F16 file in the browser: bench/results/f16-ab-*.json).
-fn f16_to_f32(data: &[u8]) -> Vec<f32> {
-    let scalar = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        use core::arch::wasm32::{v128, v128_store};
-        let mut out = vec![0.0f32; data.len() / 2];
-        let blocks = data.chunks_exact(16);
-        let rest = blocks.remainder();
-        let (whole, tail) = out.split_at_mut(data.len() / 16 * 8);
-        for (b, o) in blocks.zip(whole.chunks_exact_mut(8)) {
-            // SAFETY: `b` is 16 bytes and `o` 8 f32 (chunks_exact); unaligned access is allowed in wasm.
-            unsafe {
-                let [lo, hi] = f16x8_to_f32_simd128(b.as_ptr());
-                v128_store(o.as_mut_ptr() as *mut v128, lo);
-                v128_store(o.as_mut_ptr().add(4) as *mut v128, hi);
-            }
-        }
-        for (b, o) in rest.chunks_exact(2).zip(tail) {
-            *o = scalar(b);
-        }
-        out
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    data.chunks_exact(2).map(scalar).collect()
-}
-
-/// Eight little-endian f16 at `p` as two f32x4. Finite values: the exponent and mantissa bits moved
-/// into f32 position give the value × 2⁻¹¹², so one exact multiply by 2¹¹² rebiases normals and
-/// normalises subnormals (wasm keeps subnormals). Infinities keep an all-ones exponent; NaNs also get
-/// the quiet bit, their payload kept (as `half` does). The sign is put back last.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-unsafe fn f16x8_to_f32_simd128(p: *const u8) -> [core::arch::wasm32::v128; 2] {
-    use core::arch::wasm32::*;
-    let h = unsafe { v128_load(p as *const v128) };
-    [u32x4_extend_low_u16x8(h), u32x4_extend_high_u16x8(h)].map(|h| {
-        let em = v128_and(h, u32x4_splat(0x7fff));
-        let finite = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits(0x7780_0000))); // × 2¹¹²
-        let special = v128_or(v128_or(i32x4_shl(em, 13), u32x4_splat(0x7f80_0000)), v128_and(u32x4_gt(em, u32x4_splat(0x7c00)), u32x4_splat(0x0040_0000)));
-        let value = v128_bitselect(special, finite, u32x4_ge(em, u32x4_splat(0x7c00)));
-        v128_or(value, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
-    })
-}
-
-/// The float type veer writes safetensors in (the converter's, `veer pack`'s and distillation's output).
+/// The type veer writes model weights in (the converter's, `veer pack`'s and distillation's output):
+/// a float type, or a quantised layout (io::quantised) for the matrices with F16 for everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutDtype {
     F16,
     F32,
+    /// Int8 matrices with their scales (io::quantised), other tensors F16.
+    Q8,
+    /// 4-bit matrices (io::quantised; decoders, from GGUF), embeddings int8, other tensors F16.
+    Q4,
 }
 
 impl OutDtype {
-    /// Little-endian bytes of `values` in this type.
-    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+    /// The float type of the tensors that are not quantised.
+    fn float(self) -> OutDtype {
         match self {
-            OutDtype::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
+            OutDtype::F32 => OutDtype::F32,
+            _ => OutDtype::F16,
+        }
+    }
+
+    /// Little-endian bytes of `values` in this type (the float type for q8/q4).
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self.float() {
             OutDtype::F32 => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+            _ => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
         }
     }
 
     pub fn safetensors(self) -> Dtype {
-        match self {
-            OutDtype::F16 => Dtype::F16,
+        match self.float() {
             OutDtype::F32 => Dtype::F32,
+            _ => Dtype::F16,
         }
     }
 
-    /// HF's `torch_dtype` name.
+    /// HF's `torch_dtype` name (of the float tensors).
     pub fn torch_name(self) -> &'static str {
-        match self {
-            OutDtype::F16 => "float16",
+        match self.float() {
             OutDtype::F32 => "float32",
+            _ => "float16",
+        }
+    }
+
+    /// As the CLI and config.json's `quantization_config` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutDtype::F16 => "f16",
+            OutDtype::F32 => "f32",
+            OutDtype::Q8 => "q8",
+            OutDtype::Q4 => "q4",
         }
     }
 }

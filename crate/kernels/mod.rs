@@ -3,4 +3,5 @@
 
 pub mod panels;
 pub mod quant;
+pub mod quant4;
 pub mod simd_math;

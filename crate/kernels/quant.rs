@@ -22,7 +22,7 @@ pub const GROUP: usize = 32;
 
 /// Output rows per block: the kernel computes eight outputs per pass over one row of x, and the
 /// weights are stored in that order (see `Q8Matrix`).
-const BLOCK: usize = 8;
+pub(crate) const BLOCK: usize = 8;
 
 /// An [rows, cols] matrix (HF `nn.Linear` layout: [out, in]) as int8 groups, stored in the order the
 /// kernel reads it: for each block of 8 rows, group by group, the 8 rows' 32 weights (rows padded to a
@@ -40,32 +40,7 @@ pub struct Q8Matrix {
     scales: Vec<f32>, // [blocks, groups, BLOCK]
 }
 
-/// Symmetric quantisation of one group: the scale and the values divided by it, rounded to the
-/// nearest integer in [-max, max], ties to even: one wasm instruction (`f32.nearest`), where `round`
-/// (ties away from zero) is a libm call per value (it made SmolLM2's int8 load ≈ 2 s slower in the
-/// browser). A group of zeros gets scale 0. Non-finite inputs give a NaN scale, so the outputs that
-/// use it are NaN, as with f32 weights (`as` saturates: no panic).
-fn quantise_group<T: Copy>(
-    values: &[f32],
-    max: f32,
-    out: &mut [T],
-    cast: impl Fn(f32) -> T,
-) -> f32 {
-    let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let amax = if values.iter().all(|v| v.is_finite()) {
-        amax
-    } else {
-        f32::NAN
-    };
-    let scale = amax / max;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-    for (o, &v) in out.iter_mut().zip(values) {
-        *o = cast((v * inv).round_ties_even());
-    }
-    scale
-}
-
-/// `quantise_group` to int8 (weights): in wasm SIMD128 for whole groups, since the browser quantises
+/// `quantise_symmetric` to int8 (weights): in wasm SIMD128 for whole groups, since the browser quantises
 /// all of a model's weights while loading it (134 M for SmolLM2).
 fn quantise_weights(values: &[f32], out: &mut [i8]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -73,10 +48,10 @@ fn quantise_weights(values: &[f32], out: &mut [i8]) -> f32 {
         // SAFETY: both hold GROUP values (checked just above).
         return unsafe { quantise_group_simd128::<true>(values, out.as_mut_ptr()) };
     }
-    quantise_group(values, 127.0, out, |v| v as i8)
+    crate::base::math::quantise_symmetric(values, 127.0, out, |v| v as i8)
 }
 
-/// `quantise_group` to int16 (activations, once per call): in wasm SIMD128 for whole groups, since
+/// `quantise_symmetric` to int16 (activations, once per call): in wasm SIMD128 for whole groups, since
 /// for the small matrices of a decoded token it is a fifth of the kernel's time when scalar.
 fn quantise_activations(values: &[f32], out: &mut [i16]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -84,10 +59,10 @@ fn quantise_activations(values: &[f32], out: &mut [i16]) -> f32 {
         // SAFETY: both hold GROUP values (checked just above).
         return unsafe { quantise_group_simd128::<false>(values, out.as_mut_ptr() as *mut i8) };
     }
-    quantise_group(values, 32767.0, out, |v| v as i16)
+    crate::base::math::quantise_symmetric(values, 32767.0, out, |v| v as i16)
 }
 
-/// `quantise_group(values, 127.0, out, |v| v as i8)` (`I8`) or `(values, 32767.0, out, |v| v as i16)`
+/// `crate::base::math::quantise_symmetric(values, 127.0, out, |v| v as i8)` (`I8`) or `(values, 32767.0, out, |v| v as i16)`
 /// for GROUP values at `out` (GROUP i8 or i16), with the same results: the largest magnitude is exact
 /// in any order, `f32x4.nearest` rounds ties to even as `round_ties_even`, and the saturating
 /// truncation then saturating narrowings clamp as `as` does (NaN → 0).
@@ -145,6 +120,25 @@ impl Q8Matrix {
         }
     }
 
+    /// From a file's int8 values [rows, cols] (bytes) and their scales [rows, cols / group] (io::quantised's
+    /// q8 layout, checked by the loader: `group` divides `cols` and is `cols` or a multiple of GROUP):
+    /// the same values, laid out for the kernel, with each group of GROUP inputs given its scale.
+    pub fn from_packed(values: &[u8], scales: &[f32], group: usize, rows: usize, cols: usize) -> Self {
+        let groups = cols.div_ceil(GROUP);
+        let blocks = rows.div_ceil(BLOCK);
+        let mut q = vec![0i8; blocks * groups * BLOCK * GROUP];
+        let mut s = vec![0.0f32; blocks * groups * BLOCK];
+        let per_row = cols / group.max(1);
+        for (r, row) in values.chunks_exact(cols.max(1)).take(rows).enumerate() {
+            for (g, part) in row.chunks(GROUP).enumerate() {
+                let at = Self::at(groups, r, g);
+                q[at * GROUP..][..part.len()].iter_mut().zip(part).for_each(|(o, &b)| *o = b as i8);
+                s[at] = scales[r * per_row + g * GROUP / group.max(1)];
+            }
+        }
+        Q8Matrix { rows, cols, groups, q, scales: s }
+    }
+
     /// Where row `r`'s group `g` is: its scale's index, and its weights' index / GROUP.
     fn at(groups: usize, r: usize, g: usize) -> usize {
         ((r / BLOCK) * groups + g) * BLOCK + r % BLOCK
@@ -198,14 +192,7 @@ impl Q8Matrix {
 
     fn matmul_t_with(&self, x: &[f32], n: usize, portable: bool) -> Vec<f32> {
         let (g, stride) = (self.groups, self.groups * GROUP);
-        // Activations: [n, groups * GROUP] int16 and [n, groups] scales, once per call.
-        let mut xq = vec![0i16; n * stride];
-        let mut xs = vec![0.0f32; n * g];
-        for (r, row) in x.chunks_exact(self.cols.max(1)).take(n).enumerate() {
-            for (k, part) in row.chunks(GROUP).enumerate() {
-                xs[r * g + k] = quantise_activations(part, &mut xq[r * stride + k * GROUP..][..part.len()]);
-            }
-        }
+        let (xq, xs) = quantise_rows(x, n, self.cols);
         let mut y = vec![0.0f32; n * self.rows];
         // Blocks outermost: a block's weights (8 rows) are read from memory once and stay in L1 for
         // all n rows of x.
@@ -221,6 +208,20 @@ impl Q8Matrix {
         }
         y
     }
+}
+
+/// Activations [n, cols] as int16 groups: [n, groups * GROUP] values (padded with zeros) and [n, groups]
+/// scales, once per product.
+pub(crate) fn quantise_rows(x: &[f32], n: usize, cols: usize) -> (Vec<i16>, Vec<f32>) {
+    let (g, stride) = (cols.div_ceil(GROUP), cols.div_ceil(GROUP) * GROUP);
+    let mut xq = vec![0i16; n * stride];
+    let mut xs = vec![0.0f32; n * g];
+    for (r, row) in x.chunks_exact(cols.max(1)).take(n).enumerate() {
+        for (k, part) in row.chunks(GROUP).enumerate() {
+            xs[r * g + k] = quantise_activations(part, &mut xq[r * stride + k * GROUP..][..part.len()]);
+        }
+    }
+    (xq, xs)
 }
 
 /// The definition every kernel follows: for each of a block's 8 rows, over groups in order,

@@ -6,43 +6,70 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::base::options::WeightFormat;
 use crate::io::safetensors::Loader;
 use crate::kernels::panels::{Epilogue, Panels};
+use crate::io::quantised::Packed;
 use crate::kernels::quant::Q8Matrix;
+use crate::kernels::quant4::Q4Matrix;
 use crate::nn::ops::panels_on;
 
 /// HF `nn.Linear`: the weight as an f32 tensor on the device, kept transposed as [in, out]; or, on the
-/// CPU device in the browser, as f32 panels on the host for veer's own kernel (`panels`); or (the
-/// decoder's `WeightFormat::Int8`, CPU only) as int8 groups on the host (`quant`).
+/// CPU device in the browser, as f32 panels on the host for veer's own kernel (`panels`); or, on the
+/// CPU, as int8 groups (`quant`: a q8 file, or the decoder's `WeightFormat::Int8`) or 4-bit groups
+/// (`quant4`: a q4 file) on the host.
 pub struct Linear {
     weight: Weight,
     bias: Option<Tensor<1>>, // [out]; for `Panels` also inside the panels, where the kernel adds it
+    host_bias: Option<Vec<f32>>, // [out] on the host, for the quantised weights (added with the epilogue)
 }
 
 enum Weight {
     Dense(Tensor<2>),       // [in, out]
     Panels(Panels),         // [ceil(out / 8), in, 8] on the host, bias inside
     Int8(Q8Matrix, Device), // [out, in]
+    Q4(Q4Matrix, Device),   // [out, in]
 }
 
 impl Linear {
+    /// The weight as the file has it: quantised matrices stay quantised on the CPU (dequantised on a
+    /// GPU), float ones are f32.
     pub fn load(w: &Loader, name: &str, inp: usize, out: usize, bias: bool) -> Self {
-        Self::load_as(w, name, inp, out, bias, WeightFormat::F32)
+        Self::load_as(w, name, inp, out, bias, None)
     }
 
-    pub fn load_as(w: &Loader, name: &str, inp: usize, out: usize, bias: bool, format: WeightFormat) -> Self {
+    /// `format`: `None` as `load`; `Some(F32)` f32 whatever the file holds; `Some(Int8)` quantised on
+    /// the CPU (a float file's weights quantised to int8 here, a q8 or q4 file's kept as they are).
+    pub fn load_as(w: &Loader, name: &str, inp: usize, out: usize, bias: bool, format: Option<WeightFormat>) -> Self {
         let name_w = format!("{name}.weight");
         let bias = bias.then(|| w.tensor::<1>(&format!("{name}.bias"), [out]));
-        let weight = match format {
-            WeightFormat::F32 if panels_on(w.device()) => {
-                let b = bias.clone().map(crate::base::backend::read_now).filter(|b| b.len() == out);
-                Weight::Panels(match w.host_matrix(&name_w, out, inp) {
-                    Some(v) => Panels::new(&v, out, inp, b.as_deref()),
-                    None => Panels::new(&[0.0], 1, 1, None), // the loader has recorded the problem
-                })
+        let cpu = crate::base::backend::is_cpu(w.device());
+        let weight = if cpu && w.is_packed(&name_w) && format != Some(WeightFormat::F32) {
+            match w.packed(&name_w, out, inp) {
+                Some(Packed::Q4 { q, scales, mins }) => Weight::Q4(Q4Matrix::from_packed(q, &scales, &mins, out, inp), w.device().clone()),
+                Some(Packed::Q8 { q, scales, group }) => Weight::Int8(Q8Matrix::from_packed(q, &scales, group, out, inp), w.device().clone()),
+                None => Weight::Int8(Q8Matrix::from_f32(&[0.0], 1, 1), w.device().clone()), // the loader has recorded the problem
             }
-            WeightFormat::F32 => Weight::Dense(w.linear_t(&name_w, out, inp)),
-            WeightFormat::Int8 => Weight::Int8(int8_matrix(w, &name_w, out, inp), w.device().clone()),
+        } else if cpu && format == Some(WeightFormat::Int8) {
+            Weight::Int8(int8_matrix(w, &name_w, out, inp), w.device().clone())
+        } else if panels_on(w.device()) {
+            let b = bias.clone().map(crate::base::backend::read_now).filter(|b| b.len() == out);
+            Weight::Panels(match w.host_matrix(&name_w, out, inp) {
+                Some(v) => Panels::new(&v, out, inp, b.as_deref()),
+                None => Panels::new(&[0.0], 1, 1, None), // the loader has recorded the problem
+            })
+        } else {
+            Weight::Dense(w.linear_t(&name_w, out, inp))
         };
-        Linear { weight, bias }
+        let quantised = matches!(weight, Weight::Int8(..) | Weight::Q4(..));
+        let host_bias = bias.clone().filter(|_| quantised).map(crate::base::backend::read_now).filter(|b| b.len() == out);
+        Linear { weight, bias, host_bias }
+    }
+
+    /// What memory holds: "f32", "int8" or "q4".
+    pub fn held(&self) -> &'static str {
+        match &self.weight {
+            Weight::Dense(_) | Weight::Panels(_) => "f32",
+            Weight::Int8(..) => "int8",
+            Weight::Q4(..) => "q4",
+        }
     }
 
     /// Parameters as matrices for training: weight [in, out], bias [1, out].
@@ -54,6 +81,7 @@ impl Linear {
                 Tensor::from_data(TensorData::new(m.unpacked_t().0, [m.inp(), m.out()]), &crate::base::backend::cpu().device) // panels are CPU-only
             }
             Weight::Int8(m, device) => Tensor::from_data(TensorData::new(m.dequantised_t(), [m.cols(), m.rows()]), device),
+            Weight::Q4(m, device) => Tensor::from_data(TensorData::new(m.dequantised_t(), [m.cols(), m.rows()]), device),
         };
         let mut p = vec![weight];
         if let Some(b) = &self.bias {
@@ -64,7 +92,7 @@ impl Linear {
 
     /// The inverse of `params`.
     pub fn from_params(p: &[Tensor<2>]) -> Self {
-        Linear { weight: Weight::Dense(p[0].clone()), bias: p.get(1).map(|b| b.clone().flatten(0, 1)) }
+        Linear { weight: Weight::Dense(p[0].clone()), bias: p.get(1).map(|b| b.clone().flatten(0, 1)), host_bias: None }
     }
 
     /// [batch, seq, in] → [batch, seq, out]
@@ -96,7 +124,8 @@ impl Linear {
                 return Tensor::from_data(TensorData::new(y, [n, m.out()]), &device);
             }
             Weight::Dense(w) => x.matmul(w.clone()),
-            Weight::Int8(m, _) => int8_matmul(m, x),
+            Weight::Int8(m, _) => return self.on_host(x, epilogue, m.rows(), |x, n| m.matmul_t(x, n)),
+            Weight::Q4(m, _) => return self.on_host(x, epilogue, m.rows(), |x, n| m.matmul_t(x, n)),
         };
         let y = match &self.bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
@@ -106,6 +135,23 @@ impl Linear {
             Epilogue::None => y,
             Epilogue::Gelu => burn::tensor::activation::gelu(y),
         }
+    }
+}
+
+impl Linear {
+    /// A quantised product on the host, as the panels do it: the product, then the bias and the
+    /// epilogue on the rows while they are in cache, one tensor back (not three burn passes over it).
+    fn on_host(&self, x: Tensor<2>, epilogue: Epilogue, out: usize, product: impl Fn(&[f32], usize) -> Vec<f32>) -> Tensor<2> {
+        let device = x.device();
+        let [n, _] = x.dims();
+        let mut y = product(&crate::base::backend::read_now(x), n); // [n, out]
+        if let Some(b) = &self.host_bias {
+            y.chunks_exact_mut(out.max(1)).for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+        }
+        if epilogue == Epilogue::Gelu {
+            crate::kernels::simd_math::gelu_in_place(&mut y, false);
+        }
+        Tensor::from_data(TensorData::new(y, [n, out]), &device)
     }
 }
 
@@ -121,8 +167,14 @@ pub fn int8_matmul(m: &Q8Matrix, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// An HF weight stored [out, in] (or an embedding table [rows, width]) as int8 groups in its stored
-/// layout; on a problem (recorded by the loader) a 1×1 placeholder, so loading goes on and reports all.
+/// layout: a q8 file's values as they are, anything else quantised here; on a problem (recorded by the
+/// loader) a 1×1 placeholder, so loading goes on and reports all.
 pub fn int8_matrix(w: &Loader, name: &str, out: usize, inp: usize) -> Q8Matrix {
+    if w.is_packed(name) {
+        if let Some(Packed::Q8 { q, scales, group }) = w.packed(name, out, inp) {
+            return Q8Matrix::from_packed(q, &scales, group, out, inp);
+        }
+    }
     match w.host_matrix(name, out, inp) {
         Some(v) => Q8Matrix::from_f32(&v, out, inp),
         None => Q8Matrix::from_f32(&[0.0], 1, 1),

@@ -91,6 +91,11 @@ impl Encoder {
         Ok(Encoder { model, tokenizer, pooling, normalize: options.normalize, batch_size: options.batch_size, max_len })
     }
 
+    /// What memory holds for the encoder's matrices (`Bert::dtype`).
+    pub fn dtype(&self) -> &'static str {
+        self.model.dtype()
+    }
+
     pub fn labels(&self) -> &[String] {
         &self.model.labels
     }

@@ -51,6 +51,12 @@ impl Classifier {
         }
     }
 
+    /// What memory holds for the encoder's matrices: "int8" (a q8 folder on the CPU) or "f32".
+    #[wasm_bindgen(getter)]
+    pub fn dtype(&self) -> String {
+        self.encoder.dtype().to_string()
+    }
+
     /// Label names in the model's order (empty for a plain encoder).
     #[wasm_bindgen(getter)]
     pub fn labels(&self) -> Vec<String> {

@@ -44,10 +44,10 @@ impl Generator {
         self.device.kind.name().to_string()
     }
 
-    /// How the weights are held: "f32" or "int8" (asked for, and on the CPU).
+    /// What memory holds: "int8" or "q4" (quantised, the CPU's default), or "f32" (a GPU, or asked for).
     #[wasm_bindgen(getter)]
     pub fn weights(&self) -> String {
-        self.model.llama.weights.name().to_string()
+        self.model.llama.weights.to_string()
     }
 
     /// Token ids of `text` (no special tokens added).

@@ -30,6 +30,16 @@ pub fn start() {
 }
 
 /// The veer version, e.g. `"0.1.0"`.
+/// Bytes of this instance's linear memory (it only grows): what the weights, caches and buffers of the
+/// models it holds have taken at their peak (`model.info.memoryBytes` after a load).
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    return (core::arch::wasm32::memory_size(0) * 65536) as f64;
+    #[cfg(not(target_arch = "wasm32"))]
+    0.0
+}
+
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()

@@ -442,7 +442,7 @@ test('chat: OpenAI-style messages; a second turn continues the KV cache and give
   assert.equal(got.badPrompt, 'E_INVALID');
 });
 
-test('generation with int8 weights: the same ids as the native CLI\'s int8 kernel; f32 by default; other values rejected', async () => {
+test('generation with int8 weights (the default on a float folder): the same ids as the native CLI\'s int8 kernel; other values rejected', async () => {
   const prompt = 'Describe the weather today in one sentence.';
   const got = await inPage(async (veer, prompt) => {
     await veer.init({ device: 'cpu' });
@@ -462,10 +462,10 @@ test('generation with int8 weights: the same ids as the native CLI\'s int8 kerne
   assert.match(got.bad.message, /int4.*f32.*int8|f32.*int8.*int4/s);
 });
 
-test('generation: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
+test('generation on the default q4 folder: streams, aborts with an AbortSignal, and steering changes the output (CPU)', async () => {
   const got = await inPage(async (veer) => {
     await veer.init({ device: 'cpu' });
-    const gen = await veer.loadGenerator('models/smollm2-135m-instruct/', { integrity: 'manifest' });
+    const gen = await veer.loadGenerator('models/smollm2-135m-instruct-q4/', { integrity: 'manifest' });
     const positive = await veer.loadVector('models/vectors/positive.safetensors', { integrity: 'manifest' });
     const prompt = 'Describe the weather today in one sentence.';
     const options = { maxTokens: 12, temperature: 0, chat: true };
@@ -534,14 +534,14 @@ test('generation: streams, aborts with an AbortSignal, and steering changes the 
     };
   });
   assert.equal(got.device, 'cpu');
-  assert.equal(got.weights, 'f32');
+  assert.equal(got.weights, 'q4', '4-bit in memory, as the file holds it');
   assert.ok(got.plain.n >= 4 && got.plain.n <= 12, JSON.stringify(got.plain));
   assert.equal(got.plain.text.length > 0, true);
   assert.notEqual(got.steered.text, got.plain.text, `steered output equals plain: ${got.plain.text}`);
   assert.deepEqual(got.steeredDefault.ids, got.steered.ids, 'strength defaults to the vector file');
   assert.deepEqual(got.minP.ids, got.plain.ids, 'minP 1 samples the greedy token');
   // A seed gives the same sample in the browser (wasm32) as natively.
-  const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['generate', '--model', `${models}smollm2-135m-instruct`, '--prompt', 'Describe the weather today in one sentence.', '--chat', '--max-tokens', '12', '--temperature', '0.9', '--top-p', '0.95', '--seed', '11'], { encoding: 'utf8' }));
+  const native = JSON.parse(execFileSync(`${root}target/release/veer`, ['generate', '--model', `${models}smollm2-135m-instruct-q4`, '--prompt', 'Describe the weather today in one sentence.', '--chat', '--max-tokens', '12', '--temperature', '0.9', '--top-p', '0.95', '--seed', '11'], { encoding: 'utf8' }));
   assert.deepEqual(got.sampled.ids, native.ids, `sampled: browser ${got.sampled.text} vs native ${native.text}`);
   assert.notEqual(got.withComputed.text, got.plain.text, 'a vector computed in the generator steers it');
   assert.equal(got.badStrength, 'E_INVALID');

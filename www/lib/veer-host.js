@@ -102,7 +102,7 @@ export class Host {
 
   op_loadClassifier({ files, options }) {
     this.model = this.withFiles(files, (bundle) => this.wasm.Classifier.create(this.runtime, bundle, options ?? undefined));
-    return { labels: this.model.labels, device: this.model.device, maxLength: this.model.maxLength, pooling: this.model.pooling };
+    return { labels: this.model.labels, device: this.model.device, maxLength: this.model.maxLength, pooling: this.model.pooling, dtype: this.model.dtype, memoryBytes: this.wasm.memoryBytes() };
   }
 
   async op_classify({ texts }) {
@@ -142,7 +142,7 @@ export class Host {
 
   op_loadGenerator({ files, name, options }) {
     this.model = this.withFiles(files, (bundle) => this.wasm.Generator.create(this.runtime, bundle, name ?? undefined, options ?? {}));
-    return { device: this.model.device, weights: this.model.weights };
+    return { device: this.model.device, weights: this.model.weights, memoryBytes: this.wasm.memoryBytes() };
   }
 
   vector(id, bytes) {

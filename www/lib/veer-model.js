@@ -44,7 +44,8 @@ export class Model extends EventTarget {
       this._ch = opened.channel;
       this._vectorsSent = new Set(); // vectors the new worker holds
       this.device = info.device;
-      if (info.weights) this.weights = info.weights; // generators: 'f32', or 'int8' when asked for on the CPU
+      if (info.weights) this.weights = info.weights; // generators: 'int8' or 'q4' on the CPU (the default), else 'f32'
+      if (info.dtype) this.dtype = info.dtype; // classifiers: 'int8' (a q8 folder on the CPU) or 'f32'
       this.worker = opened.inWorker;
       if (opened.info.fallbackReason) this.fallbackReason = opened.info.fallbackReason;
       const t1 = performance.now();
@@ -56,6 +57,7 @@ export class Model extends EventTarget {
         createMs: Math.round(t1 - tFetched),
         loadMs: Math.round(t1 - t0),
         cached: Object.values(g.files).every((f) => f.cached),
+        memoryBytes: info.memoryBytes,
       };
       return info;
     } catch (e) {

@@ -126,10 +126,11 @@ export type TrainProgress =
 export interface GeneratorOptions extends LoadOptions {
   /** Stored in vectors computed with this model (default: the folder name). */
   name?: string;
-  /** How the weights are held in memory. `f32` (default): the file's values exactly. `int8`: groups of
-   * 32 with a scale each, 28 % of the memory and 1.6–1.8× the decoding speed, outputs close to
-   * but not identical with f32 (docs/performance.md, "Int8 decoder weights"); CPU only — on WebGPU the weights stay
-   * f32 (`generator.weights` says which). */
+  /** How the weights are held in memory on the CPU. `int8` (default): quantised — a q4 folder's
+   * matrices stay 4-bit, a q8 folder's int8, a float folder's are quantised to int8 groups of 32 at load;
+   * outputs agree closely but not identically with f32 (docs/performance.md, "Quantised weights").
+   * `f32`: the file's values exactly (quantised files dequantised), 3–5× the memory. On WebGPU the weights
+   * are f32 (`generator.weights` says what memory holds). */
   weights?: 'f32' | 'int8';
 }
 
@@ -175,6 +176,9 @@ export interface ModelInfo {
   loadMs: number;
   /** Every file came from the Cache API. */
   cached: boolean;
+  /** The wasm instance's memory after the load (its peak so far: wasm memory never shrinks); with
+   * `worker: true` the memory of the model's own worker. */
+  memoryBytes: number;
 }
 
 export class Runtime extends EventTarget {
@@ -225,6 +229,8 @@ export class Classifier extends EventTarget implements Model {
   /** Truncation length and embedding pooling in effect (options, else the folder's settings). */
   readonly maxLength: number;
   readonly pooling: 'mean' | 'cls';
+  /** What memory holds for the encoder's matrices: 'int8' (a q8 folder on the CPU) or 'f32'. */
+  readonly dtype: 'f32' | 'int8';
   /** `signal` stops a long call between slices of 64 texts; it then rejects with E_ABORTED and the model stays usable. */
   classify(texts: string[], options?: CallOptions): Promise<Classification[]>;
   classify(text: string, options?: CallOptions): Promise<Classification>;
@@ -302,8 +308,9 @@ export class Generator extends EventTarget implements Model {
   readonly fallbackReason?: string;
   readonly worker: boolean;
   readonly info: ModelInfo;
-  /** How the weights are held: 'int8' when asked for and on the CPU, else 'f32'. */
-  readonly weights: 'f32' | 'int8';
+  /** What memory holds: 'q4' (a q4 folder) or 'int8' on the CPU by default, 'f32' on WebGPU or when
+   * asked for. */
+  readonly weights: 'f32' | 'int8' | 'q4';
   /** Why the last generation ended; undefined while one runs. */
   readonly finish?: FinishReason;
   /** Prompt length in tokens of the last generation. */

@@ -10,7 +10,8 @@ use serde_json::{Value as Json, json};
 
 use crate::base::error::{Error, Result};
 use crate::models::bert::head_file::read_head_metadata;
-use crate::io::safetensors::{OutDtype, Stored, floats};
+use crate::io::floats::floats;
+use crate::io::safetensors::{OutDtype, Stored};
 
 /// A tensor's shape and its values as f32, row-major.
 type Dense = (Vec<usize>, Vec<f32>);
@@ -59,33 +60,32 @@ pub struct Packed {
 }
 
 /// encoder folder + head.safetensors → a classifier folder (config.json with `id2label` and
-/// `veer_head`, model.safetensors, tokenizer files). `dtype` applies to the encoder weights; the head
+/// `veer_head`, model.safetensors, tokenizer files); without a head, the encoder folder again in
+/// `dtype`. `dtype` applies to the encoder weights (q8: its matrices int8, io::quantised); the head
 /// stays F32 (it is tiny, and its rounding would be the only change to the scores).
-pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -> Result<Packed> {
+pub fn pack(encoder_dir: &Path, head_file: Option<&Path>, out: &Path, dtype: OutDtype) -> Result<Packed> {
+    if dtype == OutDtype::Q4 {
+        return Err(Error::Invalid("--dtype q4 is for decoders (veer convert-gguf); encoders pack as f16, f32 or q8".into()));
+    }
     let read = |p: &Path| std::fs::read(p).map_err(|e| Error::file(p.display().to_string(), e));
-    let head_bytes = read(head_file)?;
-    let head_name = head_file.display().to_string();
-    let (labels, spec) = read_head_metadata(&head_bytes, &head_name)?;
+    let head_bytes = match head_file {
+        Some(f) => read(f)?,
+        None => [&2u64.to_le_bytes()[..], b"{}"].concat(), // a safetensors file of no tensors: nothing replaced
+    };
+    let head_name = head_file.map(|f| f.display().to_string()).unwrap_or_default();
     let head = SafeTensors::deserialize(&head_bytes).map_err(|e| Error::file(&head_name, e))?;
-
     let config_path = encoder_dir.join("config.json");
     let mut config: Json = serde_json::from_slice(&read(&config_path)?).map_err(|e| Error::file(config_path.display().to_string(), e))?;
-    let hidden = config["hidden_size"].as_u64().or(config["dim"].as_u64()).unwrap_or(0) as usize;
-    let head_in = head.tensor(if head.names().contains(&"pre_classifier.weight") { "pre_classifier.weight" } else { "classifier.weight" });
-    let width = hidden * spec.layers.len().max(1);
-    match head_in {
-        Ok(t) if t.shape().get(1) == Some(&width) => {}
-        Ok(t) => return Err(Error::tensor("classifier.weight", format!("{head_name}: input width {:?}, but the encoder's hidden_size {hidden} × {} pooled layers is {width}", t.shape().get(1), spec.layers.len().max(1)))),
-        Err(e) => return Err(Error::file(&head_name, e)),
+    let mut labels = Vec::new();
+    if head_file.is_some() {
+        labels = head_config(&mut config, &head, &head_bytes, &head_name, &config_path)?;
     }
-    let id2label: BTreeMap<String, String> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
-    let label2id: BTreeMap<String, usize> = labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect();
     let obj = config.as_object_mut().ok_or_else(|| Error::file(config_path.display().to_string(), "not a JSON object"))?;
-    obj.insert("architectures".into(), json!(["BertModel"]));
-    obj.insert("id2label".into(), json!(id2label));
-    obj.insert("label2id".into(), json!(label2id));
-    obj.insert("veer_head".into(), json!(spec));
     obj.insert("torch_dtype".into(), json!(dtype.torch_name()));
+    if dtype == OutDtype::Q8 {
+        // Informational (veer reads the layout from the tensors' types): docs/models.md, "Quantised files".
+        obj.insert("quantization_config".into(), json!({"quant_method": "veer", "format": "q8", "group_size": Q8_GROUP, "embeddings": "row"}));
+    }
 
     let weights_path = encoder_dir.join("model.safetensors");
     let weights = read(&weights_path)?;
@@ -117,11 +117,35 @@ pub fn pack(encoder_dir: &Path, head_file: &Path, out: &Path, dtype: OutDtype) -
             write(f, &bytes)?;
         }
     }
-    if head_file.parent() != Some(out) {
-        write("head.safetensors", &head_bytes)?;
+    if let Some(f) = head_file.filter(|f| f.parent() != Some(out)) {
+        write("head.safetensors", &read(f)?)?;
     }
     Ok(Packed { labels, head_params, model_bytes: model.len() })
 }
+
+/// The head's labels and pooling into the encoder's config.json (checked against the encoder's width).
+fn head_config(config: &mut Json, head: &SafeTensors, head_bytes: &[u8], head_name: &str, config_path: &Path) -> Result<Vec<String>> {
+    let (labels, spec) = read_head_metadata(head_bytes, head_name)?;
+    let hidden = config["hidden_size"].as_u64().or(config["dim"].as_u64()).unwrap_or(0) as usize;
+    let head_in = head.tensor(if head.names().contains(&"pre_classifier.weight") { "pre_classifier.weight" } else { "classifier.weight" });
+    let width = hidden * spec.layers.len().max(1);
+    match head_in {
+        Ok(t) if t.shape().get(1) == Some(&width) => {}
+        Ok(t) => return Err(Error::tensor("classifier.weight", format!("{head_name}: input width {:?}, but the encoder's hidden_size {hidden} × {} pooled layers is {width}", t.shape().get(1), spec.layers.len().max(1)))),
+        Err(e) => return Err(Error::file(head_name, e)),
+    }
+    let id2label: BTreeMap<String, String> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
+    let label2id: BTreeMap<String, usize> = labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect();
+    let obj = config.as_object_mut().ok_or_else(|| Error::file(config_path.display().to_string(), "not a JSON object"))?;
+    obj.insert("architectures".into(), json!(["BertModel"]));
+    obj.insert("id2label".into(), json!(id2label));
+    obj.insert("label2id".into(), json!(label2id));
+    obj.insert("veer_head".into(), json!(spec));
+    Ok(labels)
+}
+
+/// Inputs per scale of an encoder's q8 linear weights.
+const Q8_GROUP: usize = 64;
 
 /// The encoder's tensors in `dtype` as the packed folder keeps them: without a head of its own, with the
 /// head file's fine-tuned tensors left to it, and with its LoRA updates merged.
@@ -151,7 +175,19 @@ fn encoder_tensors(enc: &SafeTensors, head: &SafeTensors, head_name: &str, weigh
             }
             values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
         }
-        tensors.push(Stored::floats(name, t.shape().to_vec(), &values, dtype));
+        match t.shape() {
+            &[out, inp] if dtype == OutDtype::Q8 && crate::io::quantise::quantisable(name, t.shape()) => {
+                // Word embeddings one scale per row (a token's row is looked up, never summed over); linear
+                // weights one per 64 inputs: MiniLM's embeddings within cos 0.9994 of F16 (per row
+                // only: 0.9964) in 23.3 MB (docs/models.md, "Quantised files").
+                if name.contains("word_embeddings") || inp % Q8_GROUP != 0 {
+                    tensors.extend(crate::io::quantise::q8_per_row(name, out, inp, &values));
+                } else {
+                    tensors.extend(crate::io::quantise::q8_groups(name, out, inp, &values, Q8_GROUP));
+                }
+            }
+            shape => tensors.push(Stored::floats(name, shape.to_vec(), &values, dtype)),
+        }
     }
     if let Some(name) = adapters.keys().next() {
         return Err(Error::tensor(name, format!("{head_name} has a LoRA update for it, but {} has no such tensor", weights_name)));

@@ -157,7 +157,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
     let head_bytes = block_on(crate::tasks::heads::file::head_safetensors(&head, &tuned_layers, o.dtype, &f.spec, &labels, &encoder_name))?;
     let head_file = o.out.join("head.safetensors");
     std::fs::write(&head_file, &head_bytes).map_err(|e| Error::file(head_file.display().to_string(), e))?;
-    let packed = export::pack(&o.encoder, &head_file, &o.out, o.dtype)?;
+    let packed = export::pack(&o.encoder, Some(&head_file), &o.out, o.dtype)?;
 
     let runs = match (&scoring, o.compare.is_empty()) {
         (Some(scoring), false) => comparison(o, &students, scoring, &pool, &val, test_t.as_ref(), teacher_seconds)?,
@@ -172,7 +172,7 @@ pub fn run(o: &Options) -> Result<serde_json::Value> {
             "finetune": tuned_report,
             "encoder_params": encoder_params(&f.files.weights.bytes),
             "model_bytes": packed.model_bytes,
-            "dtype": if o.dtype == OutDtype::F16 { "f16" } else { "f32" },
+            "dtype": o.dtype.name(),
             "select": o.select, "budget": o.budget, "samples": chosen.len(),
             "test": student_test,
         },

@@ -200,7 +200,10 @@ impl LlmLabeller {
         let files = ModelFiles::from_dir(dir)?;
         let weights = &files.weights.bytes;
         let mut weights_id = Hash::default().bytes(&files.config.bytes).bytes(&(weights.len() as u64).to_le_bytes()).bytes(&weights[..weights.len().min(1 << 20)]);
-        let model = Model::load(&files, "teacher", device)?;
+        // f32, as the committed distillation reports were labelled (int8 would label ≈ 1.7× faster,
+        // with its own small disagreements: a change of teacher, not of speed).
+        let f32 = crate::base::options::DecoderOptions { weights: crate::base::options::WeightFormat::F32 };
+        let model = Model::load_with(&files, "teacher", device, &f32)?;
         if prompt.verbalisers.len() != labels.len() {
             return Err(Error::Invalid(format!("{} verbalisers for {} labels {labels:?}", prompt.verbalisers.len(), labels.len())));
         }

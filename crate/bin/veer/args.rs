@@ -20,6 +20,8 @@ pub enum Command {
     ConvertGguf {
         input: PathBuf,
         out_dir: PathBuf,
+        /// f16 (default), f32, q8 (the GGUF's Q8_0 blocks or int8 groups of 32) or q4 (its Q4_1 blocks
+        /// or 4-bit groups; embeddings int8): docs/models.md, "Quantised files".
         #[arg(long, value_enum, default_value = "f16")]
         dtype: OutDtype,
     },
@@ -133,12 +135,13 @@ pub enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Encoder folder + head.safetensors (from `veer distill`) → a complete classifier folder.
+    /// Encoder folder (+ head.safetensors from `veer distill`) → a complete classifier folder, or
+    /// without --head the encoder folder again (e.g. `--dtype q8`: int8 matrices, docs/models.md).
     Pack {
         #[arg(long)]
         encoder: PathBuf,
         #[arg(long)]
-        head: PathBuf,
+        head: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]

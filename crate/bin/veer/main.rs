@@ -127,7 +127,7 @@ fn run(command: Command) -> Result<serde_json::Value> {
             veer::apps::train::train_head(&encoder, &data, &out, test.as_deref(), &veer::base::options::from_json(&options, "options")?, labels, &device(&name)?.device)
         }
         Command::Pack { encoder, head, out, dtype } => {
-            let packed = veer::apps::distill::export::pack(&encoder, &head, &out, dtype)?;
+            let packed = veer::apps::distill::export::pack(&encoder, head.as_deref(), &out, dtype)?;
             Ok(json!({"out_dir": out, "labels": packed.labels, "head_params": packed.head_params, "model_bytes": packed.model_bytes}))
         }
         Command::SteerEval { config, out, quick, replot, device: name } => veer::apps::steer_eval::report::steer_eval(&config, &out, quick, replot, || Ok(device(&name)?.device)),
@@ -180,7 +180,9 @@ fn generate(model: &Path, prompt: Prompt, options: &GenerateOptions, load: &Deco
 
 fn vector(model: &Path, pairs: &Path, out: &Path, method: &str, default_strength: Option<f32>, device_name: &str) -> Result<serde_json::Value> {
     let backend = device(device_name)?;
-    let m = decoder(model, &backend.device, &DecoderOptions::default())?;
+    // f32: a vector file is made once and shipped, from the model's exact weights (then used on any
+    // copy of the model: q4, int8 or f32, whose signatures match).
+    let m = decoder(model, &backend.device, &DecoderOptions { weights: veer::base::options::WeightFormat::F32 })?;
     let pairs: Vec<icv::Pair> = veer::io::files::read_jsonl(pairs)?;
     let ids = pairs.iter().map(|p| Ok((m.encode(&p.from)?, m.encode(&p.to)?))).collect::<Result<Vec<_>>>()?;
     let mut vector = backend::block_on(icv::compute(&m.llama, &ids, method.parse()?, &m.name))?;

@@ -38,6 +38,11 @@ impl Layer {
         }
     }
 
+    /// What memory holds for the layer's matrices (all loaded alike).
+    pub(crate) fn held(&self) -> &'static str {
+        self.ffn_in.held()
+    }
+
     /// Parameters as matrices with their HF names (suffixes after `<layer>.<i>.`) and whether HF stores
     /// them transposed (linear weights: veer keeps [in, out], HF [out, in]).
     pub(crate) fn params(&self, n: &Names) -> Vec<NamedParam> {

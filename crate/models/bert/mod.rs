@@ -16,6 +16,7 @@ use crate::base::limits::MAX_LABELS;
 use crate::base::options::PooledHead;
 use crate::nn::linear::NamedParam;
 use crate::nn::norm::LayerNorm;
+use crate::nn::embedding::Embedding;
 use crate::nn::linear::Linear;
 use crate::io::safetensors::Loader;
 use crate::models::bert::config::{BERT, Config, DISTILBERT};
@@ -55,7 +56,7 @@ fn pooled_head(w: &Loader, spec: &PooledHead, c: &Config, n_labels: usize) -> Re
 
 pub struct Bert {
     pub config: Config,
-    word: Tensor<2>,              // [vocab, hidden]
+    word: Embedding,              // [vocab, hidden]
     position: Tensor<2>,          // [max_positions, hidden]
     token_type: Option<Tensor<2>>, // [type_vocab, hidden]; DistilBERT has none
     emb_norm: LayerNorm,
@@ -73,7 +74,7 @@ impl Bert {
         let mut w = Loader::new(weights, file, device)?;
         w.detect_prefix(names.prefixes, "embeddings.word_embeddings.weight")?;
         let (h, c) = (config.hidden_size, &config);
-        let word = w.tensor("embeddings.word_embeddings.weight", [c.vocab_size, h]);
+        let word = Embedding::load(&w, "embeddings.word_embeddings.weight", c.vocab_size, h, None);
         let position = w.tensor("embeddings.position_embeddings.weight", [c.max_position_embeddings, h]);
         let token_type = (!c.is_distilbert() && c.type_vocab_size > 0).then(|| w.tensor("embeddings.token_type_embeddings.weight", [c.type_vocab_size, h]));
         let emb_norm = LayerNorm::load(&w, "embeddings.LayerNorm", h, c.layer_norm_eps);
@@ -145,6 +146,11 @@ impl Bert {
         Layer::from_params(params, self.config.layer_norm_eps).forward(x, packing, self.config.num_attention_heads)
     }
 
+    /// What memory holds for the encoder's matrices: "f32", or "int8" (a q8 file on the CPU).
+    pub fn dtype(&self) -> &'static str {
+        self.layers.first().map(|l| l.held()).unwrap_or(self.word.held())
+    }
+
     pub fn has_head(&self) -> bool {
         self.head.is_some()
     }
@@ -168,11 +174,10 @@ impl Bert {
         }
         let h = c.hidden_size;
         // The embeddings of the tokens only ([tokens, h]): their ids and positions.
-        let (ids_t, pos_t): (Vec<i32>, Vec<i32>) =
-            (0..ids.len()).filter(|&i| mask[i] != 0).map(|i| (ids[i] as i32, (i % seq) as i32)).unzip();
+        let (ids_t, pos_t): (Vec<u32>, Vec<i32>) = (0..ids.len()).filter(|&i| mask[i] != 0).map(|i| (ids[i], (i % seq) as i32)).unzip();
         let n = ids_t.len();
-        let index = |v: Vec<i32>| Tensor::<1, Int>::from_data(TensorData::new(v, [n]), &self.device);
-        let mut x = self.word.clone().select(0, index(ids_t)) + self.position.clone().select(0, index(pos_t)); // [tokens, h]
+        let positions = Tensor::<1, Int>::from_data(TensorData::new(pos_t, [n]), &self.device);
+        let mut x = self.word.rows(&ids_t, &self.device) + self.position.clone().select(0, positions); // [tokens, h]
         if let Some(tt) = &self.token_type {
             // Single-segment inputs: token type 0 everywhere.
             x = x + tt.clone().slice([0..1, 0..h]);

@@ -88,9 +88,14 @@ impl Block {
         steer.steer(i, Site::BlockOut, x)
     }
 
+    /// What memory holds for the block's matrices (they are all loaded alike).
+    pub(crate) fn held(&self) -> &'static str {
+        self.down.held()
+    }
+
     pub(crate) fn load(w: &Loader, i: usize, c: &Config, qkv_bias: bool, format: WeightFormat) -> Self {
         let p = |part: &str| format!("model.layers.{i}.{part}");
-        let linear = |name: &str, inp, out, bias| Linear::load_as(w, name, inp, out, bias, format);
+        let linear = |name: &str, inp, out, bias| Linear::load_as(w, name, inp, out, bias, Some(format));
         let (h, f, dh) = (c.hidden_size, c.intermediate_size, c.head_dim());
         let (q_out, kv_out) = (c.num_attention_heads * dh, c.kv_heads() * dh);
         Block {

@@ -17,7 +17,7 @@ use crate::base::error::{Error, Result};
 use crate::base::limits::ATTENTION_BYTES;
 use crate::nn::linear::Linear;
 use crate::base::options::{DecoderOptions, WeightFormat};
-use crate::kernels::quant::Q8Matrix;
+use crate::nn::embedding::Embedding;
 use crate::io::safetensors::Loader;
 use crate::models::llama::block::{Block, Step, causal_mask};
 use crate::models::llama::cache::Cache;
@@ -29,9 +29,10 @@ use crate::nn::norm::RmsNorm;
 
 pub struct Llama {
     pub config: Config,
-    /// How the weights are held: `DecoderOptions::weights` on the CPU, always f32 on a GPU.
-    pub weights: WeightFormat,
-    embed: Embedding,
+    /// What memory holds: "f32" (always on a GPU, or `weights: 'f32'`), "int8" or "q4" (a q4 file's
+    /// layers; its embeddings are int8).
+    pub weights: &'static str,
+    embed: Embedding, // token embeddings, also the LM head when tied
     blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Option<Linear>, // hidden → vocab; None when tied to `embed`
@@ -41,36 +42,6 @@ pub struct Llama {
     /// A sample of the weights (see `Signature`): what vectors computed with this model record, so
     /// that a vector from another model of the same shape is caught.
     pub signature: Signature,
-}
-
-/// The token embeddings, which also give the logits when the head is tied to them.
-enum Embedding {
-    Dense(Tensor<2>),  // [vocab, hidden]
-    Int8(Q8Matrix),    // [vocab, hidden]
-}
-
-impl Embedding {
-    /// The rows of `ids` (checked < vocab by `run`): [ids.len(), hidden].
-    fn rows(&self, ids: &[u32], device: &Device) -> Tensor<2> {
-        match self {
-            Embedding::Dense(t) => {
-                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), [ids.len()]), device);
-                t.clone().select(0, ids)
-            }
-            Embedding::Int8(m) => {
-                let v: Vec<f32> = ids.iter().flat_map(|&i| m.row(i as usize)).collect();
-                Tensor::from_data(TensorData::new(v, [ids.len(), m.cols()]), device)
-            }
-        }
-    }
-
-    /// x [rows, hidden] → logits [rows, vocab].
-    fn logits(&self, x: Tensor<2>) -> Tensor<2> {
-        match self {
-            Embedding::Dense(t) => x.matmul(t.clone().transpose()),
-            Embedding::Int8(m) => crate::nn::linear::int8_matmul(m, x),
-        }
-    }
 }
 
 /// What `forward` hands back besides the logits.
@@ -90,22 +61,20 @@ impl Llama {
         let w = Loader::new(weights, file, device)?;
         let c = &config;
         let qkv_bias = c.attention_bias.unwrap_or(false) || w.shape("model.layers.0.self_attn.q_proj.bias").is_some();
-        let embed = match format {
-            WeightFormat::F32 => Embedding::Dense(w.tensor("model.embed_tokens.weight", [c.vocab_size, c.hidden_size])),
-            WeightFormat::Int8 => Embedding::Int8(crate::nn::linear::int8_matrix(&w, "model.embed_tokens.weight", c.vocab_size, c.hidden_size)),
-        };
-        let blocks = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias, format)).collect();
+        let embed = Embedding::load(&w, "model.embed_tokens.weight", c.vocab_size, c.hidden_size, Some(format));
+        let blocks: Vec<Block> = (0..c.num_hidden_layers).map(|i| Block::load(&w, i, c, qkv_bias, format)).collect();
         let norm = RmsNorm::load(&w, "model.norm", c.hidden_size, c.rms_norm_eps);
         let has_head = w.shape("lm_head.weight").is_some();
         if c.tie_word_embeddings == Some(false) && !has_head {
             return Err(Error::config("tie_word_embeddings", format!("false, but {file} has no `lm_head.weight`")));
         }
         let tied = c.tie_word_embeddings == Some(true) || !has_head;
-        let lm_head = (!tied).then(|| Linear::load_as(&w, "lm_head", c.hidden_size, c.vocab_size, false, format));
+        let lm_head = (!tied).then(|| Linear::load_as(&w, "lm_head", c.hidden_size, c.vocab_size, false, Some(format)));
+        let weights = blocks.first().map(|b| b.held()).unwrap_or(embed.held());
         let signature = Signature::of(&w);
         w.finish()?;
         let (rope_cos, rope_sin) = rope_tables(c, device);
-        Ok(Llama { config, weights: format, embed, blocks, norm, lm_head, rope_cos, rope_sin, device: device.clone(), signature })
+        Ok(Llama { config, weights, embed, blocks, norm, lm_head, rope_cos, rope_sin, device: device.clone(), signature })
     }
 
     pub fn device(&self) -> &Device {
