@@ -5,7 +5,8 @@
 // veer/burn functions' inclusive shares. Measures; asserts nothing.
 //
 //   node bench/profile.mjs [--pkg .cache/prof-pkg] [--batch 8] [--len 16] [--runs 20]
-//   node bench/profile.mjs --decoder f32|int8 [--tokens 32]   (SmolLM2-135M decode, one token per step)
+//   node bench/profile.mjs --decoder q4|int8|f32 [--tokens 32]   (SmolLM2-135M decode, one token per step;
+//   q4: the q4 folder, the default; int8 and f32: the F16 folder with those weights)
 //
 // UNDER=NAME (environment) counts the samples under another function instead of `Bert::forward`
 // (the encoder's default; the decoder's is everything, `(root)`); `UNDER='(root)'` counts everything,
@@ -41,8 +42,9 @@ let top;
 let ms;
 if (decoder) {
   // Decode: the prompt is prefilled outside the profile; each profiled step is one token.
-  const files = load(`${root}www/models/smollm2-135m-instruct/`, [['config', 'config.json'], ['weights', 'model.safetensors'], ['tokenizer', 'tokenizer.json'], ['tokenizerConfig', 'tokenizer_config.json']]);
-  const model = wasm.Generator.create(runtime, files, 'smollm2', { weights: decoder });
+  const folder = decoder === 'q4' ? 'smollm2-135m-instruct-q4' : 'smollm2-135m-instruct';
+  const files = load(`${root}www/models/${folder}/`, [['config', 'config.json'], ['weights', 'model.safetensors'], ['tokenizer', 'tokenizer.json'], ['tokenizerConfig', 'tokenizer_config.json']]);
+  const model = wasm.Generator.create(runtime, files, 'smollm2', { weights: decoder === 'q4' ? 'int8' : decoder });
   const generate = async (profiled) => {
     await model.start('The harbour town woke slowly; fishermen mended nets and', { maxTokens: tokens + 1, temperature: 0, stopIds: [], chat: false });
     await model.next();
