@@ -553,3 +553,61 @@ fn a_nan_in_one_text_does_not_reach_the_others_in_its_batch() {
 fn load_f32(files: &ModelFiles, name: &str, device: &burn::tensor::Device) -> veer::base::error::Result<Model> {
     Model::load_with(files, name, device, &veer::base::options::DecoderOptions { weights: veer::base::options::WeightFormat::F32 })
 }
+
+/// The tiny decoder stored quantised (io::quantised: int8 with one scale per row, as `veer pack` writes
+/// any width): loaded as int8 on the CPU, its logits within int8's rounding of the f32 model's; a
+/// malformed layout is a load error naming the tensor, never a panic or a guess.
+#[test]
+fn quantised_tensors_load_as_int8_or_name_what_is_wrong() {
+    use veer::io::safetensors::{OutDtype, Stored};
+    let (w, files) = tiny_llama();
+    let device = backend::cpu().device;
+    let file = |edit: &dyn Fn(&mut Vec<Stored>)| {
+        let mut names: Vec<&String> = w.0.keys().collect();
+        names.sort();
+        let mut tensors = Vec::new();
+        for n in names {
+            let (shape, v) = &w.0[n];
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            match shape.as_slice() {
+                &[out, inp] if veer::io::quantise::quantisable(n, shape) => tensors.extend(veer::io::quantise::q8_per_row(n, out, inp, &v)),
+                _ => tensors.push(Stored::floats(n.as_str(), shape.clone(), &v, OutDtype::F32)),
+            }
+        }
+        edit(&mut tensors);
+        ModelFiles { weights: veer::io::files::File { name: "model.safetensors".into(), bytes: veer::io::safetensors::write(&tensors, Default::default(), "m").unwrap() }, ..files.clone() }
+    };
+    let ids = [5, 9, 3, 17, 2, 11];
+    let logits = |m: &Model| block_on(read_f32(m.llama.forward(&ids, &mut Cache::default(), &Plain, false).unwrap().logits)).unwrap();
+    let (exact, q8) = (load_f32(&files, "tiny", &device).unwrap(), Model::load(&file(&|_| {}), "tiny", &device).unwrap());
+    assert_eq!(q8.llama.weights, "int8");
+    let (a, b) = (logits(&exact), logits(&q8));
+    let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst <= 0.05 * scale, "int8 logits off by {worst} (largest {scale})");
+
+    let down = "model.layers.0.mlp.down_proj.weight";
+    let cases: [(&str, Box<dyn Fn(&mut Vec<Stored>)>); 3] = [
+        // A scale per 13th of a 12-wide row: groups that do not divide the row.
+        (down, Box::new(move |t| {
+            let s = t.iter_mut().find(|s| s.name == format!("{down}_scale")).unwrap();
+            (s.shape, s.bytes) = (vec![LH, LFFN + 1], vec![0; LH * (LFFN + 1) * 4]);
+        })),
+        // An int8 weight whose scales are missing.
+        ("model.layers.1.self_attn.o_proj.weight", Box::new(|t| t.retain(|s| s.name != "model.layers.1.self_attn.o_proj.weight_scale"))),
+        // 4-bit bytes for a row that is not a whole number of 32-input groups.
+        ("model.layers.2.mlp.up_proj.weight", Box::new(|t| {
+            let s = t.iter_mut().find(|s| s.name == "model.layers.2.mlp.up_proj.weight").unwrap();
+            (s.dtype, s.shape, s.bytes) = (safetensors::Dtype::U8, vec![LFFN, LH / 2], vec![0; LFFN * LH / 2]);
+        })),
+    ];
+    for (tensor, edit) in cases {
+        for f32 in [false, true] {
+            let files = file(&*edit);
+            let got = if f32 { load_f32(&files, "tiny", &device) } else { Model::load(&files, "tiny", &device) };
+            let e = got.err().unwrap_or_else(|| panic!("{tensor}: loaded"));
+            assert_eq!(e.code(), "E_FILE", "{e}");
+            assert!(e.to_string().contains(tensor), "{tensor}: {e}");
+        }
+    }
+}
