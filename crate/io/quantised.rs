@@ -61,14 +61,6 @@ impl Packed<'_> {
             }
         }
     }
-
-    /// "q8" or "q4", as `classifier.dtype` and `generator.weights` report it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Packed::Q8 { .. } => "q8",
-            Packed::Q4 { .. } => "q4",
-        }
-    }
 }
 
 /// Whether the stored tensor `name` is quantised (an I8 or U8 weight with a `_scale` beside it).

@@ -261,6 +261,31 @@ fn block_dot(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BLOCK] {
     }
 }
 
+/// Four rows' partial sums (4 lanes each) → [Σ row 0, Σ row 1, Σ row 2, Σ row 3]: interleave low/high
+/// pairs and add, twice. Shared by the int8 and 4-bit kernels; the lane order of the additions is part
+/// of their portable definitions (exact integer sums: any order gives the same bits).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+pub(crate) fn sum4_simd128(t: [core::arch::wasm32::v128; 4]) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t[0], t[1]), i32x4_shuffle::<2, 6, 3, 7>(t[0], t[1]));
+    let c = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t[2], t[3]), i32x4_shuffle::<2, 6, 3, 7>(t[2], t[3]));
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, c), i32x4_shuffle::<2, 3, 6, 7>(a, c))
+}
+
+/// `sum4_simd128` in SSE2 (unpack low/high).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn sum4_sse2(t: [core::arch::x86_64::__m128i; 4]) -> core::arch::x86_64::__m128i {
+    use core::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86-64 baseline; register operations only.
+    unsafe {
+        let a = _mm_add_epi32(_mm_unpacklo_epi32(t[0], t[1]), _mm_unpackhi_epi32(t[0], t[1]));
+        let c = _mm_add_epi32(_mm_unpacklo_epi32(t[2], t[3]), _mm_unpackhi_epi32(t[2], t[3]));
+        _mm_add_epi32(_mm_unpacklo_epi64(a, c), _mm_unpackhi_epi64(a, c))
+    }
+}
+
 /// Each f32x4 lane is one row: the integer sums of four rows are transposed into one vector, so each
 /// group costs one conversion, one scale and one add per four rows (not per row).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -275,13 +300,7 @@ unsafe fn block_dot_simd128(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32;
         l = i32x4_add(l, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16)), xv[2]));
         i32x4_add(l, i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24)), xv[3]))
     };
-    // Four consecutive rows' groups → [Σ row 0, Σ row 1, Σ row 2, Σ row 3] (unpack low/high pairs).
-    let four = |w: *const i8, xv: &[v128; 4]| unsafe {
-        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(GROUP), xv), dot(w.add(2 * GROUP), xv), dot(w.add(3 * GROUP), xv));
-        let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t0, t1), i32x4_shuffle::<2, 6, 3, 7>(t0, t1));
-        let c = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t2, t3), i32x4_shuffle::<2, 6, 3, 7>(t2, t3));
-        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, c), i32x4_shuffle::<2, 3, 6, 7>(a, c))
-    };
+    let four = |w: *const i8, xv: &[v128; 4]| unsafe { sum4_simd128([dot(w, xv), dot(w.add(GROUP), xv), dot(w.add(2 * GROUP), xv), dot(w.add(3 * GROUP), xv)]) };
     unsafe {
         let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0)); // rows 0–3, 4–7
         let (qp, sp, xp) = (q.as_ptr(), s.as_ptr() as *const v128, x.as_ptr() as *const v128);
@@ -315,12 +334,7 @@ unsafe fn block_dot_sse2(q: &[i8], s: &[f32], x: &[i16], xs: &[f32]) -> [f32; BL
         l = _mm_add_epi32(l, _mm_madd_epi16(lo(w1), xv[2]));
         _mm_add_epi32(l, _mm_madd_epi16(hi(w1), xv[3]))
     };
-    let four = |w: *const __m128i, xv: &[__m128i; 4]| unsafe {
-        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(2), xv), dot(w.add(4), xv), dot(w.add(6), xv));
-        let a = _mm_add_epi32(_mm_unpacklo_epi32(t0, t1), _mm_unpackhi_epi32(t0, t1));
-        let c = _mm_add_epi32(_mm_unpacklo_epi32(t2, t3), _mm_unpackhi_epi32(t2, t3));
-        _mm_add_epi32(_mm_unpacklo_epi64(a, c), _mm_unpackhi_epi64(a, c))
-    };
+    let four = |w: *const __m128i, xv: &[__m128i; 4]| unsafe { sum4_sse2([dot(w, xv), dot(w.add(2), xv), dot(w.add(4), xv), dot(w.add(6), xv)]) };
     unsafe {
         let (mut acc_lo, mut acc_hi) = (_mm_setzero_ps(), _mm_setzero_ps()); // rows 0–3, 4–7
         let (qp, sp, xp) = (q.as_ptr() as *const __m128i, s.as_ptr(), x.as_ptr() as *const __m128i);

@@ -11,6 +11,10 @@
 //! integer sums and the same f32 steps in the same order: the same bits natively and in the browser.
 
 use crate::kernels::quant::{BLOCK, GROUP, quantise_rows};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::quant::sum4_sse2;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::kernels::quant::sum4_simd128;
 
 /// An [rows, cols] matrix (HF layout [out, in], cols a multiple of 32) as 4-bit groups, in the order the
 /// kernel reads it: for each block of 8 rows, group by group, the 8 rows' 16 bytes (rows padded to a
@@ -49,11 +53,6 @@ impl Q4Matrix {
 
     pub fn cols(&self) -> usize {
         self.cols
-    }
-
-    /// Bytes held (nibbles, scales and minimums).
-    pub fn bytes(&self) -> usize {
-        self.q.len() + 4 * (self.scales.len() + self.mins.len())
     }
 
     /// The whole matrix dequantised, transposed: [cols, rows] (for callers that need a dense tensor).
@@ -152,13 +151,8 @@ unsafe fn block_dot_simd128(q: &[u8], d: &[f32], m: &[f32], x: &[i16], xs: &[f32
         l = i32x4_add(l, i32x4_dot_i16x8(u16x8_extend_low_u8x16(hi), xv[2]));
         i32x4_add(l, i32x4_dot_i16x8(u16x8_extend_high_u8x16(hi), xv[3]))
     };
-    let four = |w: *const u8, xv: &[v128; 4]| unsafe {
-        let h = GROUP / 2;
-        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(h), xv), dot(w.add(2 * h), xv), dot(w.add(3 * h), xv));
-        let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t0, t1), i32x4_shuffle::<2, 6, 3, 7>(t0, t1));
-        let c = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(t2, t3), i32x4_shuffle::<2, 6, 3, 7>(t2, t3));
-        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, c), i32x4_shuffle::<2, 3, 6, 7>(a, c))
-    };
+    let h = GROUP / 2;
+    let four = |w: *const u8, xv: &[v128; 4]| unsafe { sum4_simd128([dot(w, xv), dot(w.add(h), xv), dot(w.add(2 * h), xv), dot(w.add(3 * h), xv)]) };
     unsafe {
         let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0)); // rows 0–3, 4–7
         let (qp, dp, mp, xp) = (q.as_ptr(), d.as_ptr() as *const v128, m.as_ptr() as *const v128, x.as_ptr() as *const v128);
@@ -191,13 +185,8 @@ unsafe fn block_dot_sse2(q: &[u8], d: &[f32], m: &[f32], x: &[i16], xs: &[f32], 
         l = _mm_add_epi32(l, _mm_madd_epi16(_mm_unpacklo_epi8(hi, zero), xv[2]));
         _mm_add_epi32(l, _mm_madd_epi16(_mm_unpackhi_epi8(hi, zero), xv[3]))
     };
-    let four = |w: *const u8, xv: &[__m128i; 4]| unsafe {
-        let h = GROUP / 2;
-        let (t0, t1, t2, t3) = (dot(w, xv), dot(w.add(h), xv), dot(w.add(2 * h), xv), dot(w.add(3 * h), xv));
-        let a = _mm_add_epi32(_mm_unpacklo_epi32(t0, t1), _mm_unpackhi_epi32(t0, t1));
-        let c = _mm_add_epi32(_mm_unpacklo_epi32(t2, t3), _mm_unpackhi_epi32(t2, t3));
-        _mm_add_epi32(_mm_unpacklo_epi64(a, c), _mm_unpackhi_epi64(a, c))
-    };
+    let h = GROUP / 2;
+    let four = |w: *const u8, xv: &[__m128i; 4]| unsafe { sum4_sse2([dot(w, xv), dot(w.add(h), xv), dot(w.add(2 * h), xv), dot(w.add(3 * h), xv)]) };
     unsafe {
         let (mut lo, mut hi) = (_mm_setzero_ps(), _mm_setzero_ps()); // rows 0–3, 4–7
         let (qp, dp, mp, xp) = (q.as_ptr(), d.as_ptr(), m.as_ptr(), x.as_ptr() as *const __m128i);
