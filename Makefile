@@ -31,27 +31,24 @@ assets: setup veer
 distill: assets
 	@scripts/distill.sh $(VEER) $(WHICH)
 
-# wasm build -> pkg/ (ES module for `--target web`), optimised with npm binaryen's wasm-opt.
-# wasm-bindgen and wasm-opt run only when the module cargo built (or WASM_OPT) changed: pkg/.source holds
-# the sha256 of the module they were last run on, so a second `make demo` serves within seconds.
-# WASM_OPT: -Oz (default, what the package ships: 17.9 MB, ≈ 9 min here) or -O1 (21.7 MB, ≈ 3 min;
-# CI uses it to stay within its time, see .ci/run).
+# wasm builds -> pkg/ (ES modules for `--target web`), optimised with npm binaryen's wasm-opt: the two
+# modules the package ships, one cargo invocation each. veer_cpu_bg.wasm + veer_cpu.js: no `wgpu`
+# feature, what `init()` loads unless WebGPU is asked for or a hardware adapter is found;
+# veer_bg.wasm + veer.js: the CPU path and WebGPU (cubecl's compiler is most of its bytes).
+# wasm-bindgen and wasm-opt run only when a module cargo built (or WASM_OPT) changed: pkg/.source-KIND
+# holds the sha256 of the module they were last run on, so a second `make demo` serves within seconds.
+# WASM_OPT: -Oz (default, what the package ships; the full module ≈ 9 min here) or -O1 (≈ 3 min; CI
+# uses it to stay within its time, see .ci/run).
 WASM_OPT ?= -Oz
+WASM_OPT_FLAGS := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue
 pkg: setup
-	@echo "==> building the wasm module (release)"
+	@echo "==> building the CPU-only wasm module (release)"
+	cargo build --profile wasm-cpu --target wasm32-unknown-unknown --no-default-features --lib
+	@scripts/wasm-module.sh $(TARGET_DIR)/wasm32-unknown-unknown/wasm-cpu/veer.wasm veer_cpu "$(WASM_OPT)" $(WASM_OPT_FLAGS)
+	@echo "==> building the full wasm module, CPU + WebGPU (release)"
 	cargo build --release $(WASM) --lib
-	@raw=$(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm; stamp="$$(sha256sum $$raw | cut -c1-64) $(WASM_OPT)"; \
-	if [ -f pkg/veer_bg.wasm ] && [ -f pkg/veer.js ] && [ "$$(cat pkg/.source 2>/dev/null)" = "$$stamp" ]; then \
-	  echo "==> pkg/ is up to date with $$raw"; \
-	else \
-	  rm -f pkg/.source; \
-	  wasm-bindgen --target web --out-dir pkg $$raw; \
-	  echo "==> wasm-opt $(WASM_OPT)"; \
-	  node_modules/.bin/wasm-opt $(WASM_OPT) --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-	    --enable-mutable-globals --enable-reference-types --enable-multivalue pkg/veer_bg.wasm -o pkg/veer_bg.wasm; \
-	  echo "$$stamp" > pkg/.source; \
-	fi
-	@ls -l pkg/veer_bg.wasm
+	@scripts/wasm-module.sh $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm veer "$(WASM_OPT)" $(WASM_OPT_FLAGS)
 	@ln -sfn ../../pkg www/lib/pkg
 
 # The npm package: dist/veer-VERSION.tgz (npm pack of the library, the glue and the wasm; not published).
@@ -88,8 +85,8 @@ test-webgpu-full: setup
 	  VEER_TEST_MODELS_URL=http://127.0.0.1:$(TEST_PORT)/models/ cargo test --release $(WASM) --test web -- --include-ignored
 
 # The demo page, the JS library and the extension end to end in headless Chromium (playwright-core,
-# Debian's chromium), on the optimised pkg/; the npm tarball in a Vite production build and a plain page.
-# Screenshots in test-results/.
+# Debian's chromium), on the optimised pkg/ (both modules); the npm tarball in Vite, webpack 5 and esbuild
+# production builds, under a plain page, and in a fresh Node.js project. Screenshots in test-results/.
 test-page: assets pkg package
 	@echo "==> veer.d.ts as an app uses it (tsc --strict, tests/types/)"
 	node_modules/.bin/tsc --strict --noEmit -p tests/types

@@ -3,7 +3,9 @@
 // and a second visit (new page, same profile: models from the Cache API, the wasm from the HTTP cache).
 // Per visit: bytes the page downloaded, wasm fetch + compile, runtime start, model fetch and create
 // (parse + upload), first result, and the total to first result. Medians with min–max over --runs;
-// Markdown table on stdout, JSON in bench/results/<name>.json. Measures; asserts nothing.
+// Markdown table on stdout, JSON in bench/results/<name>.json. Measures; asserts nothing. The visits run
+// the library's default on this machine, the CPU module (veer_cpu_bg.wasm); each of the package's two
+// modules is also compiled on its own in a fresh page (bytes, WebAssembly.compile ms).
 //
 //   node bench/coldstart.mjs [--runs 5] [--name coldstart] [--www DIR]
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -74,8 +76,25 @@ async function visit(page, lib, model) {
 const server = await serve(dirname(wwwDir), Number(process.env.VEER_BENCH_PORT ?? 8797));
 const www = `${server.base}${basename(wwwDir)}/`;
 const results = {};
+const modules = {};
 try {
   for (let r = 0; r < runs; r++) {
+    for (const file of ['veer_cpu_bg.wasm', 'veer_bg.wasm']) {
+      const context = await launchPersistent();
+      try {
+        const page = await blankPage(context, www);
+        const got = await page.evaluate(async (url) => {
+          const bytes = await (await fetch(url)).arrayBuffer();
+          const t = performance.now();
+          await WebAssembly.compile(bytes);
+          return { bytes: bytes.byteLength, compileMs: Math.round(performance.now() - t) };
+        }, `${www}lib/pkg/${file}`);
+        (modules[file] ??= []).push(got);
+        process.stderr.write(`run ${r + 1}/${runs} ${file}: ${JSON.stringify(got)}\n`);
+      } finally {
+        await context.close();
+      }
+    }
     for (const [label, model] of Object.entries(models)) {
       const context = await launchPersistent();
       try {
@@ -112,7 +131,9 @@ for (const [label, states] of Object.entries(results)) {
   lines.push(`\n${label} (${runs} runs, median (min–max))\n`, `| | ${Object.keys(states).join(' | ')} |`, `|---|${Object.keys(states).map(() => '---').join('|')}|`);
   for (const [key, title, f = (v) => v] of fields) lines.push(`| ${title} | ${Object.values(states).map((rs) => cell(rs.map((x) => f(x[key])))).join(' | ')} |`);
 }
+lines.push('\n| module | bytes (MB) | WebAssembly.compile (ms) |', '|---|---|---|');
+for (const [file, rs] of Object.entries(modules)) lines.push(`| ${file} | ${(rs[0].bytes / 1e6).toFixed(2)} | ${cell(rs.map((x) => x.compileMs))} |`);
 console.log(lines.join('\n'));
 mkdirSync(`${root}bench/results`, { recursive: true });
 const browser = (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version'], { encoding: 'utf8' }).trim();
-writeFileSync(`${root}bench/results/${name}.json`, JSON.stringify({ date: new Date().toISOString(), browser, runs, results }, null, 1) + '\n');
+writeFileSync(`${root}bench/results/${name}.json`, JSON.stringify({ date: new Date().toISOString(), browser, runs, results, modules }, null, 1) + '\n');

@@ -23,9 +23,10 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver
 fi
 
-# npm: binaryen (wasm-opt; Debian's binaryen 108 breaks this module), playwright-core (page tests), vite (bundler test),
+# npm: binaryen (wasm-opt; Debian's binaryen 108 breaks this module), playwright-core (page tests), vite, webpack and
+# esbuild (bundler tests),
 # typescript (tsc --strict on tests/types).
 if [ ! -x "$root/node_modules/.bin/wasm-opt" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
-  say "installing node packages (binaryen, playwright-core, vite, typescript)"
+  say "installing node packages (binaryen, playwright-core, vite, webpack, esbuild, typescript)"
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -69,6 +69,7 @@ async function startRuntime() {
   const rt = await init({ device, worker });
   row('veer', rt.version);
   row('device', rt.device);
+  row('module', `${rt.info.module === 'cpu' ? 'CPU only (veer_cpu_bg.wasm)' : 'CPU + WebGPU (veer_bg.wasm)'}: ${rt.info.moduleReason}`);
   row('device start', ms(performance.now() - t0));
   row('models run in', rt.worker ? 'a Web Worker each' : 'the page');
   if (rt.fallbackReason) row('why not WebGPU', rt.fallbackReason);

@@ -90,6 +90,11 @@ pub async fn gpu() -> Result<Backend> {
     if let Some(device) = GPU.lock().map_err(|e| Error::Device(e.to_string()))?.clone() {
         return Ok(Backend { device, kind: BackendKind::Gpu, fallback_reason: None });
     }
+    // wgpu panics (a trap) where it cannot reach `navigator.gpu`: Node, Deno, shared and service workers.
+    #[cfg(target_arch = "wasm32")]
+    if let Some(why) = no_webgpu_here() {
+        return Err(Error::Device(why));
+    }
     let device = Device::wgpu_options()
         .init_async()
         .await
@@ -149,6 +154,22 @@ async fn software_adapter() -> Option<String> {
         "the browser's WebGPU adapter{} is a software fallback (isFallbackAdapter), far slower than the CPU path; ask for device \"webgpu\" to use it anyway",
         if name.is_empty() { String::new() } else { format!(" ({name})") }
     ))
+}
+
+/// Why wgpu's WebGPU backend cannot start in this JS realm: it needs a window or a worker global
+/// (`Window`, `WorkerGlobalScope`) with `navigator.gpu`, and panics without them.
+#[cfg(all(target_arch = "wasm32", feature = "wgpu"))]
+fn no_webgpu_here() -> Option<String> {
+    use wasm_bindgen::JsValue;
+    let global = js_sys::global();
+    let has = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    if has(&global, "Window").is_none() && has(&global, "WorkerGlobalScope").is_none() {
+        return Some("no WebGPU here: this JavaScript runtime is neither a page nor a dedicated worker".into());
+    }
+    if has(&global, "navigator").and_then(|n| has(&n, "gpu")).is_none() {
+        return Some("no WebGPU here (navigator.gpu is undefined)".into());
+    }
+    None
 }
 
 /// Natively a wgpu adapter is what the machine has (lavapipe is chosen knowingly with `--device wgpu`).

@@ -14,6 +14,10 @@ async function openDemo(args, query = '') {
   const browser = await launch(args);
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
   const errors = watch(page);
+  // Which of the package's two modules the page fetched (each at most once: workers share it).
+  const wasm = [];
+  page.on('request', (r) => r.url().endsWith('.wasm') && wasm.push(r.url().split('/').at(-1)));
+  page.wasm = wasm;
   // No failed request may show in the console (the page used to probe each model folder for a manifest).
   page.on('response', (r) => r.status() >= 400 && errors.push(`HTTP ${r.status()} ${r.url()}`));
   await page.goto(`${server.base}${query}`);
@@ -47,6 +51,8 @@ test('WebGPU: badge, self-check, model table, live classification, a lost GPU fa
   try {
     assert.equal(state, 'webgpu', JSON.stringify(rows));
     assert.equal(rows.device, 'webgpu');
+    assert.match(rows.module, /^CPU \+ WebGPU .*"webgpu" was asked for/);
+    assert.deepEqual(page.wasm, ['veer_bg.wasm'], 'only the full module before the GPU is lost');
     assert.ok(Number(rows['self-check max |Δ| vs CPU']) <= 1e-5, rows['self-check max |Δ| vs CPU']);
     await page.waitForSelector('#models tbody tr td.hash');
     const files = await page.$$eval('#models tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
@@ -75,6 +81,8 @@ test('WebGPU: badge, self-check, model table, live classification, a lost GPU fa
     assert.equal(device[0], 'cpu');
     assert.match(device[1], /E_DEVICE.*lost/);
     assert.equal(device[2], 'cpu');
+    assert.equal(await page.evaluate(() => window.veerDemo.classifiers.sentiment.module), 'cpu', 'a model moved to the CPU runs the CPU module');
+    assert.deepEqual(page.wasm, ['veer_bg.wasm', 'veer_cpu_bg.wasm']);
     assert.equal(await page.$eval('#badge', (b) => b.textContent), 'CPU (GPU lost)');
     assert.deepEqual(errors, []);
   } finally {
@@ -87,6 +95,7 @@ test('without WebGPU the page falls back to the CPU, says why, and classifies li
   try {
     assert.equal(state, 'cpu', JSON.stringify(rows));
     assert.ok(rows['why not WebGPU']?.length > 0, JSON.stringify(rows));
+    assert.match(rows.module, /^CPU only /);
     assert.equal(rows['self-check max |Δ| vs CPU'], '0.00e+0');
     await waitClassifiers(page);
     const ref = nativeScores('topic');
@@ -94,6 +103,7 @@ test('without WebGPU the page falls back to the CPU, says why, and classifies li
     assert.equal(got.topic.label, ref.results[0].label);
     assert.ok(maxDiff([got.topic], [ref.results[0]]) <= 1e-4, JSON.stringify(got.topic));
     await page.screenshot({ path: `${results}demo-cpu.png`, fullPage: true });
+    assert.deepEqual(page.wasm, ['veer_cpu_bg.wasm'], 'a page without WebGPU never fetches the full module');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

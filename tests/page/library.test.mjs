@@ -137,25 +137,35 @@ test('embed: unit-length Float32Arrays; every encoder folder embeds a long text 
   assert.ok(got.bad.maxLenght.includes('maxLength'), `the known names are listed: ${got.bad.maxLenght}`);
 });
 
-test("auto leaves a software WebGPU adapter for the CPU and says why; 'webgpu' still takes it", async () => {
+test("auto leaves a software WebGPU adapter for the CPU (and the CPU module) and says why; 'webgpu' still takes it with the full module", async () => {
   const got = await inPage(async (veer) => {
     const adapter = await navigator.gpu?.requestAdapter();
     const software = Boolean(adapter?.info?.isFallbackAdapter ?? adapter?.isFallbackAdapter);
     const auto = await veer.init();
-    const out = { software, auto: { device: auto.device, reason: auto.fallbackReason } };
+    const out = { software, auto: { device: auto.device, reason: auto.fallbackReason, module: auto.info.module } };
+    const clf = await auto.loadClassifier('models/sentiment/');
+    out.auto.model = clf.module;
+    clf.dispose();
     auto.dispose();
     const gpu = await veer.init({ device: 'webgpu' });
-    out.webgpu = gpu.device;
+    out.webgpu = { device: gpu.device, module: gpu.info.module, why: gpu.info.moduleReason };
     gpu.dispose();
+    const cpu = await veer.init({ device: 'cpu' });
+    out.cpu = { device: cpu.device, module: cpu.info.module, reason: cpu.fallbackReason ?? null };
+    cpu.dispose();
+    out.wasm = performance.getEntriesByType('resource').map((e) => e.name.split('/').at(-1)).filter((n) => n.endsWith('.wasm'));
     return out;
   });
-  assert.equal(got.webgpu, 'webgpu');
+  assert.deepEqual(got.webgpu, { device: 'webgpu', module: 'full', why: 'device "webgpu" was asked for' });
+  assert.deepEqual(got.cpu, { device: 'cpu', module: 'cpu', reason: null });
   if (got.software) {
-    assert.equal(got.auto.device, 'cpu');
+    assert.deepEqual([got.auto.device, got.auto.module, got.auto.model], ['cpu', 'cpu', 'cpu']);
     assert.match(got.auto.reason, /software fallback/);
   } else {
-    assert.equal(got.auto.device, 'webgpu', JSON.stringify(got));
+    assert.deepEqual([got.auto.device, got.auto.module], ['webgpu', 'full'], JSON.stringify(got));
   }
+  // Each module fetched once per page, whatever the number of runtimes and workers.
+  assert.deepEqual(got.wasm.sort(), ['veer_bg.wasm', 'veer_cpu_bg.wasm']);
 });
 
 test('a trap ends one model instance only: the next call reloads it and says so (worker, inline, pool)', async () => {

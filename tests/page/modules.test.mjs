@@ -40,8 +40,9 @@ test('every module is in ORDER and imports only the modules before it', () => {
 
 test("the worker, the wasm and the glue are literal `new URL('./…', import.meta.url)` beside the module", () => {
   const urls = Object.fromEntries(modules.map((m) => [m, specifiers(m).urls]));
-  assert.deepEqual(urls['veer-channel.js'].sort(), ['./pkg/veer_bg.wasm', './veer-worker.js']);
-  assert.deepEqual(urls['veer-host.js'], ['./pkg/veer.js']);
+  // Both modules of the package and their glue: the CPU-only one and the full one.
+  assert.deepEqual(urls['veer-channel.js'].sort(), ['./pkg/veer_bg.wasm', './pkg/veer_cpu_bg.wasm', './veer-worker.js']);
+  assert.deepEqual(urls['veer-host.js'].sort(), ['./pkg/veer.js', './pkg/veer_cpu.js']);
   for (const [m, list] of Object.entries(urls)) {
     for (const u of list) if (!u.startsWith('./pkg/')) assert.ok(existsSync(new URL(u, `file://${lib}${m}`)), `${m}: ${u}`);
   }

@@ -1,10 +1,13 @@
 // loadClassifier, classify, embed, tokenize as an app calls them, under `tsc --strict`.
-import { init, loadClassifier, VeerError, type Classification, type ClassifierOptions, type Progress } from '../../www/lib/veer.js';
+import { init, loadClassifier, VeerError, type Classification, type ClassifierOptions, type Progress, type WasmModule } from '../../www/lib/veer.js';
 import type { Equal, Expect } from './_base.js';
 
 export async function classifier(): Promise<void> {
   const rt = await init({ device: 'auto', worker: true, cache: 'my-models' });
   const device: 'webgpu' | 'cpu' = rt.device;
+  const module: WasmModule = rt.info.module;
+  const why: string = rt.info.moduleReason;
+  await init({ wasmUrl: '/static/veer_bg.wasm', cpuWasmUrl: '/static/veer_cpu_bg.wasm' });
   rt.addEventListener('fallback', () => console.log(rt.fallbackReason));
 
   const controller = new AbortController();
@@ -35,6 +38,8 @@ export async function classifier(): Promise<void> {
   const ids: Uint32Array = await clf.tokenize('hello');
   const labels: string[] = clf.labels;
   const total: number = clf.info.bytes + clf.workers + clf.maxLength;
+  type _module = Expect<Equal<typeof clf.module, 'cpu' | 'full'>>;
+  const same: boolean = clf.info.module === clf.module;
 
   // The same on a given runtime, from files passed as bytes and objects.
   const inline = await rt.loadClassifier(

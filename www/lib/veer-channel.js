@@ -4,9 +4,15 @@
 // `new URL('./…', import.meta.url)` expressions here, relative to this file, so that bundlers find them.
 
 import { VeerError, toVeerError, errorFromData } from './veer-error.js';
+import { request } from './veer-fetch.js';
 
-// Literal, for bundlers: they copy the file and rewrite the URL (do not factor `import.meta.url` out).
-export const DEFAULT_WASM = new URL('./pkg/veer_bg.wasm', import.meta.url).href;
+// The two modules of the package: `cpu` (built without WebGPU: a fraction of the bytes) and `full`
+// (the CPU path plus WebGPU). Literal, for bundlers: they copy the files and rewrite the URLs (do not
+// factor `import.meta.url` out).
+export const DEFAULT_WASM = {
+  cpu: new URL('./pkg/veer_cpu_bg.wasm', import.meta.url).href,
+  full: new URL('./pkg/veer_bg.wasm', import.meta.url).href,
+};
 
 /** The library's module worker: the literal form bundlers recognise, unless the page gave its own URL. */
 function startWorker(workerUrl, name) {
@@ -18,16 +24,17 @@ function startWorker(workerUrl, name) {
 
 const compiled = new Map();
 
-export function compileWasm(url) {
+/** The module at `url`, fetched and compiled once per page. `file` names it in errors. */
+export function compileWasm(url, file = 'veer_bg.wasm') {
   if (!compiled.has(url)) {
     const p = (async () => {
       let res;
       try {
-        res = await fetch(url);
+        res = await request(url);
       } catch (e) {
-        throw new VeerError('E_NETWORK', `veer_bg.wasm: could not fetch ${url}: ${e.message ?? e}`, { file: 'veer_bg.wasm' });
+        throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
       }
-      if (!res.ok) throw new VeerError('E_HTTP', `veer_bg.wasm: HTTP ${res.status} for ${url}`, { file: 'veer_bg.wasm', status: res.status });
+      if (!res.ok) throw new VeerError('E_HTTP', `${file}: HTTP ${res.status} for ${url}`, { file, status: res.status });
       if ((res.headers.get('content-type') ?? '').startsWith('application/wasm')) {
         try {
           return await WebAssembly.compileStreaming(res.clone());
@@ -39,7 +46,7 @@ export function compileWasm(url) {
       try {
         return await WebAssembly.compile(bytes);
       } catch (e) {
-        throw new VeerError('E_CONTENT', `veer_bg.wasm: not a WebAssembly module (${url}): ${e.message}`, { file: 'veer_bg.wasm' });
+        throw new VeerError('E_CONTENT', `${file}: not a WebAssembly module (${url}): ${e.message}`, { file });
       }
     })();
     compiled.set(url, p);
@@ -118,14 +125,15 @@ class InlineChannel {
   }
 }
 
-/** A channel with the wasm module initialised on `device`; resolves to {channel, info}. */
-export async function openChannel({ worker, device, wasmUrl, workerUrl, isolated, name }) {
-  const module = await compileWasm(wasmUrl);
+/** A channel with the wasm module `wasm` ({kind: 'cpu'|'full', url}) initialised on `device`;
+ * resolves to {channel, info, inWorker, wasm}. Without a `Worker` (Node) the host runs inline. */
+export async function openChannel({ worker, device, wasm, workerUrl, isolated, name }) {
+  const module = await compileWasm(wasm.url, wasm.kind === 'cpu' ? 'veer_cpu_bg.wasm' : 'veer_bg.wasm');
   const useWorker = worker && typeof Worker === 'function';
   const channel = useWorker ? new WorkerChannel(name, workerUrl) : await new InlineChannel().open();
   try {
-    const info = await channel.call('init', { module, device, isolated: useWorker || isolated });
-    return { channel, info, inWorker: useWorker };
+    const info = await channel.call('init', { module, kind: wasm.kind, device, isolated: useWorker || isolated });
+    return { channel, info, inWorker: useWorker, wasm };
   } catch (e) {
     channel.close();
     throw toVeerError(e);

@@ -6,6 +6,33 @@ import { VeerError } from './veer-error.js';
 
 export const DEFAULT_CACHE = 'veer-models-v1';
 
+// Node.js (and Bun): no `fetch` for file: URLs, which is what plain paths resolve to there
+// (veer-sources.js). Deno's fetch reads file: URLs itself.
+const NODE = typeof process === 'object' && typeof process.versions?.node === 'string' && typeof globalThis.Deno === 'undefined';
+
+/** A local file as a `Response` (Node): 200 with its bytes, 404 when absent, as a static server answers. */
+async function readLocal(url) {
+  // Module names in variables, ignored by bundlers: a browser build never loads them.
+  const fsName = 'node:fs/promises';
+  const urlName = 'node:url';
+  const [{ readFile }, { fileURLToPath }] = await Promise.all([import(/* webpackIgnore: true */ /* @vite-ignore */ fsName), import(/* webpackIgnore: true */ /* @vite-ignore */ urlName)]);
+  try {
+    const bytes = await readFile(fileURLToPath(url));
+    const type = url.endsWith('.wasm') ? 'application/wasm' : url.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    return new Response(bytes, { status: 200, headers: { 'content-type': type, 'content-length': String(bytes.length) } });
+  } catch (e) {
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return new Response(null, { status: 404, statusText: 'Not Found' });
+    if (e.code === 'EACCES' || e.code === 'EPERM') return new Response(null, { status: 403, statusText: 'Forbidden' });
+    throw e;
+  }
+}
+
+/** `fetch`, and in Node also for file: URLs. The one way the library requests a file. */
+export function request(url, init) {
+  if (NODE && String(url).startsWith('file:')) return readLocal(String(url));
+  return fetch(url, init);
+}
+
 const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 
 /** sha256 of `bytes` as lowercase hex (SubtleCrypto: needs a secure context, which localhost is). */
@@ -163,7 +190,7 @@ export async function fetchFile(url, o = {}) {
 
   let response;
   try {
-    response = await fetch(url, { signal: o.signal, cache: 'no-cache' });
+    response = await request(url, { signal: o.signal, cache: 'no-cache' });
   } catch (e) {
     if (o.signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
     // Packaged files (chrome-extension:, file:) have no 404: a missing one fails to fetch.
@@ -202,7 +229,7 @@ export async function loadManifest(url, { signal, cache } = {}) {
     const p = (async () => {
       let res;
       try {
-        res = await fetch(url, { signal, cache: 'no-cache' });
+        res = await request(url, { signal, cache: 'no-cache' });
       } catch (e) {
         // Offline: the last manifest that was cached alongside the models.
         const c = await openCache(cache === undefined ? DEFAULT_CACHE : cache);

@@ -21,22 +21,28 @@ if (globalThis.GPUAdapter && !GPUAdapter.prototype.__veerPatched) {
   GPUAdapter.prototype.__veerPatched = true;
 }
 
-// The wasm-bindgen glue (self-contained, no imports). A literal `new URL` so that bundlers copy it as a
-// file beside the worker; it is imported by URL, not bundled, because each import of a distinct URL is
-// a fresh module with its own wasm instance, which the CPU reload after a GPU failure needs inline.
-const GLUE = new URL('./pkg/veer.js', import.meta.url).href;
+// The wasm-bindgen glue of each module (self-contained, no imports). Literal `new URL`s so that bundlers
+// copy them as files beside the worker; imported by URL, not bundled, because each import of a distinct
+// URL is a fresh module with its own wasm instance, which the CPU reload after a GPU failure needs inline.
+const GLUE = {
+  cpu: new URL('./pkg/veer_cpu.js', import.meta.url).href,
+  full: new URL('./pkg/veer.js', import.meta.url).href,
+};
 let instances = 0;
 
-/** Load the wasm-bindgen glue around the compiled module (a new instance each time `fresh` is set). */
-async function loadWasm(module, fresh) {
-  const url = fresh && instances > 0 ? `${GLUE}?instance=${instances}` : GLUE;
+/** Load module `kind`'s wasm-bindgen glue around the compiled module (a new instance each time `fresh`
+ * is set). */
+async function loadWasm(kind, module, fresh) {
+  const glue = GLUE[kind];
+  if (!glue) throw new VeerError('E_INVALID', `no veer module "${kind}" (expected "cpu" or "full")`);
+  const url = fresh && instances > 0 ? `${glue}?instance=${instances}` : glue;
   instances++;
   const wasm = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
   await wasm.default({ module_or_path: module });
   return wasm;
 }
 
-let inline; // Promise<wasm> shared by the inline hosts of one page (worker: false)
+const inline = {}; // kind -> Promise<wasm>, shared by the inline hosts of one page (worker: false)
 
 export class Host {
   constructor() {
@@ -68,13 +74,13 @@ export class Host {
     }
   }
 
-  async op_init({ module, device, isolated }) {
+  async op_init({ module, kind, device, isolated }) {
     // In a worker the module is ours alone; inline hosts share one instance unless told otherwise.
     if (isolated) {
-      this.wasm = await loadWasm(module, true);
+      this.wasm = await loadWasm(kind, module, true);
     } else {
-      inline ??= loadWasm(module, false);
-      this.wasm = await inline;
+      inline[kind] ??= loadWasm(kind, module, false);
+      this.wasm = await inline[kind];
     }
     this.runtime = await this.wasm.Runtime.create(device);
     this.device = this.runtime.device;

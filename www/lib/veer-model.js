@@ -24,7 +24,7 @@ export class Model extends EventTarget {
     const g = await gather(this._sources, { ...this._options, signal }, this.runtime.options.cache);
     const tFetched = performance.now();
     const worker = this._options.worker ?? this.runtime.options.worker;
-    const opened = await openChannel({ worker, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, isolated: true, name: `veer ${this.kind}` });
+    const opened = await openChannel({ worker, device, wasm: this.runtime._wasmFor(device), workerUrl: this.runtime.options.workerUrl, isolated: true, name: `veer ${this.kind}` });
     const op = this.kind === 'classifier' ? 'loadClassifier' : 'loadGenerator';
     try {
       const { args, transfer } = loadArgs(g, this._loadExtra());
@@ -35,7 +35,7 @@ export class Model extends EventTarget {
       const disposed = () => new VeerError('E_DISPOSED', `${this.kind} was disposed while it was loading`);
       if (this._disposed) throw disposed();
       this._closePool();
-      if (helpers > 0 && info.device === 'cpu') this._pool = await this._openPool(helpers, device, op, args, transfer);
+      if (helpers > 0 && info.device === 'cpu') this._pool = await this._openPool(helpers, device, opened.wasm, op, args, transfer);
       if (this._disposed) {
         this._closePool();
         throw disposed();
@@ -47,6 +47,7 @@ export class Model extends EventTarget {
       if (info.weights) this.weights = info.weights; // generators: 'int8' or 'q4' on the CPU (the default), else 'f32'
       if (info.dtype) this.dtype = info.dtype; // classifiers: 'int8' (a q8 folder on the CPU) or 'f32'
       this.worker = opened.inWorker;
+      this.module = opened.wasm.kind; // 'cpu' or 'full': which of the package's modules runs it
       if (opened.info.fallbackReason) this.fallbackReason = opened.info.fallbackReason;
       const t1 = performance.now();
       this.info = {
@@ -58,6 +59,7 @@ export class Model extends EventTarget {
         loadMs: Math.round(t1 - t0),
         cached: Object.values(g.files).every((f) => f.cached),
         memoryBytes: info.memoryBytes,
+        module: opened.wasm.kind,
       };
       return info;
     } catch (e) {
@@ -150,11 +152,11 @@ export class Model extends EventTarget {
   }
 
   /** `n` more workers holding the same model on the CPU; the last one takes the downloaded buffers. */
-  async _openPool(n, device, op, args, transfer) {
+  async _openPool(n, device, wasm, op, args, transfer) {
     const pool = [];
     try {
       for (let i = 0; i < n; i++) {
-        const opened = await openChannel({ worker: true, device, wasmUrl: this.runtime.options.wasmUrl, workerUrl: this.runtime.options.workerUrl, name: `veer ${this.kind} ${i + 2}` });
+        const opened = await openChannel({ worker: true, device, wasm, workerUrl: this.runtime.options.workerUrl, name: `veer ${this.kind} ${i + 2}` });
         pool.push(opened.channel);
         await opened.channel.call(op, args, i === n - 1 ? transfer : []);
       }

@@ -38,6 +38,12 @@ export class Runtime extends EventTarget {
 
   // loadClassifier, loadGenerator, loadVector: added by veer.js (they live in modules above this one).
 
+  /** The module a model opened on `device` runs in: the CPU module for the CPU, else the runtime's. */
+  _wasmFor(device) {
+    const kind = device === 'cpu' ? 'cpu' : this.info.module;
+    return { kind, url: this.options.wasmUrls[kind] };
+  }
+
   /** The device a new model should ask for. */
   _deviceForModels() {
     if (this.device === 'cpu') return 'cpu';
@@ -57,25 +63,68 @@ export class Runtime extends EventTarget {
   }
 }
 
+const SOFTWARE = 'the browser\'s WebGPU adapter is a software fallback (isFallbackAdapter), far slower than the CPU path; ask for device "webgpu" to use it anyway';
+
 /**
- * Start veer: compile the wasm module and choose a device.
- * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string, workerUrl?: string}} [options]
+ * Which of the two modules `device` needs, asked of the browser before either is fetched:
+ * `{module: 'cpu'|'full', why, fallback?}`. `auto` takes the full module only for a hardware WebGPU
+ * adapter; otherwise the CPU module, and `fallback` says why (it becomes `fallbackReason`).
+ */
+export async function chooseModule(device) {
+  if (device === 'cpu') return { module: 'cpu', why: 'device "cpu" was asked for' };
+  const gpu = globalThis.navigator?.gpu;
+  if (device === 'webgpu') {
+    // wgpu cannot start without navigator.gpu: say so before fetching the full module for nothing.
+    if (!gpu) throw new VeerError('E_DEVICE', 'init: device "webgpu" was asked for, but this runtime has no WebGPU (navigator.gpu)');
+    return { module: 'full', why: 'device "webgpu" was asked for' };
+  }
+  const cpu = (fallback) => ({ module: 'cpu', why: fallback, fallback });
+  if (!gpu || typeof gpu.requestAdapter !== 'function') return cpu('this runtime has no WebGPU (navigator.gpu)');
+  let adapter;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return cpu(`WebGPU requestAdapter failed: ${e?.message ?? e}`);
+  }
+  if (!adapter) return cpu('the browser offers no WebGPU adapter');
+  // `info.isFallbackAdapter` (Chrome 136+), formerly `adapter.isFallbackAdapter`.
+  if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) {
+    const name = ['vendor', 'architecture', 'description'].map((k) => adapter.info?.[k]).filter(Boolean).join(' ');
+    return cpu(name ? SOFTWARE.replace('adapter is', `adapter (${name}) is`) : SOFTWARE);
+  }
+  return { module: 'full', why: 'device "auto" found a hardware WebGPU adapter' };
+}
+
+/**
+ * Start veer: choose a device and the module it needs, compile that module, open the runtime.
+ * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string, cpuWasmUrl?: string, workerUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl', 'workerUrl']);
+  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl', 'cpuWasmUrl', 'workerUrl']);
+  for (const k of ['wasmUrl', 'cpuWasmUrl', 'workerUrl']) {
+    if (options[k] !== undefined && typeof options[k] !== 'string' && !(options[k] instanceof URL)) throw new VeerError('E_INVALID', `init: options.${k} must be a URL string`);
+  }
   const o = {
     device: options.device ?? 'auto',
     worker: options.worker ?? true,
     cache: options.cache ?? DEFAULT_CACHE,
-    wasmUrl: options.wasmUrl ? resolve(options.wasmUrl) : DEFAULT_WASM,
+    wasmUrls: {
+      cpu: options.cpuWasmUrl ? resolve(options.cpuWasmUrl) : DEFAULT_WASM.cpu,
+      full: options.wasmUrl ? resolve(options.wasmUrl) : DEFAULT_WASM.full,
+    },
     workerUrl: options.workerUrl ? resolve(options.workerUrl) : undefined,
   };
   if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
   const t0 = performance.now();
-  await compileWasm(o.wasmUrl); // timed apart: download + compilation of the module, once per page
+  const choice = await chooseModule(o.device);
+  const wasm = { kind: choice.module, url: o.wasmUrls[choice.module] };
+  await compileWasm(wasm.url, choice.module === 'cpu' ? 'veer_cpu_bg.wasm' : 'veer_bg.wasm'); // timed apart: download + compilation, once per page
   const t1 = performance.now();
-  const opened = await openChannel({ worker: o.worker, device: o.device, wasmUrl: o.wasmUrl, workerUrl: o.workerUrl, name: 'veer runtime' });
-  defaultRuntime = new Runtime(o, opened, { compileMs: Math.round(t1 - t0), startMs: Math.round(performance.now() - t1) });
+  // `auto` without a hardware adapter runs the CPU module on the CPU: it has no WebGPU to try.
+  const device = choice.fallback ? 'cpu' : o.device;
+  const opened = await openChannel({ worker: o.worker, device, wasm, workerUrl: o.workerUrl, name: 'veer runtime' });
+  if (choice.fallback) opened.info.fallbackReason = choice.fallback;
+  defaultRuntime = new Runtime(o, opened, { module: choice.module, moduleReason: choice.why, compileMs: Math.round(t1 - t0), startMs: Math.round(performance.now() - t1) });
   return defaultRuntime;
 }
 

@@ -7,9 +7,19 @@ import { fetchVerified } from './veer-fetch.js';
 
 const here = import.meta.url;
 
-/** Where page-relative URLs resolve: the document, else the worker/extension script. */
+/** The working directory as a file: URL with a trailing slash (Node, Deno, Bun), else undefined. */
+function cwdBase() {
+  const cwd = globalThis.process?.cwd?.() ?? globalThis.Deno?.cwd?.();
+  if (typeof cwd !== 'string') return undefined;
+  const path = cwd.replace(/\\/g, '/').replace(/\/?$/, '/');
+  // encodeURI leaves # and ? as they are: in a path they are characters, not URL syntax.
+  return `file://${path.startsWith('/') ? '' : '/'}${encodeURI(path).replace(/#/g, '%23').replace(/\?/g, '%3F')}`;
+}
+
+/** Where page-relative URLs resolve: the document, else the worker/extension script, else (Node,
+ * Deno) the working directory, so that plain paths are paths. */
 function pageBase() {
-  return globalThis.document?.baseURI ?? globalThis.location?.href ?? here;
+  return globalThis.document?.baseURI ?? globalThis.location?.href ?? cwdBase() ?? here;
 }
 
 export const resolve = (u) => new URL(String(u), pageBase()).href;

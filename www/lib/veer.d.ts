@@ -26,14 +26,19 @@ export class VeerError extends Error {
 }
 
 export interface InitOptions {
-  /** Default 'auto': WebGPU when the browser has a usable adapter, else the CPU (reason in `fallbackReason`). */
+  /** Default 'auto': WebGPU when the browser has a hardware adapter, else the CPU (reason in
+   * `fallbackReason`). 'cpu' and 'auto' without a hardware adapter load the CPU-only module
+   * (veer_cpu_bg.wasm); 'webgpu' and 'auto' with one load the full module (veer_bg.wasm). */
   device?: Device;
-  /** Run models in module Web Workers (default true); false runs them on the calling thread. */
+  /** Run models in module Web Workers (default true); false runs them on the calling thread. Where there
+   * is no `Worker` (Node.js) models run on the calling thread whatever this says. */
   worker?: boolean;
   /** Cache API name for model files (default 'veer-models-v1'); false: never cache. */
   cache?: string | false;
-  /** Where veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js, or where a bundler put it). */
+  /** Where the full module veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js, or where a bundler put it). */
   wasmUrl?: string;
+  /** Where the CPU-only module veer_cpu_bg.wasm is (default: ./pkg/veer_cpu_bg.wasm next to veer.js). */
+  cpuWasmUrl?: string;
   /** Where veer-worker.js is (default: next to veer.js, or the worker chunk a bundler emitted). */
   workerUrl?: string;
 }
@@ -179,7 +184,12 @@ export interface ModelInfo {
   /** The wasm instance's memory after the load (its peak so far: wasm memory never shrinks); with
    * `worker: true` the memory of the model's own worker. */
   memoryBytes: number;
+  /** The package's module the model runs in. */
+  module: WasmModule;
 }
+
+/** 'cpu': veer_cpu_bg.wasm, built without WebGPU; 'full': veer_bg.wasm, the CPU path and WebGPU. */
+export type WasmModule = 'cpu' | 'full';
 
 export class Runtime extends EventTarget {
   readonly device: 'webgpu' | 'cpu';
@@ -188,8 +198,9 @@ export class Runtime extends EventTarget {
   readonly fallbackReason?: string;
   readonly version: string;
   readonly worker: boolean;
-  /** Start-up timings: fetching + compiling veer_bg.wasm (once per page), then starting the runtime's worker and device. */
-  readonly info: { compileMs: number; startMs: number };
+  /** Which module `init()` loaded and why; start-up timings: choosing the module, fetching and
+   * compiling it (once per page), then starting the runtime's worker and device. */
+  readonly info: { module: WasmModule; moduleReason: string; compileMs: number; startMs: number };
   /** Max |difference| of a small matmul + softmax on this device against the CPU. */
   selfCheck(): Promise<number>;
   /** This machine's single-thread CPU bounds, measured in the runtime's worker (about a second). */
@@ -205,6 +216,8 @@ interface Model extends EventTarget {
   /** Set when the model moved to the CPU after a GPU failure, or 'auto' chose the CPU for it. */
   readonly fallbackReason?: string;
   readonly worker: boolean;
+  /** The module it runs in: 'cpu' on the CPU (after a GPU loss too), else 'full'. */
+  readonly module: WasmModule;
   readonly info: ModelInfo;
   /** Free the model and stop its worker; later calls reject with E_DISPOSED. */
   dispose(): void;
@@ -221,6 +234,7 @@ export class Classifier extends EventTarget implements Model {
   readonly device: 'webgpu' | 'cpu';
   readonly fallbackReason?: string;
   readonly worker: boolean;
+  readonly module: WasmModule;
   readonly info: ModelInfo;
   /** Label names in the model's order (empty for a plain encoder). */
   readonly labels: string[];
@@ -307,6 +321,7 @@ export class Generator extends EventTarget implements Model {
   readonly device: 'webgpu' | 'cpu';
   readonly fallbackReason?: string;
   readonly worker: boolean;
+  readonly module: WasmModule;
   readonly info: ModelInfo;
   /** What memory holds: 'q4' (a q4 folder) or 'int8' on the CPU by default, 'f32' on WebGPU or when
    * asked for. */
