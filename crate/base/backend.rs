@@ -137,7 +137,7 @@ pub async fn select(choice: DeviceChoice) -> Result<Backend> {
 #[cfg(target_arch = "wasm32")]
 async fn software_adapter() -> Option<String> {
     use wasm_bindgen::{JsCast, JsValue};
-    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let get = js_prop;
     let gpu = get(&get(&js_sys::global(), "navigator")?, "gpu")?;
     let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
     let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
@@ -156,13 +156,18 @@ async fn software_adapter() -> Option<String> {
     ))
 }
 
+/// `o[k]` through JS reflection, `None` when it is missing, undefined or null.
+#[cfg(target_arch = "wasm32")]
+fn js_prop(o: &wasm_bindgen::JsValue, k: &str) -> Option<wasm_bindgen::JsValue> {
+    js_sys::Reflect::get(o, &wasm_bindgen::JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
 /// Why wgpu's WebGPU backend cannot start in this JS realm: it needs a window or a worker global
 /// (`Window`, `WorkerGlobalScope`) with `navigator.gpu`, and panics without them.
 #[cfg(all(target_arch = "wasm32", feature = "wgpu"))]
 fn no_webgpu_here() -> Option<String> {
-    use wasm_bindgen::JsValue;
     let global = js_sys::global();
-    let has = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let has = js_prop;
     if has(&global, "Window").is_none() && has(&global, "WorkerGlobalScope").is_none() {
         return Some("no WebGPU here: this JavaScript runtime is neither a page nor a dedicated worker".into());
     }

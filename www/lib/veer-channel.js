@@ -13,6 +13,8 @@ export const DEFAULT_WASM = {
   cpu: new URL('./pkg/veer_cpu_bg.wasm', import.meta.url).href,
   full: new URL('./pkg/veer_bg.wasm', import.meta.url).href,
 };
+/** Each module's file name, as errors name it (whatever URL it was fetched from). */
+const WASM_FILES = { cpu: 'veer_cpu_bg.wasm', full: 'veer_bg.wasm' };
 
 /** The library's module worker: the literal form bundlers recognise, unless the page gave its own URL. */
 function startWorker(workerUrl, name) {
@@ -24,8 +26,9 @@ function startWorker(workerUrl, name) {
 
 const compiled = new Map();
 
-/** The module at `url`, fetched and compiled once per page. `file` names it in errors. */
-export function compileWasm(url, file = 'veer_bg.wasm') {
+/** Module `wasm` ({kind: 'cpu'|'full', url}), fetched and compiled once per page. */
+export function compileWasm({ kind, url }) {
+  const file = WASM_FILES[kind];
   if (!compiled.has(url)) {
     const p = (async () => {
       let res;
@@ -128,7 +131,7 @@ class InlineChannel {
 /** A channel with the wasm module `wasm` ({kind: 'cpu'|'full', url}) initialised on `device`;
  * resolves to {channel, info, inWorker, wasm}. Without a `Worker` (Node) the host runs inline. */
 export async function openChannel({ worker, device, wasm, workerUrl, isolated, name }) {
-  const module = await compileWasm(wasm.url, wasm.kind === 'cpu' ? 'veer_cpu_bg.wasm' : 'veer_bg.wasm');
+  const module = await compileWasm(wasm);
   const useWorker = worker && typeof Worker === 'function';
   const channel = useWorker ? new WorkerChannel(name, workerUrl) : await new InlineChannel().open();
   try {

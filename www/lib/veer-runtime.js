@@ -63,6 +63,8 @@ export class Runtime extends EventTarget {
   }
 }
 
+// The words of `software_adapter` in crate/base/backend.rs, which says the same to direct wasm users
+// (`Runtime.create('auto')`); here it is decided before any module is fetched.
 const SOFTWARE = 'the browser\'s WebGPU adapter is a software fallback (isFallbackAdapter), far slower than the CPU path; ask for device "webgpu" to use it anyway';
 
 /**
@@ -118,7 +120,7 @@ export async function init(options = {}) {
   const t0 = performance.now();
   const choice = await chooseModule(o.device);
   const wasm = { kind: choice.module, url: o.wasmUrls[choice.module] };
-  await compileWasm(wasm.url, choice.module === 'cpu' ? 'veer_cpu_bg.wasm' : 'veer_bg.wasm'); // timed apart: download + compilation, once per page
+  await compileWasm(wasm); // timed apart: download + compilation, once per page
   const t1 = performance.now();
   // `auto` without a hardware adapter runs the CPU module on the CPU: it has no WebGPU to try.
   const device = choice.fallback ? 'cpu' : o.device;
