@@ -37,6 +37,7 @@ distill: assets
 # veer_bg.wasm + veer.js: the CPU path and WebGPU (cubecl's compiler is most of its bytes).
 # wasm-bindgen and wasm-opt run only when a module cargo built (or WASM_OPT) changed: pkg/.source-KIND
 # holds the sha256 of the module they were last run on, so a second `make demo` serves within seconds.
+# pkg/veer-digests.js: both modules' sha256, the key under which the library keeps its module in the Cache API.
 # WASM_OPT: the full module's level, -Oz (default, what the package ships; ≈ 9 min here) or -O1 (≈ 3 min;
 # CI uses it to stay within its time, see .ci/run). WASM_OPT_CPU: the CPU module's, -O1, by measurement:
 # fewer bytes gzipped than -Oz (1.46 against 1.52 MB) at the same speed (docs/performance.md, "wasm size").
@@ -51,6 +52,7 @@ pkg: setup
 	@echo "==> building the full wasm module, CPU + WebGPU (release)"
 	cargo build --release $(WASM) --lib
 	@scripts/wasm-module.sh $(TARGET_DIR)/wasm32-unknown-unknown/release/veer.wasm veer "$(WASM_OPT)" $(WASM_OPT_FLAGS)
+	@scripts/wasm-digests.sh
 	@ln -sfn ../../pkg www/lib/pkg
 
 # The npm package: dist/veer-VERSION.tgz (npm pack of the library, the glue and the wasm; not published).

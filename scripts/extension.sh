@@ -9,7 +9,7 @@ model=${2:-sentiment}
 src=www/extension
 models=${VEER_WWW:-www}/models   # VEER_WWW: another copy of www/ (as the page tests take)
 
-for f in pkg/veer.js pkg/veer_bg.wasm pkg/veer_cpu.js pkg/veer_cpu_bg.wasm $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json; do
+for f in pkg/veer.js pkg/veer_bg.wasm pkg/veer_cpu.js pkg/veer_cpu_bg.wasm pkg/veer-digests.js $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json; do
   [[ -f $f ]] || { echo "extension: $f is missing (make pkg / make assets)" >&2; exit 1; }
 done
 mkdir -p "$out"
@@ -20,7 +20,7 @@ rm -rf "$out/veer" "$out/models"
 mkdir -p "$out/veer/pkg" "$out/models/sentiment"
 # The library's modules (all of www/lib/ but veer.d.ts and the pkg link), then both modules and their glue (the device is a setting).
 cp www/lib/*.js "$out/veer/"
-cp pkg/veer.js pkg/veer_bg.wasm pkg/veer_cpu.js pkg/veer_cpu_bg.wasm "$out/veer/pkg/"
+cp pkg/veer.js pkg/veer_bg.wasm pkg/veer_cpu.js pkg/veer_cpu_bg.wasm pkg/veer-digests.js "$out/veer/pkg/"
 # The extension loads models/sentiment/ by default, whichever model is packaged there.
 cp $models/$model/config.json $models/$model/model.safetensors $models/$model/tokenizer.json "$out/models/sentiment/"
 # sentence-transformers' settings, where the folder has them (the library reads them as the CLI does).

@@ -12,7 +12,7 @@ stage=target/npm/veer
 rm -rf "$stage" && mkdir -p "$stage/pkg" dist
 # Every plain file of www/lib/ (not its pkg link: the files of pkg/ are copied next).
 find www/lib -mindepth 1 -maxdepth 1 -type f -exec cp {} "$stage/" \;
-cp "$pkg/veer.js" "$pkg/veer_bg.wasm" "$pkg/veer_cpu.js" "$pkg/veer_cpu_bg.wasm" "$stage/pkg/"
+cp "$pkg/veer.js" "$pkg/veer_bg.wasm" "$pkg/veer_cpu.js" "$pkg/veer_cpu_bg.wasm" "$pkg/veer-digests.js" "$stage/pkg/"
 cp npm/README.md LICENSE-MIT LICENSE-APACHE "$stage/"
 node -e 'const fs = require("fs"); const p = JSON.parse(fs.readFileSync("npm/package.json", "utf8")); p.version = process.argv[1]; fs.writeFileSync(process.argv[2], JSON.stringify(p, null, 2) + "\n");' "$version" "$stage/package.json"
 rm -f "dist/veer-$version.tgz"

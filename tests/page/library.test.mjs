@@ -164,8 +164,9 @@ test("auto leaves a software WebGPU adapter for the CPU (and the CPU module) and
   } else {
     assert.deepEqual([got.auto.device, got.auto.module], ['webgpu', 'full'], JSON.stringify(got));
   }
-  // Each module fetched once per page, whatever the number of runtimes and workers.
-  assert.deepEqual(got.wasm.sort(), ['veer_bg.wasm', 'veer_cpu_bg.wasm']);
+  // Each module fetched at most once per page, whatever the number of runtimes and workers (none at all
+  // when an earlier test of this profile left it in the Cache API).
+  assert.equal(new Set(got.wasm).size, got.wasm.length, `a module fetched twice: ${got.wasm}`);
 });
 
 test('a trap ends one model instance only: the next call reloads it and says so (worker, inline, pool)', async () => {
@@ -309,6 +310,74 @@ test('a second load comes from the Cache API: no network fetch of the weights', 
     assert.deepEqual(weights, [], 'weights fetched from the network on the second load');
   } finally {
     context.off('request', onRequest);
+  }
+});
+
+test("the package's module is kept in the Cache API under its build's sha256: a later visit downloads no wasm; other bytes are not kept", async () => {
+  const requests = [];
+  const onRequest = (r) => requests.push(r.url());
+  context.on('request', onRequest);
+  // A visit: the CPU module's runtime classifies one text; then the cache's entries, once they are
+  // `want` (the entry is written after the compile, in the background; wait at most 5 s).
+  const visit = (want, options) => inPage(async (veer, [want, options]) => {
+    const rt = await veer.init({ device: 'cpu', ...options });
+    const clf = await rt.loadClassifier('models/sentiment/');
+    const out = { cached: rt.info.moduleCached, label: (await clf.classify('a lovely day')).label };
+    clf.dispose();
+    rt.dispose();
+    const entries = async () => (await (await caches.open('veer-wasm-v1')).keys()).map((r) => r.url.split('/').at(-1));
+    for (let i = 0; i < 100 && JSON.stringify(await entries()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 50));
+    out.entries = await entries();
+    return out;
+  }, [want, options]);
+  const { WASM_SHA256 } = await import(`${root}pkg/veer-digests.js`);
+  const key = `veer_cpu_bg.wasm?sha256=${WASM_SHA256.cpu}`;
+  try {
+    // A fresh cache holding an earlier build's entry at the same URL.
+    await inPage(async () => {
+      await caches.delete('veer-wasm-v1');
+      const c = await caches.open('veer-wasm-v1');
+      await c.put(new URL(`lib/pkg/veer_cpu_bg.wasm?sha256=${'0'.repeat(64)}`, location.href).href, new Response(new Uint8Array([0, 97, 115, 109])));
+    });
+    const first = await visit([key], {});
+    assert.deepEqual(first, { cached: false, label: 'positive', entries: [key] }, 'kept under the new digest; the earlier build dropped');
+    requests.length = 0;
+    const second = await visit([key], {});
+    assert.deepEqual(second, { cached: true, label: 'positive', entries: [key] });
+    assert.deepEqual(requests.filter((u) => u.endsWith('.wasm')), [], 'the second visit downloaded a module');
+    // `cache: false`: compiled from the network, nothing kept.
+    await inPage(async () => caches.delete('veer-wasm-v1'));
+    const off = await visit([], { cache: false });
+    assert.deepEqual(off, { cached: false, label: 'positive', entries: [] });
+  } finally {
+    context.off('request', onRequest);
+  }
+});
+
+test("a module whose bytes are not the build's runs but is not kept in the Cache API", async () => {
+  // The CPU module with one more custom section: valid wasm, the same code, another sha256 (a host
+  // serving a file from another build).
+  const wasm = readFileSync(`${root}pkg/veer_cpu_bg.wasm`);
+  const other = Buffer.concat([wasm, Buffer.from([0, 5, 4, ...Buffer.from('veer')])]);
+  const page = await blankPage(context, www);
+  const errors = watch(page);
+  await page.route('**/veer_cpu_bg.wasm', (route) => route.fulfill({ body: other, contentType: 'application/wasm' }));
+  try {
+    const got = await page.evaluate(async (lib) => {
+      await caches.delete('veer-wasm-v1');
+      const veer = await import(lib);
+      const rt = await veer.init({ device: 'cpu' });
+      const clf = await rt.loadClassifier('models/sentiment/');
+      const label = (await clf.classify('a lovely day')).label;
+      clf.dispose();
+      rt.dispose();
+      await new Promise((r) => setTimeout(r, 1500)); // the time the digest and a put take, many times over
+      return { cached: rt.info.moduleCached, label, entries: (await (await caches.open('veer-wasm-v1')).keys()).length };
+    }, `${www}lib/veer.js`);
+    assert.deepEqual(got, { cached: false, label: 'positive', entries: 0 });
+  } finally {
+    await page.close();
+    assert.deepEqual(errors, []);
   }
 });
 

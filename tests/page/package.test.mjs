@@ -161,7 +161,7 @@ test('the tarball unpacked under a plain page (no bundler) classifies and genera
   // The library is every plain file of www/lib/ (scripts/package.sh copies the folder), plus pkg/.
   const lib = readdirSync(`${root}www/lib`, { withFileTypes: true }).filter((d) => d.isFile()).map((d) => d.name);
   assert.deepEqual(files, [...lib, 'LICENSE-APACHE', 'LICENSE-MIT', 'README.md', 'package.json', 'pkg'].sort());
-  assert.deepEqual(readdirSync(join(site, 'package', 'pkg')).sort(), ['veer.js', 'veer_bg.wasm', 'veer_cpu.js', 'veer_cpu_bg.wasm']);
+  assert.deepEqual(readdirSync(join(site, 'package', 'pkg')).sort(), ['veer-digests.js', 'veer.js', 'veer_bg.wasm', 'veer_cpu.js', 'veer_cpu_bg.wasm']);
   const manifest = JSON.parse(readFileSync(join(site, 'package', 'package.json'), 'utf8'));
   assert.equal(manifest.version, version);
   assert.equal(manifest.exports['.'].types, './veer.d.ts');

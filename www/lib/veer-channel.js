@@ -4,7 +4,8 @@
 // `new URL('./…', import.meta.url)` expressions here, relative to this file, so that bundlers find them.
 
 import { VeerError, toVeerError, errorFromData } from './veer-error.js';
-import { request } from './veer-fetch.js';
+import { request, openCache, sha256 } from './veer-fetch.js';
+import { WASM_SHA256 } from './pkg/veer-digests.js';
 
 // The two modules of the package: `cpu` (built without WebGPU: a fraction of the bytes) and `full`
 // (the CPU path plus WebGPU). Literal, for bundlers: they copy the files and rewrite the URLs (do not
@@ -24,38 +25,82 @@ function startWorker(workerUrl, name) {
 
 // --- wasm compilation: once per page, the compiled module shared with every worker ----------------
 
+/** Where the package's own modules are kept between visits, each under its URL and sha256. */
+export const WASM_CACHE = 'veer-wasm-v1';
+
 const compiled = new Map();
 
-/** Module `wasm` ({kind: 'cpu'|'full', url}), fetched and compiled once per page. */
-export function compileWasm({ kind, url }) {
-  const file = WASM_FILES[kind];
+/**
+ * Module `wasm` ({kind: 'cpu'|'full', url, keep}), fetched and compiled once per page: `{module, cached}`.
+ * The package's own module (the URL it ships at, http or https) is kept in the Cache API under its
+ * sha256 from the build (pkg/veer-digests.js), so a later visit neither downloads nor revalidates it,
+ * and a new build is never mistaken for the old one. `keep: false` (init's `cache: false`) keeps nothing.
+ */
+export function compileWasm({ kind, url, keep = true }) {
   if (!compiled.has(url)) {
     const p = (async () => {
-      let res;
-      try {
-        res = await request(url);
-      } catch (e) {
-        throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
-      }
-      if (!res.ok) throw new VeerError('E_HTTP', `${file}: HTTP ${res.status} for ${url}`, { file, status: res.status });
-      if ((res.headers.get('content-type') ?? '').startsWith('application/wasm')) {
+      const digest = url === DEFAULT_WASM[kind] && /^https?:/.test(url) && keep ? WASM_SHA256[kind] : undefined;
+      const store = digest ? await openCache(WASM_CACHE) : null;
+      const key = store && `${url}?sha256=${digest}`;
+      const hit = store && (await store.match(key).catch(() => undefined));
+      if (hit) {
         try {
-          return await WebAssembly.compileStreaming(res.clone());
+          return { module: await compileResponse(hit, kind, url), cached: true };
         } catch {
-          // fall through to the buffered path
+          await store.delete(key).catch(() => {}); // a damaged entry: download it again
         }
       }
-      const bytes = await res.arrayBuffer();
-      try {
-        return await WebAssembly.compile(bytes);
-      } catch (e) {
-        throw new VeerError('E_CONTENT', `${file}: not a WebAssembly module (${url}): ${e.message}`, { file });
-      }
+      const res = await download(kind, url);
+      if (store) keepModule(store, key, url, digest, res.clone()); // not awaited: the compile need not wait
+      return { module: await compileResponse(res, kind, url), cached: false };
     })();
     compiled.set(url, p);
     p.catch(() => compiled.delete(url));
   }
   return compiled.get(url);
+}
+
+async function download(kind, url) {
+  const file = WASM_FILES[kind];
+  let res;
+  try {
+    res = await request(url);
+  } catch (e) {
+    throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
+  }
+  if (!res.ok) throw new VeerError('E_HTTP', `${file}: HTTP ${res.status} for ${url}`, { file, status: res.status });
+  return res;
+}
+
+async function compileResponse(res, kind, url) {
+  if ((res.headers.get('content-type') ?? '').startsWith('application/wasm')) {
+    try {
+      return await WebAssembly.compileStreaming(res.clone());
+    } catch {
+      // fall through to the buffered path
+    }
+  }
+  const bytes = await res.arrayBuffer();
+  try {
+    return await WebAssembly.compile(bytes);
+  } catch (e) {
+    const file = WASM_FILES[kind];
+    throw new VeerError('E_CONTENT', `${file}: not a WebAssembly module (${url}): ${e.message}`, { file });
+  }
+}
+
+/** Keep the downloaded module under `key` if its bytes are the build's (a host serving another file
+ * gets no entry), and drop the entries of earlier builds at the same URL. Failures (quota, storage
+ * turned off) only mean the next visit downloads again. */
+async function keepModule(store, key, url, digest, res) {
+  try {
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if ((await sha256(bytes)) !== digest) return;
+    await store.put(key, new Response(bytes, { headers: { 'content-type': 'application/wasm' } }));
+    for (const old of await store.keys()) if (old.url.startsWith(`${url}?`) && old.url !== key) await store.delete(old);
+  } catch {
+    // nothing kept
+  }
 }
 
 // --- channels: the same requests to a worker or to an inline host ----------------------------------
@@ -128,10 +173,10 @@ class InlineChannel {
   }
 }
 
-/** A channel with the wasm module `wasm` ({kind: 'cpu'|'full', url}) initialised on `device`;
+/** A channel with the wasm module `wasm` ({kind: 'cpu'|'full', url, keep}) initialised on `device`;
  * resolves to {channel, info, inWorker, wasm}. Without a `Worker` (Node) the host runs inline. */
 export async function openChannel({ worker, device, wasm, workerUrl, isolated, name }) {
-  const module = await compileWasm(wasm);
+  const { module } = await compileWasm(wasm);
   const useWorker = worker && typeof Worker === 'function';
   const channel = useWorker ? new WorkerChannel(name, workerUrl) : await new InlineChannel().open();
   try {

@@ -6,11 +6,12 @@ import { VeerError } from './veer-error.js';
 
 export const DEFAULT_CACHE = 'veer-models-v1';
 
-// Node.js (and Bun): no `fetch` for file: URLs, which is what plain paths resolve to there
-// (veer-sources.js). Deno's fetch reads file: URLs itself.
-const NODE = typeof process === 'object' && typeof process.versions?.node === 'string' && typeof globalThis.Deno === 'undefined';
+// Node.js, Bun and Deno: file: URLs, which is what plain paths resolve to there (veer-sources.js), are
+// read with node:fs. Node's fetch cannot read them; Deno's can, but throws on a missing file where a
+// server would answer 404 (which optional files and the errors rely on).
+const LOCAL_FS = (typeof process === 'object' && typeof process.versions?.node === 'string') || typeof globalThis.Deno === 'object';
 
-/** A local file as a `Response` (Node): 200 with its bytes, 404 when absent, as a static server answers. */
+/** A local file as a `Response` (Node, Deno): 200 with its bytes, 404 when absent, as a static server answers. */
 async function readLocal(url) {
   // Module names in variables, ignored by bundlers: a browser build never loads them.
   const fsName = 'node:fs/promises';
@@ -27,9 +28,9 @@ async function readLocal(url) {
   }
 }
 
-/** `fetch`, and in Node also for file: URLs. The one way the library requests a file. */
+/** `fetch`, and outside browsers also for file: URLs. The one way the library requests a file. */
 export function request(url, init) {
-  if (NODE && String(url).startsWith('file:')) return readLocal(String(url));
+  if (LOCAL_FS && String(url).startsWith('file:')) return readLocal(String(url));
   return fetch(url, init);
 }
 
@@ -131,7 +132,8 @@ async function readBody(response, { file, url, total, onProgress, signal, cached
   return loaded === buffer.length ? buffer : buffer.slice(0, loaded);
 }
 
-async function openCache(name) {
+/** The Cache API cache `name`, or null where there is none (Node, opaque origins, storage off). */
+export async function openCache(name) {
   if (!name || !globalThis.caches) return null;
   try {
     return await caches.open(name);
@@ -159,7 +161,9 @@ export async function fetchFile(url, o = {}) {
   const cacheName = o.cache === undefined ? DEFAULT_CACHE : o.cache;
   const t0 = performance.now();
   checkAbort(o.signal, file);
-  const cache = await openCache(cacheName);
+  // Only files from http(s) are kept: packaged and local ones (chrome-extension:, file:) are on the
+  // device already, and the Cache API takes no other scheme (Deno's throws on file:).
+  const cache = /^https?:/.test(url) ? await openCache(cacheName) : null;
 
   const verify = async (bytes) => {
     checkContent(bytes, kind, file);

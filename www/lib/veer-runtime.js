@@ -41,7 +41,7 @@ export class Runtime extends EventTarget {
   /** The module a model opened on `device` runs in: the CPU module for the CPU, else the runtime's. */
   _wasmFor(device) {
     const kind = device === 'cpu' ? 'cpu' : this.info.module;
-    return { kind, url: this.options.wasmUrls[kind] };
+    return { kind, url: this.options.wasmUrls[kind], keep: this.options.cache !== false };
   }
 
   /** The device a new model should ask for. */
@@ -119,14 +119,14 @@ export async function init(options = {}) {
   if (!['auto', 'webgpu', 'cpu'].includes(o.device)) throw new VeerError('E_INVALID', `init: options.device "${o.device}": expected "auto", "webgpu" or "cpu"`);
   const t0 = performance.now();
   const choice = await chooseModule(o.device);
-  const wasm = { kind: choice.module, url: o.wasmUrls[choice.module] };
-  await compileWasm(wasm); // timed apart: download + compilation, once per page
+  const wasm = { kind: choice.module, url: o.wasmUrls[choice.module], keep: o.cache !== false };
+  const { cached } = await compileWasm(wasm); // timed apart: download (or the Cache API) + compilation, once per page
   const t1 = performance.now();
   // `auto` without a hardware adapter runs the CPU module on the CPU: it has no WebGPU to try.
   const device = choice.fallback ? 'cpu' : o.device;
   const opened = await openChannel({ worker: o.worker, device, wasm, workerUrl: o.workerUrl, name: 'veer runtime' });
   if (choice.fallback) opened.info.fallbackReason = choice.fallback;
-  defaultRuntime = new Runtime(o, opened, { module: choice.module, moduleReason: choice.why, compileMs: Math.round(t1 - t0), startMs: Math.round(performance.now() - t1) });
+  defaultRuntime = new Runtime(o, opened, { module: choice.module, moduleReason: choice.why, moduleCached: cached, compileMs: Math.round(t1 - t0), startMs: Math.round(performance.now() - t1) });
   return defaultRuntime;
 }
 

@@ -200,7 +200,7 @@ export class Runtime extends EventTarget {
   readonly worker: boolean;
   /** Which module `init()` loaded and why; start-up timings: choosing the module, fetching and
    * compiling it (once per page), then starting the runtime's worker and device. */
-  readonly info: { module: WasmModule; moduleReason: string; compileMs: number; startMs: number };
+  readonly info: { module: WasmModule; moduleReason: string; moduleCached: boolean; compileMs: number; startMs: number };
   /** Max |difference| of a small matmul + softmax on this device against the CPU. */
   selfCheck(): Promise<number>;
   /** This machine's single-thread CPU bounds, measured in the runtime's worker (about a second). */
