@@ -38,10 +38,10 @@ distill: assets
 # wasm-bindgen and wasm-opt run only when a module cargo built (or WASM_OPT) changed: pkg/.source-KIND
 # holds the sha256 of the module they were last run on, so a second `make demo` serves within seconds.
 # pkg/veer-digests.js: both modules' sha256, the key under which the library keeps its module in the Cache API.
-# WASM_OPT: the full module's level, -Oz (default, what the package ships; ≈ 9 min here) or -O1 (≈ 3 min;
-# CI uses it to stay within its time, see .ci/run). WASM_OPT_CPU: the CPU module's, -O1, by measurement:
-# fewer bytes gzipped than -Oz (1.46 against 1.52 MB) at the same speed (docs/performance.md, "wasm size").
-WASM_OPT ?= -Oz
+# WASM_OPT, WASM_OPT_CPU: each module's wasm-opt level, -O1 by measurement: fewer bytes gzipped than -Oz
+# (full 3.99 against 4.11 MB, CPU 1.46 against 1.52, the CPU module at the same speed) in a third of the
+# time (docs/performance.md, "wasm size"). CI builds what the package ships.
+WASM_OPT ?= -O1
 WASM_OPT_CPU ?= -O1
 WASM_OPT_FLAGS := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue

@@ -1,6 +1,6 @@
 // Cold start as a visitor sees it, in headless Chromium (Debian's chromium, playwright-core): for the
 // sentiment classifier (q8) and SmolLM2 (the q4 folder, the default; the F16 folder with f32 weights), a first visit (new browser profile: empty HTTP cache and Cache API)
-// and a second visit (new page, same profile: models from the Cache API, the wasm from the HTTP cache).
+// and a second visit (new page, same profile: models and the wasm module from the Cache API).
 // Per visit: bytes the page downloaded, wasm fetch + compile, runtime start, model fetch and create
 // (parse + upload), first result, and the total to first result. Medians with min–max over --runs;
 // Markdown table on stdout, JSON in bench/results/<name>.json. Measures; asserts nothing. The visits run
@@ -64,6 +64,7 @@ async function visit(page, lib, model) {
         totalMs: Math.round(total),
         memoryMb: Math.round(m.info.memoryBytes / 1e5) / 10, // the model worker's wasm memory after load
         cached: m.info.cached,
+        moduleCached: rt.info.moduleCached,
       };
       m.dispose();
       rt.dispose();
