@@ -162,8 +162,11 @@ class InlineChannel {
   }
 
   async call(op, args) {
-    if (this.closed) throw new VeerError('E_DISPOSED', 'this model was disposed');
+    const disposed = () => new VeerError('E_DISPOSED', 'this model was disposed');
+    if (this.closed) throw disposed();
     const result = await this.host.handle(op, args);
+    // Closed while the call ran: it settles as a worker's pending calls do, with E_DISPOSED.
+    if (this.closed) throw disposed();
     return result && typeof result === 'object' && 'transfer' in result && 'value' in result ? result.value : result;
   }
 

@@ -18,7 +18,9 @@ export class Generator extends Model {
   }
 
   /** Token ids of `text` (no special tokens). */
-  encode(text) {
+  async encode(text) {
+    // Checked here: the wasm-bindgen glue passes a non-string on unchecked, and wasm traps on it.
+    if (typeof text !== 'string') throw new VeerError('E_INVALID', `encode: expected a string, got ${text === null ? 'null' : typeof text}`);
     return this._call('encode', { text });
   }
 
@@ -29,6 +31,7 @@ export class Generator extends Model {
 
   /** An in-context vector from `[{from, to}]` demonstration pairs. */
   async computeVector(pairs, { method } = {}) {
+    if (method !== undefined && typeof method !== 'string') throw new VeerError('E_INVALID', 'computeVector: options.method must be a string');
     const id = `${this.runtime._vectors++}:computed`;
     const d = await this._call('computeVector', { pairs, method, id });
     this._vectorsSent.add(id); // it stays in this generator's worker
@@ -90,6 +93,7 @@ export class Generator extends Model {
       const vectors = [];
       const terms = (steer ?? []).map((s, i) => {
         if (!(s?.vector instanceof Vector)) throw new VeerError('E_INVALID', `steer[${i}].vector: expected a Vector from loadVector or computeVector`);
+        if (s.strength !== undefined && !Number.isFinite(s.strength)) throw new VeerError('E_INVALID', `steer[${i}].strength: expected a finite number`);
         if (!this._vectorsSent.has(s.vector.id)) vectors.push({ id: s.vector.id, bytes: s.vector.bytes });
         const { vector, ...rest } = s;
         return { ...rest, vector: vector.id };

@@ -102,7 +102,7 @@ export async function chooseModule(device) {
  * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string, cpuWasmUrl?: string, workerUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  splitOptions('init', options, [], ['device', 'worker', 'cache', 'wasmUrl', 'cpuWasmUrl', 'workerUrl']);
+  splitOptions('init', options, ['worker', 'cache'], ['device', 'wasmUrl', 'cpuWasmUrl', 'workerUrl']);
   for (const k of ['wasmUrl', 'cpuWasmUrl', 'workerUrl']) {
     if (options[k] !== undefined && typeof options[k] !== 'string' && !(options[k] instanceof URL)) throw new VeerError('E_INVALID', `init: options.${k} must be a URL string`);
   }

@@ -52,6 +52,14 @@ export function checkOwnOption(what, k, v) {
   if (k === 'signal' && (typeof v !== 'object' || typeof v.aborted !== 'boolean' || typeof v.addEventListener !== 'function')) {
     throw new VeerError('E_INVALID', `${what}: options.signal must be an AbortSignal`);
   }
+  if (k === 'worker' && typeof v !== 'boolean') throw new VeerError('E_INVALID', `${what}: options.worker must be true or false`);
+  if (k === 'cache' && v !== false && (typeof v !== 'string' || v === '')) throw new VeerError('E_INVALID', `${what}: options.cache must be a cache name or false`);
+  // A string goes to wasm as it is: the glue does not check types, and a number there is a trap.
+  if (k === 'name' && typeof v !== 'string') throw new VeerError('E_INVALID', `${what}: options.name must be a string`);
+  // (an object's hashes are checked where each file is: a missing or malformed one is E_INTEGRITY)
+  if (k === 'integrity' && typeof v !== 'string' && (typeof v !== 'object' || Array.isArray(v))) {
+    throw new VeerError('E_INVALID', `${what}: options.integrity must be 'manifest', a sha256, or an object of them by role`);
+  }
 }
 
 /** Split `options` into the library's (type-checked) and the model's; `known` lists what the model side
