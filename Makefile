@@ -13,7 +13,7 @@ TEST_PORT ?= 8787
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT ?= 1800
 
-.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-longprompt bench-profile bench-train bench-teacher test-server steer-eval steer-judges fuzz clean
+.PHONY: setup veer assets distill pkg package demo serve extension test test-native test-browser test-webgpu-full test-page bench bench-browser bench-setup bench-compare bench-coldstart bench-memory bench-longprompt bench-profile bench-train bench-teacher test-server steer-eval steer-judges fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -136,6 +136,12 @@ bench-compare: setup assets pkg bench-setup
 # bytes, wasm compile, model load, first result. Writes bench/results/coldstart.json; asserts nothing.
 bench-coldstart: setup assets pkg
 	node bench/coldstart.mjs --runs $(RUNS)
+
+# Memory over a long session (CPU, workers): 1,000 classify calls, 100 generations, 20 load/dispose
+# cycles; the model's wasm memory and the page's JS heap before and after each (about 2 minutes). The
+# hostile-use page test checks a short version (no wasm growth, no listener left).
+bench-memory: setup assets pkg
+	node bench/memory.mjs
 
 # The longest prompt SmolLM2 accepts (its 8192-token context) on the browser CPU, prefilled in chunks;
 # one token more is an error. Minutes; writes bench/results/longprompt.json; asserts nothing.

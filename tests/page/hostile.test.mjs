@@ -105,6 +105,28 @@ async function runCases(veer, { worker }) {
       all.forEach((m) => m.dispose());
       return labels.join(',');
     },
+    'a long-lived signal: every abort listener added is removed': async () => {
+      const signal = new AbortController().signal;
+      let live = 0;
+      const add = signal.addEventListener.bind(signal);
+      const remove = signal.removeEventListener.bind(signal);
+      signal.addEventListener = (type, fn, o) => (type === 'abort' && live++, add(type, fn, o));
+      signal.removeEventListener = (type, fn, o) => (type === 'abort' && live--, remove(type, fn, o));
+      for (let i = 0; i < 5; i++) await clf.classify(['a', 'b'], { signal });
+      for (let i = 0; i < 2; i++) await tokens(gen, 2, { signal });
+      const m = await rt.loadClassifier('models/sentiment/', { signal });
+      m.dispose();
+      return live;
+    },
+    'memory stays flat: 50 classify calls and 5 generations add no wasm memory after a warm-up': async () => {
+      for (let i = 0; i < 5; i++) await clf.classify(['a warm-up text', 'another one']);
+      await tokens(gen, 8);
+      const before = [await clf.memoryBytes(), await gen.memoryBytes()];
+      for (let i = 0; i < 50; i++) await clf.classify(['a warm-up text', 'another one']);
+      for (let i = 0; i < 5; i++) await tokens(gen, 8);
+      const after = [await clf.memoryBytes(), await gen.memoryBytes()];
+      return after.map((a, i) => a - before[i]);
+    },
     'dispose() during a classify': async () => {
       const m = await rt.loadClassifier('models/sentiment/');
       const p = m.classify(Array.from({ length: 64 }, () => 'a long enough sentence to take a moment to classify'));
@@ -227,6 +249,8 @@ const EXPECTED = {
   'tokenize: an object': 'E_INVALID',
   '20 concurrent calls give the sequential results': 'ok:true',
   'the same folder loaded 3 times at once': 'ok:positive,positive,positive',
+  'a long-lived signal: every abort listener added is removed': 'ok:0',
+  'memory stays flat: 50 classify calls and 5 generations add no wasm memory after a warm-up': 'ok:[0,0]',
   'dispose() during a classify': 'E_DISPOSED',
   'a call after dispose()': 'E_DISPOSED',
   'dispose() twice': 'ok:quiet',

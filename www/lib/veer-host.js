@@ -220,6 +220,10 @@ export class Host {
   }
 
   /** Testing aid: what a wasm trap does (a RuntimeError; the instance is unusable afterwards). */
+  op_memoryBytes() {
+    return this.wasm.memoryBytes();
+  }
+
   op_simulateTrap() {
     throw new WebAssembly.RuntimeError('unreachable (simulated trap)');
   }

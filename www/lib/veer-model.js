@@ -136,6 +136,12 @@ export class Model extends EventTarget {
     }
   }
 
+  /** The wasm memory of this model's instance now, in bytes (a pool's first worker). wasm memory only
+   * grows: this is the high-water mark of everything the model did so far. */
+  memoryBytes() {
+    return this._call('memoryBytes', {});
+  }
+
   /** Testing aid: make this model's instance trap, as a panic or an out-of-memory would. */
   _simulateTrap() {
     return this._call('simulateTrap', {});

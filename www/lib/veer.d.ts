@@ -219,6 +219,8 @@ interface Model extends EventTarget {
   /** The module it runs in: 'cpu' on the CPU (after a GPU loss too), else 'full'. */
   readonly module: WasmModule;
   readonly info: ModelInfo;
+  /** The wasm memory of the model's instance now, in bytes: the high-water mark (wasm memory only grows). */
+  memoryBytes(): Promise<number>;
   /** Free the model and stop its worker; later calls reject with E_DISPOSED. */
   dispose(): void;
 }
@@ -257,6 +259,7 @@ export class Classifier extends EventTarget implements Model {
   /** After `trainClassifier`: examples, rows trained on and held out, epochs run, the best epoch and
    * its held-out loss, training time. */
   readonly training?: { examples: number; train: number; heldOut: number; epochs: number; bestEpoch: number; valLoss: number; ms: number };
+  memoryBytes(): Promise<number>;
   dispose(): void;
 }
 
@@ -342,6 +345,7 @@ export class Generator extends EventTarget implements Model {
   computeVector(pairs: { from: string; to: string }[], options?: { method?: 'pca' | 'mean' }): Promise<Vector>;
   encode(text: string): Promise<Uint32Array>;
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  memoryBytes(): Promise<number>;
   dispose(): void;
 }
 
