@@ -59,3 +59,18 @@ test('veer.js resolves in Node and exports what veer.d.ts declares', async () =>
     assert.equal(typeof veer.Runtime.prototype[name], 'function', `Runtime.prototype.${name}`);
   }
 });
+
+test("veer.d.ts's ErrorCode, docs/js-api.md's table and the codes thrown are one list; each code comes from where the table says", () => {
+  const sorted = (xs) => [...new Set(xs)].sort();
+  const dts = sorted([...source('veer.d.ts').match(/export type ErrorCode =([^;]+);/)[1].matchAll(/'(E_[A-Z_]+)'/g)].map((m) => m[1]));
+  const doc = readFileSync(`${root}docs/js-api.md`, 'utf8');
+  const rows = [...doc.matchAll(/^\| `(E_[A-Z_]+)` \| ([a-z ]+) \|/gm)].map((m) => ({ code: m[1], from: m[2] }));
+  const fromRust = sorted([...readFileSync(`${root}crate/base/error.rs`, 'utf8').matchAll(/"(E_[A-Z_]+)"/g)].map((m) => m[1]));
+  const fromJs = sorted(modules.flatMap((m) => [...source(m).matchAll(/'(E_[A-Z_]+)'/g)].map((x) => x[1])));
+  assert.deepEqual(sorted(rows.map((r) => r.code)), dts, 'the docs table against ErrorCode');
+  assert.deepEqual(sorted([...fromRust, ...fromJs]), dts, 'the codes Rust and the library throw against ErrorCode');
+  for (const { code, from } of rows) {
+    if (from.includes('model')) assert.ok(fromRust.includes(code), `${code}: the table says the model raises it; crate/base/error.rs does not`);
+    if (from.includes('library')) assert.ok(fromJs.includes(code), `${code}: the table says the library raises it; www/lib/ does not`);
+  }
+});
