@@ -381,6 +381,92 @@ test("a module whose bytes are not the build's runs but is not kept in the Cache
   }
 });
 
+test('a cache entry of another format, or cut short, is deleted and the file fetched again', async () => {
+  const got = await inPage(async (veer) => {
+    const rt = await veer.init({ device: 'cpu' });
+    const url = new URL('models/vectors/positive.safetensors', location.href).href;
+    const fetched = () => performance.getEntriesByType('resource').filter((e) => e.name === url).length;
+    const c = await caches.open('veer-models-v1');
+    await c.delete(url);
+    const first = await rt.loadVector(url);
+    const entry = await c.match(url);
+    const bytes = new Uint8Array(await entry.clone().arrayBuffer());
+    const out = { format: entry.headers.get('x-veer-cache'), fetched: [fetched()] };
+    await rt.loadVector(url); // from the cache
+    out.fetched.push(fetched());
+    // As an older veer (or another library) would have stored it: no format header.
+    await c.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+    await rt.loadVector(url);
+    out.fetched.push(fetched());
+    out.rewritten = (await c.match(url)).headers.get('x-veer-cache');
+    // Cut short: fewer bytes than it was stored with.
+    await c.put(url, new Response(bytes.slice(0, 100), { headers: { 'content-length': String(bytes.length), 'x-veer-cache': '1' } }));
+    const again = await rt.loadVector(url);
+    out.fetched.push(fetched());
+    out.same = again.toBytes().length === first.toBytes().length;
+    rt.dispose();
+    return out;
+  });
+  assert.deepEqual(got, { format: '1', fetched: [1, 1, 2, 3], rewritten: '1', same: true });
+});
+
+test("a download that stalls fails with E_NETWORK after init's stallTimeout, naming the file", async () => {
+  // The page's own origin (Chromium refuses a page's requests to another loopback port): a proxy to the
+  // test server, but for /stall/body, which sends headers and 100 of 1000 bytes and then nothing, and
+  // /stall/silent, which never answers.
+  const { createServer, get } = await import('node:http');
+  const held = [];
+  const proxy = createServer((req, res) => {
+    if (req.url.startsWith('/stall/')) {
+      held.push(res);
+      if (req.url.startsWith('/stall/body')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+        res.write(Buffer.alloc(100, 1));
+      }
+      return;
+    }
+    get(new URL(req.url, server.base), (up) => {
+      res.writeHead(up.statusCode, up.headers);
+      up.pipe(res);
+    }).on('error', () => res.destroy());
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${proxy.address().port}/`;
+  const page = await blankPage(context, `${base}${basename(wwwDir)}/`);
+  const errors = watch(page);
+  try {
+    const got = await page.evaluate(async (lib) => {
+      const veer = await import(lib);
+      const rt = await veer.init({ device: 'cpu', stallTimeout: 500 });
+      const attempt = async (p) => {
+        const t = performance.now();
+        return p.then(() => 'loaded', (e) => ({ code: e.code, message: e.message, s: Math.round((performance.now() - t) / 100) / 10 }));
+      };
+      const out = {
+        body: await attempt(rt.loadVector('/stall/body.safetensors')),
+        silent: await attempt(rt.loadVector('/stall/silent.safetensors')),
+        bad: await veer.init({ device: 'cpu', stallTimeout: -1 }).then(() => 'accepted', (e) => e.code),
+      };
+      out.after = (await rt.loadVector('models/vectors/positive.safetensors')).toBytes().length > 0;
+      rt.dispose();
+      return out;
+    }, `${base}${basename(wwwDir)}/lib/veer.js`);
+    assert.equal(got.body.code, 'E_NETWORK', JSON.stringify(got));
+    assert.match(got.body.message, /^body\.safetensors: no data after 100 bytes for 0\.5 s/);
+    assert.equal(got.silent.code, 'E_NETWORK', JSON.stringify(got));
+    assert.match(got.silent.message, /^silent\.safetensors: no response for 0\.5 s/);
+    for (const k of ['body', 'silent']) assert.ok(got[k].s < 5, `${k}: failed after ${got[k].s} s`);
+    assert.equal(got.bad, 'E_INVALID');
+    assert.equal(got.after, true);
+  } finally {
+    await page.close();
+    for (const res of held) res.destroy();
+    proxy.closeAllConnections();
+    proxy.close();
+  }
+  assert.deepEqual(errors.filter((e) => !/Failed to load resource|ERR_/.test(e)), []);
+});
+
 test('integrity cannot be skipped: a manifest entry must pin sha256 and size; an integrity object must hash every fetched file', async () => {
   const page = await blankPage(context, www);
   try {

@@ -5,6 +5,12 @@
 import { VeerError } from './veer-error.js';
 
 export const DEFAULT_CACHE = 'veer-models-v1';
+// The format of a cached model file: its bytes as verified, with the Content-Length they were stored
+// with. An entry without this header (an older veer, another writer) is fetched again.
+const CACHE_FORMAT_HEADER = 'x-veer-cache';
+const CACHE_FORMAT = '1';
+/** How long a download may go without a byte before it fails (ms; init's `stallTimeout`). */
+export const DEFAULT_STALL_TIMEOUT = 30_000;
 
 // Node.js, Bun and Deno: file: URLs, which is what plain paths resolve to there (veer-sources.js), are
 // read with node:fs. Node's fetch cannot read them; Deno's can, but throws on a missing file where a
@@ -79,7 +85,17 @@ export const MAX_FILE_BYTES = 2 ** 31;
 
 const mb = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
-async function readBody(response, { file, url, total, onProgress, signal, cached }) {
+/** `promise`, or E_NETWORK naming `file` when it has not settled within `ms` (0: no limit). */
+function withinStall(promise, ms, file, what) {
+  if (!ms) return promise;
+  let timer;
+  const stalled = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new VeerError('E_NETWORK', `${file}: ${what} for ${ms / 1000} s; stopped (init's stallTimeout)`, { file })), ms);
+  });
+  return Promise.race([promise, stalled]).finally(() => clearTimeout(timer));
+}
+
+async function readBody(response, { file, url, total, onProgress, signal, cached, stallTimeout = 0 }) {
   // Content-Length is the server's word (and counts compressed bytes): it sizes the first buffer
   // only within what the manifest declares, and a claim no instance could hold is refused unread.
   const claimed = Number(response.headers.get('content-length')) || 0;
@@ -102,7 +118,7 @@ async function readBody(response, { file, url, total, onProgress, signal, cached
   try {
     for (;;) {
       checkAbort(signal, file);
-      const { done, value } = await reader.read();
+      const { done, value } = await withinStall(reader.read(), stallTimeout, file, `no data after ${loaded} bytes`);
       if (done) break;
       if (loaded + value.length > limit) {
         const why = total === undefined ? `more than the ${mb(MAX_FILE_BYTES)} a wasm32 instance can load` : `more than the ${total} bytes expected (the manifest's size)`;
@@ -151,6 +167,7 @@ export async function openCache(name) {
  * @param {string} [o.sha256] expected hex digest; verified before the bytes are used or cached
  * @param {number} [o.size] expected byte size
  * @param {string|false} [o.cache] Cache API name (default `veer-models-v1`); false to bypass
+ * @param {number} [o.stallTimeout] ms without a response or a byte before E_NETWORK (0 or absent: none)
  * @param {boolean} [o.optional] resolve to `undefined` on 404 instead of throwing
  * @returns {Promise<{bytes: Uint8Array, cached: boolean, ms: number}>}
  */
@@ -183,6 +200,12 @@ export async function fetchFile(url, o = {}) {
     if (hit) {
       const bytes = await readBody(hit, { file, url, onProgress: o.onProgress, signal: o.signal, cached: true });
       try {
+        // An entry of another format version, or cut short (its bytes fewer than it was stored with), is
+        // not used: it is deleted and the file fetched again.
+        const stored = Number(hit.headers.get('content-length'));
+        if (hit.headers.get(CACHE_FORMAT_HEADER) !== CACHE_FORMAT || (stored && bytes.length !== stored)) {
+          throw new VeerError('E_INTEGRITY', `${file}: a cache entry of another format, or truncated`, { file });
+        }
         await verify(bytes);
         return { bytes, cached: true, ms: performance.now() - t0 };
       } catch (e) {
@@ -194,9 +217,10 @@ export async function fetchFile(url, o = {}) {
 
   let response;
   try {
-    response = await request(url, { signal: o.signal, cache: 'no-cache' });
+    response = await withinStall(request(url, { signal: o.signal, cache: 'no-cache' }), o.stallTimeout, file, 'no response');
   } catch (e) {
     if (o.signal?.aborted) throw new VeerError('E_ABORTED', `${file}: aborted`, { file });
+    if (e instanceof VeerError) throw e;
     // Packaged files (chrome-extension:, file:) have no 404: a missing one fails to fetch.
     if (o.optional && !/^https?:/.test(url)) return undefined;
     throw new VeerError('E_NETWORK', `${file}: could not fetch ${url}: ${e.message ?? e}`, { file });
@@ -211,12 +235,12 @@ export async function fetchFile(url, o = {}) {
     if (o.optional) return undefined;
     throw new VeerError('E_CONTENT', `${file}: the server answered with an HTML page (${type}), not ${kind}: wrong URL? (${url})`, { file });
   }
-  const bytes = await readBody(response, { file, url, total: o.size, onProgress: o.onProgress, signal: o.signal, cached: false });
+  const bytes = await readBody(response, { file, url, total: o.size, onProgress: o.onProgress, signal: o.signal, cached: false, stallTimeout: o.stallTimeout });
   await verify(bytes);
   if (cache) {
     // Only verified bytes are cached. A full quota or an incognito profile is not an error.
     try {
-      await cache.put(url, new Response(bytes, { headers: { 'content-type': type || 'application/octet-stream', 'content-length': String(bytes.length) } }));
+      await cache.put(url, new Response(bytes, { headers: { 'content-type': type || 'application/octet-stream', 'content-length': String(bytes.length), [CACHE_FORMAT_HEADER]: CACHE_FORMAT } }));
     } catch (e) {
       console.warn(`veer: could not cache ${file}: ${e.message ?? e}`);
     }
@@ -299,7 +323,7 @@ export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}
  * `optional` file that is absent: a 404, or in manifest mode a file the manifest does not list (it is
  * then not fetched at all, so nothing unverified is used and no failed request is made).
  */
-export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, onProgress, signal } = {}) {
+export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, stallTimeout, onProgress, signal } = {}) {
   let expected = { size };
   if (integrity && typeof integrity === 'object') {
     // Every fetched file is pinned or not used: without a hash it is an error, or absent if optional.
@@ -328,7 +352,7 @@ export async function fetchVerified(url, { role, name, kind, optional, integrity
     }
     return { bytes, cached: false, ms: 0 };
   }
-  return fetchFile(url, { file: name, kind, sha256: expected.sha256, size: expected.size, cache, optional, onProgress, signal });
+  return fetchFile(url, { file: name, kind, sha256: expected.sha256, size: expected.size, cache, stallTimeout, optional, onProgress, signal });
 }
 
 /** Remove every cached model file (or only those whose URL starts with `prefix`). */

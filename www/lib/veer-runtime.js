@@ -3,7 +3,7 @@
 // the `load*` methods).
 
 import { VeerError } from './veer-error.js';
-import { DEFAULT_CACHE } from './veer-fetch.js';
+import { DEFAULT_CACHE, DEFAULT_STALL_TIMEOUT } from './veer-fetch.js';
 import { resolve, splitOptions } from './veer-sources.js';
 import { DEFAULT_WASM, compileWasm, openChannel } from './veer-channel.js';
 
@@ -99,10 +99,12 @@ export async function chooseModule(device) {
 
 /**
  * Start veer: choose a device and the module it needs, compile that module, open the runtime.
- * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, wasmUrl?: string, cpuWasmUrl?: string, workerUrl?: string}} [options]
+ * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, stallTimeout?: number, wasmUrl?: string, cpuWasmUrl?: string, workerUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  splitOptions('init', options, ['worker', 'cache'], ['device', 'wasmUrl', 'cpuWasmUrl', 'workerUrl']);
+  splitOptions('init', options, ['worker', 'cache'], ['device', 'wasmUrl', 'cpuWasmUrl', 'workerUrl', 'stallTimeout']);
+  const stall = options.stallTimeout;
+  if (stall !== undefined && !(Number.isFinite(stall) && stall >= 0)) throw new VeerError('E_INVALID', 'init: options.stallTimeout must be a number of milliseconds (0: no limit)');
   for (const k of ['wasmUrl', 'cpuWasmUrl', 'workerUrl']) {
     if (options[k] !== undefined && typeof options[k] !== 'string' && !(options[k] instanceof URL)) throw new VeerError('E_INVALID', `init: options.${k} must be a URL string`);
   }
@@ -110,6 +112,7 @@ export async function init(options = {}) {
     device: options.device ?? 'auto',
     worker: options.worker ?? true,
     cache: options.cache ?? DEFAULT_CACHE,
+    stallTimeout: options.stallTimeout ?? DEFAULT_STALL_TIMEOUT,
     wasmUrls: {
       cpu: options.cpuWasmUrl ? resolve(options.cpuWasmUrl) : DEFAULT_WASM.cpu,
       full: options.wasmUrl ? resolve(options.wasmUrl) : DEFAULT_WASM.full,

@@ -35,6 +35,9 @@ export interface InitOptions {
   worker?: boolean;
   /** Cache API name for model files (default 'veer-models-v1'); false: never cache. */
   cache?: string | false;
+  /** How long a download may go without a response or a byte before it fails with E_NETWORK, in ms
+   * (default 30000; 0: no limit). */
+  stallTimeout?: number;
   /** Where the full module veer_bg.wasm is (default: ./pkg/veer_bg.wasm next to veer.js, or where a bundler put it). */
   wasmUrl?: string;
   /** Where the CPU-only module veer_cpu_bg.wasm is (default: ./pkg/veer_cpu_bg.wasm next to veer.js). */
