@@ -467,6 +467,70 @@ test("a download that stalls fails with E_NETWORK after init's stallTimeout, nam
   assert.deepEqual(errors.filter((e) => !/Failed to load resource|ERR_/.test(e)), []);
 });
 
+test('a full Cache API quota: the files are used uncached and the runtime says so with cacheerror events', async () => {
+  const got = await inPage(async (veer) => {
+    const put = Cache.prototype.put;
+    Cache.prototype.put = () => Promise.reject(new DOMException('the quota is full', 'QuotaExceededError'));
+    try {
+      const rt = await veer.init({ device: 'cpu', cache: 'veer-quota-test' });
+      const events = [];
+      rt.addEventListener('cacheerror', (e) => events.push(`${e.file} ${e.reason.split(':')[0]}`));
+      const clf = await rt.loadClassifier('models/sentiment/');
+      const label = (await clf.classify('a lovely day')).label;
+      await rt.loadVector('models/vectors/positive.safetensors');
+      clf.dispose();
+      rt.dispose();
+      const kept = (await (await caches.open('veer-quota-test')).keys()).length;
+      await caches.delete('veer-quota-test');
+      return { label, events: events.sort(), kept };
+    } finally {
+      Cache.prototype.put = put;
+    }
+  });
+  assert.deepEqual(got, {
+    label: 'positive',
+    kept: 0,
+    events: ['1_Pooling/config.json', 'config.json', 'model.safetensors', 'positive.safetensors', 'sentence_bert_config.json', 'tokenizer.json'].map((f) => `${f} QuotaExceededError`),
+  });
+});
+
+// Offline the files come from the Cache API with no request. A new model instance (a worker, or inline a
+// fresh import of the glue) also needs the library's own files, which offline only the HTTP cache (the
+// test server sends no-cache) or a service worker could give (docs/js-api.md, "Offline"): so here the
+// runtime's existing instance loads a vector, and fetchFile reads a model's files.
+test('offline after a first visit: files come from the Cache API without a request', async () => {
+  const requests = [];
+  const onRequest = (r) => r.url().includes('/models/') && requests.push(r.url());
+  const page = await blankPage(context, www);
+  const errors = watch(page);
+  try {
+    await page.evaluate(async (lib) => {
+      window.veer = await import(lib);
+      window.rt = await veer.init({ device: 'cpu' });
+      (await rt.loadClassifier('models/topic/', { integrity: 'manifest' })).dispose(); // online: cached
+      await rt.loadVector('models/vectors/positive.safetensors', { integrity: 'manifest' });
+    }, `${www}lib/veer.js`);
+    await context.setOffline(true);
+    context.on('request', onRequest);
+    const got = await page.evaluate(async () => {
+      const v = await rt.loadVector('models/vectors/positive.safetensors', { integrity: 'manifest' });
+      const files = {};
+      for (const [f, kind] of [['config.json', 'json'], ['tokenizer.json', 'json'], ['model.safetensors', 'safetensors']]) {
+        files[f] = (await veer.fetchFile(`models/topic/${f}`, { kind })).cached;
+      }
+      return { vector: v.toBytes().length > 0, files };
+    });
+    assert.deepEqual(got, { vector: true, files: { 'config.json': true, 'tokenizer.json': true, 'model.safetensors': true } });
+    assert.deepEqual(requests, [], 'requests made while offline');
+  } finally {
+    context.off('request', onRequest);
+    await context.setOffline(false);
+    await page.evaluate(() => rt.dispose()).catch(() => {});
+    await page.close();
+  }
+  assert.deepEqual(errors, []);
+});
+
 test('integrity cannot be skipped: a manifest entry must pin sha256 and size; an integrity object must hash every fetched file', async () => {
   const page = await blankPage(context, www);
   try {

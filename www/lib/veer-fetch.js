@@ -160,7 +160,7 @@ export async function openCache(name) {
 
 /**
  * Fetch one file as bytes.
- * @param {string|URL} url absolute URL
+ * @param {string|URL} url absolute, or relative to the page
  * @param {object} o
  * @param {string} [o.file] name used in progress events and errors (default: the URL's path)
  * @param {'json'|'safetensors'|'binary'} [o.kind] what the bytes must be
@@ -168,11 +168,17 @@ export async function openCache(name) {
  * @param {number} [o.size] expected byte size
  * @param {string|false} [o.cache] Cache API name (default `veer-models-v1`); false to bypass
  * @param {number} [o.stallTimeout] ms without a response or a byte before E_NETWORK (0 or absent: none)
+ * @param {(e: {file: string, url: string, reason: string}) => void} [o.onCacheError] a verified file could not be cached (quota, storage off); it is used all the same
  * @param {boolean} [o.optional] resolve to `undefined` on 404 instead of throwing
  * @returns {Promise<{bytes: Uint8Array, cached: boolean, ms: number}>}
  */
 export async function fetchFile(url, o = {}) {
-  url = String(url);
+  // Page-relative, as the docs show it; an absolute URL where there is no page (Node, Deno).
+  try {
+    url = new URL(String(url), globalThis.location?.href).href;
+  } catch {
+    throw new VeerError('E_INVALID', `fetchFile: not a URL${globalThis.location ? '' : ' (no page to resolve a relative one against: give an absolute or file: URL)'}`);
+  }
   const file = o.file ?? new URL(url).pathname.split('/').filter(Boolean).slice(-2).join('/');
   const kind = o.kind ?? 'binary';
   const cacheName = o.cache === undefined ? DEFAULT_CACHE : o.cache;
@@ -242,7 +248,10 @@ export async function fetchFile(url, o = {}) {
     try {
       await cache.put(url, new Response(bytes, { headers: { 'content-type': type || 'application/octet-stream', 'content-length': String(bytes.length), [CACHE_FORMAT_HEADER]: CACHE_FORMAT } }));
     } catch (e) {
-      console.warn(`veer: could not cache ${file}: ${e.message ?? e}`);
+      // The file is used uncached; the runtime says so with a `cacheerror` event.
+      const reason = `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+      if (o.onCacheError) o.onCacheError({ file, url, reason });
+      else console.warn(`veer: could not cache ${file}: ${reason}`);
     }
   }
   return { bytes, cached: false, ms: performance.now() - t0 };
@@ -323,7 +332,7 @@ export async function manifestEntry(fileUrl, { manifestUrl, signal, cache } = {}
  * `optional` file that is absent: a 404, or in manifest mode a file the manifest does not list (it is
  * then not fetched at all, so nothing unverified is used and no failed request is made).
  */
-export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, stallTimeout, onProgress, signal } = {}) {
+export async function fetchVerified(url, { role, name, kind, optional, integrity, resolve, bytes, size, cache, stallTimeout, onCacheError, onProgress, signal } = {}) {
   let expected = { size };
   if (integrity && typeof integrity === 'object') {
     // Every fetched file is pinned or not used: without a hash it is an error, or absent if optional.
@@ -352,7 +361,7 @@ export async function fetchVerified(url, { role, name, kind, optional, integrity
     }
     return { bytes, cached: false, ms: 0 };
   }
-  return fetchFile(url, { file: name, kind, sha256: expected.sha256, size: expected.size, cache, stallTimeout, optional, onProgress, signal });
+  return fetchFile(url, { file: name, kind, sha256: expected.sha256, size: expected.size, cache, stallTimeout, onCacheError, optional, onProgress, signal });
 }
 
 /** Remove every cached model file (or only those whose URL starts with `prefix`). */

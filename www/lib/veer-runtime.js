@@ -50,6 +50,12 @@ export class Runtime extends EventTarget {
     return this.requested === 'webgpu' ? 'webgpu' : 'auto';
   }
 
+  /** A verified file could not be kept in the Cache API (a full quota, storage turned off): it is used
+   * uncached, and a `cacheerror` event says which and why. */
+  _cacheError({ file, url, reason }) {
+    this.dispatchEvent(Object.assign(new Event('cacheerror'), { file, url, reason }));
+  }
+
   _fellBack(reason) {
     if (this.device === 'cpu') return;
     this.device = 'cpu';

@@ -122,7 +122,9 @@ export const fetchError = (e) => toVeerError(e, 'E_NETWORK');
  * files: {name: {size, cached, ms}}}; `owned` bytes were downloaded here and may be transferred.
  * Rejects with a VeerError.
  */
-export async function gather(sources, options, { cache: cacheName, stallTimeout }) {
+export async function gather(sources, options, runtime) {
+  const { cache: cacheName, stallTimeout } = runtime.options;
+  const onCacheError = (e) => runtime._cacheError(e);
   const files = {};
   const bytes = {};
   const owned = new Set();
@@ -135,7 +137,7 @@ export async function gather(sources, options, { cache: cacheName, stallTimeout 
   const all = Promise.all(
     Object.entries(sources).map(async ([role, s]) => {
       const r = s.url
-        ? await fetchVerified(s.url, { ...s, role, integrity: options.integrity, resolve, cache: cacheName, stallTimeout, onProgress: options.onProgress, signal: controller.signal })
+        ? await fetchVerified(s.url, { ...s, role, integrity: options.integrity, resolve, cache: cacheName, stallTimeout, onCacheError, onProgress: options.onProgress, signal: controller.signal })
         : await fetchVerified(undefined, { ...s, role, bytes: await toUint8(s.bytes), integrity: options.integrity });
       if (!r) return;
       bytes[role] = r.bytes;

@@ -168,6 +168,15 @@ export interface RestartEvent extends Event {
   readonly reason: string;
 }
 
+/** A Runtime's `cacheerror` event: a downloaded, verified file could not be kept in the Cache API (a full
+ * quota, storage turned off). The load goes on with the file uncached. */
+export interface CacheErrorEvent extends Event {
+  readonly file: string;
+  readonly url: string;
+  /** The Cache API's error, e.g. 'QuotaExceededError: …'. */
+  readonly reason: string;
+}
+
 export interface FallbackEvent extends Event {
   from?: string;
   to?: 'cpu';
@@ -194,6 +203,7 @@ export interface ModelInfo {
 /** 'cpu': veer_cpu_bg.wasm, built without WebGPU; 'full': veer_bg.wasm, the CPU path and WebGPU. */
 export type WasmModule = 'cpu' | 'full';
 
+/** Events: 'fallback' (FallbackEvent), 'cacheerror' (CacheErrorEvent). */
 export class Runtime extends EventTarget {
   readonly device: 'webgpu' | 'cpu';
   readonly requested: Device;
