@@ -412,8 +412,32 @@ pub fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Resu
         // serde_json appends " at line 1 column N": positions in a JSON text the caller never wrote.
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or_default();
-        Error::Invalid(format!("{what}: {message}"))
+        Error::Invalid(format!("{what}: {}", without_values(message)))
     })
+}
+
+/// A serde error message without the strings it quotes from the input (`invalid type: string "…"`): they
+/// may be the user's text (a stop sequence), which errors never contain. Types, field names and variant
+/// names (`unknown variant `int4``: an identifier checked against a fixed list) stay.
+pub fn without_values(message: &str) -> String {
+    const OPEN: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at + OPEN.len() - 1]);
+        out.push_str("(value not shown)");
+        // The value is Debug-escaped: \" inside it is not its end.
+        let value = &rest[at + OPEN.len()..];
+        let mut escaped = false;
+        let end = value.char_indices().find(|&(_, c)| {
+            let closes = !escaped && c == '"';
+            escaped = !escaped && c == '\\';
+            closes
+        });
+        rest = end.map_or("", |(i, _)| &value[i + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The JSON field names of a request type, as JS writes them (for the test that keeps veer.d.ts in step).
@@ -427,6 +451,17 @@ pub fn field_names<T: Serialize + Default>() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_errors_never_quote_the_input() {
+        let e = from_json::<GenerateOptions>(r#"{"temperature": "SECRET \"quoted\" hot"}"#, "generate").unwrap_err().to_string();
+        assert!(!e.contains("SECRET") && e.contains("invalid type: string (value not shown)") && e.contains("expected f32"), "{e}");
+        let e = from_json::<GenerateOptions>(r#"{"stop": [1], "max_tokens": 2}"#, "generate").unwrap_err().to_string();
+        assert!(e.contains("invalid type: integer"), "{e}");
+        assert_eq!(without_values("unknown variant `int4`, expected `f32` or `int8`"), "unknown variant `int4`, expected `f32` or `int8`");
+        assert_eq!(without_values("no values here"), "no values here");
+        assert_eq!(without_values("string \"open"), "string (value not shown)");
+    }
 
     #[test]
     fn unknown_fields_are_errors_that_list_the_known_ones() {

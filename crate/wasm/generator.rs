@@ -59,7 +59,8 @@ impl Generator {
     #[wasm_bindgen(js_name = applyChatTemplate)]
     pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsError> {
         let messages: Vec<crate::tasks::generate::Message> =
-            serde_wasm_bindgen::from_value(messages).map_err(|e| js(Error::Invalid(format!("messages: expected [{{role, content}}]: {e}"))))?;
+            // serde-wasm-bindgen's message prints the offending value (the user's text): not passed on.
+            serde_wasm_bindgen::from_value(messages).map_err(|_| js(Error::Invalid("messages: expected [{role, content}], both strings".into())))?;
         self.model.apply_chat_template(&messages, add_generation_prompt).map_err(js)
     }
 
@@ -145,7 +146,7 @@ impl Generator {
     /// Compute an in-context vector from `pairs` (`[{from, to}]`); `method`: `"pca"` (default) or `"mean"`.
     #[wasm_bindgen(js_name = computeVector)]
     pub async fn compute_vector(&self, pairs: JsValue, method: Option<String>) -> Result<Vector, JsError> {
-        let pairs: Vec<crate::steering::icv::Pair> = serde_wasm_bindgen::from_value(pairs).map_err(|e| js(Error::Invalid(format!("pairs: expected [{{from, to}}]: {e}"))))?;
+        let pairs: Vec<crate::steering::icv::Pair> = serde_wasm_bindgen::from_value(pairs).map_err(|_| js(Error::Invalid("pairs: expected [{from, to}], both strings".into())))?;
         let ids = pairs
             .iter()
             .map(|p| Ok((self.model.encode(&p.from)?, self.model.encode(&p.to)?)))
