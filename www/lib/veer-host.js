@@ -219,11 +219,11 @@ export class Host {
     return { value: { ...Host.describe(v), bytes }, transfer: [bytes.buffer] };
   }
 
-  /** Testing aid: what a wasm trap does (a RuntimeError; the instance is unusable afterwards). */
   op_memoryBytes() {
     return this.wasm.memoryBytes();
   }
 
+  /** Testing aid: what a wasm trap does (a RuntimeError; the instance is unusable afterwards). */
   op_simulateTrap() {
     throw new WebAssembly.RuntimeError('unreachable (simulated trap)');
   }

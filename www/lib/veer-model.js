@@ -21,7 +21,7 @@ export class Model extends EventTarget {
    * has its own wasm instance, inline too, so a trap in one leaves the others working. */
   async _open(device, { signal } = {}) {
     const t0 = performance.now();
-    const g = await gather(this._sources, { ...this._options, signal }, this.runtime);
+    const g = await gather(this._sources, { ...this._options, signal }, this.runtime._fetchSettings());
     const tFetched = performance.now();
     const worker = this._options.worker ?? this.runtime.options.worker;
     const opened = await openChannel({ worker, device, wasm: this.runtime._wasmFor(device), workerUrl: this.runtime.options.workerUrl, isolated: true, name: `veer ${this.kind}` });

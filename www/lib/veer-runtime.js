@@ -50,10 +50,15 @@ export class Runtime extends EventTarget {
     return this.requested === 'webgpu' ? 'webgpu' : 'auto';
   }
 
-  /** A verified file could not be kept in the Cache API (a full quota, storage turned off): it is used
-   * uncached, and a `cacheerror` event says which and why. */
-  _cacheError({ file, url, reason }) {
-    this.dispatchEvent(Object.assign(new Event('cacheerror'), { file, url, reason }));
+  /** What every download on this runtime is fetched with (fetchVerified's options): the cache, the stall
+   * limit, and a `cacheerror` event when a verified file could not be kept in the Cache API (a full
+   * quota, storage turned off; it is used uncached). */
+  _fetchSettings() {
+    return {
+      cache: this.options.cache,
+      stallTimeout: this.options.stallTimeout,
+      onCacheError: ({ file, url, reason }) => this.dispatchEvent(Object.assign(new Event('cacheerror'), { file, url, reason })),
+    };
   }
 
   _fellBack(reason) {
@@ -108,9 +113,7 @@ export async function chooseModule(device) {
  * @param {{device?: 'auto'|'webgpu'|'cpu', worker?: boolean, cache?: string|false, stallTimeout?: number, wasmUrl?: string, cpuWasmUrl?: string, workerUrl?: string}} [options]
  */
 export async function init(options = {}) {
-  splitOptions('init', options, ['worker', 'cache'], ['device', 'wasmUrl', 'cpuWasmUrl', 'workerUrl', 'stallTimeout']);
-  const stall = options.stallTimeout;
-  if (stall !== undefined && !(Number.isFinite(stall) && stall >= 0)) throw new VeerError('E_INVALID', 'init: options.stallTimeout must be a number of milliseconds (0: no limit)');
+  splitOptions('init', options, ['worker', 'cache', 'stallTimeout'], ['device', 'wasmUrl', 'cpuWasmUrl', 'workerUrl']);
   for (const k of ['wasmUrl', 'cpuWasmUrl', 'workerUrl']) {
     if (options[k] !== undefined && typeof options[k] !== 'string' && !(options[k] instanceof URL)) throw new VeerError('E_INVALID', `init: options.${k} must be a URL string`);
   }

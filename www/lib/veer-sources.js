@@ -54,6 +54,7 @@ export function checkOwnOption(what, k, v) {
   }
   if (k === 'worker' && typeof v !== 'boolean') throw new VeerError('E_INVALID', `${what}: options.worker must be true or false`);
   if (k === 'cache' && v !== false && (typeof v !== 'string' || v === '')) throw new VeerError('E_INVALID', `${what}: options.cache must be a cache name or false`);
+  if (k === 'stallTimeout' && !(Number.isFinite(v) && v >= 0)) throw new VeerError('E_INVALID', `${what}: options.stallTimeout must be a number of milliseconds (0: no limit)`);
   // A string goes to wasm as it is: the glue does not check types, and a number there is a trap.
   if (k === 'name' && typeof v !== 'string') throw new VeerError('E_INVALID', `${what}: options.name must be a string`);
   // (an object's hashes are checked where each file is: a missing or malformed one is E_INTEGRITY)
@@ -118,13 +119,11 @@ export async function toUint8(v) {
 export const fetchError = (e) => toVeerError(e, 'E_NETWORK');
 
 /**
- * Fetch (or take) every file, verified. Resolves to {bytes: {role: Uint8Array}, owned: Set<role>,
- * files: {name: {size, cached, ms}}}; `owned` bytes were downloaded here and may be transferred.
+ * Fetch (or take) every file, verified, with the runtime's `settings` (`Runtime._fetchSettings()`).
+ * Resolves to {bytes: {role: Uint8Array}, owned: Set<role>, files: {name: {size, cached, ms}}}; `owned` bytes were downloaded here and may be transferred.
  * Rejects with a VeerError.
  */
-export async function gather(sources, options, runtime) {
-  const { cache: cacheName, stallTimeout } = runtime.options;
-  const onCacheError = (e) => runtime._cacheError(e);
+export async function gather(sources, options, settings) {
   const files = {};
   const bytes = {};
   const owned = new Set();
@@ -137,7 +136,7 @@ export async function gather(sources, options, runtime) {
   const all = Promise.all(
     Object.entries(sources).map(async ([role, s]) => {
       const r = s.url
-        ? await fetchVerified(s.url, { ...s, role, integrity: options.integrity, resolve, cache: cacheName, stallTimeout, onCacheError, onProgress: options.onProgress, signal: controller.signal })
+        ? await fetchVerified(s.url, { ...s, role, integrity: options.integrity, resolve, ...settings, onProgress: options.onProgress, signal: controller.signal })
         : await fetchVerified(undefined, { ...s, role, bytes: await toUint8(s.bytes), integrity: options.integrity });
       if (!r) return;
       bytes[role] = r.bytes;

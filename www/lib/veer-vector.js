@@ -56,7 +56,7 @@ export async function loadVector(source, options = {}) {
   const name = isUrl ? String(source).split('/').pop() : 'vector';
   if (isUrl) {
     const integrity = own.integrity?.sha256 ? { vector: own.integrity.sha256 } : own.integrity;
-    const r = await fetchVerified(resolve(source), { role: 'vector', name, kind: 'binary', size: own.integrity?.size, integrity, resolve, cache: rt.options.cache, stallTimeout: rt.options.stallTimeout, onCacheError: (e) => rt._cacheError(e), onProgress: own.onProgress, signal: own.signal }).catch((e) => Promise.reject(fetchError(e)));
+    const r = await fetchVerified(resolve(source), { role: 'vector', name, kind: 'binary', size: own.integrity?.size, integrity, resolve, ...rt._fetchSettings(), onProgress: own.onProgress, signal: own.signal }).catch((e) => Promise.reject(fetchError(e)));
     bytes = r.bytes;
   } else if (isBytes(source)) {
     bytes = (await toUint8(source)).slice();
